@@ -1,0 +1,369 @@
+/*
+ * tryon/core.h - the base every other module stands on.
+ *
+ * Sections:
+ *   1. Export macro
+ *   2. Status codes and error detail
+ *   3. Structured logging
+ *   4. Clocks and time
+ *   5. UUIDs
+ *   6. Bounded buffers
+ *   7. Arenas
+ *   8. Configuration
+ *
+ * Thread-safety: everything here is safe to call from several threads at once,
+ * except that a given tryon_buf, tryon_arena or tryon_config belongs to one thread at a
+ * time, and tryon_log_set_* are meant for program start-up.
+ */
+#ifndef TRYON_CORE_H
+#define TRYON_CORE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- 1. Export macro */
+
+/* The library is built with -fvisibility=hidden; only symbols marked TRYON_API are
+ * part of its interface. */
+#define TRYON_API __attribute__((visibility("default")))
+
+#if defined(__GNUC__)
+#define TRYON_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#define TRYON_NODISCARD __attribute__((warn_unused_result))
+#else
+#define TRYON_PRINTF(fmt, args)
+#define TRYON_NODISCARD
+#endif
+
+/* ------------------------------------------------- 2. Status codes and error detail */
+
+/*
+ * Every status the library returns. Values are only ever appended: a status keeps its
+ * number forever (logs and stored error rows refer to it). Each entry is
+ * X(SUFFIX, "snake_code", "message"); the enum value is TRYON_<SUFFIX>.
+ */
+#define TRYON_STATUS_MAP(X)                                                        \
+  X(OK, "ok", "success")                                                           \
+  X(E_NOMEM, "out_of_memory", "out of memory")                                     \
+  X(E_INVALID, "invalid_argument", "invalid argument")                             \
+  X(E_TOO_LARGE, "too_large", "size limit exceeded")                               \
+  X(E_CONFIG, "invalid_config", "invalid configuration")                           \
+  X(E_IO, "io_error", "input/output error")                                        \
+  X(E_NOT_FOUND, "not_found", "not found")                                         \
+  X(E_CONFLICT, "conflict", "duplicate or conflicting entry")                      \
+  X(E_CONSTRAINT, "constraint_violation", "data constraint violated")              \
+  X(E_TIMEOUT, "timeout", "operation timed out")                                   \
+  X(E_DB, "database_error", "database error")                                      \
+  X(E_DB_UNAVAILABLE, "database_unavailable", "database unavailable")              \
+  X(E_POOL_TIMEOUT, "pool_timeout", "timed out waiting for a database connection") \
+  X(E_SERIALIZATION, "serialization_failure", "transaction conflict, try again")   \
+  X(E_MIGRATION, "migration_refused", "migration refused")                         \
+  X(E_INTERNAL, "internal_error", "internal error")
+
+typedef enum tryon_status {
+#define TRYON__STATUS_ENUM(suffix, code, msg) TRYON_##suffix,
+  TRYON_STATUS_MAP(TRYON__STATUS_ENUM)
+#undef TRYON__STATUS_ENUM
+      TRYON__STATUS_COUNT
+} tryon_status;
+
+/* "TRYON_E_NOMEM" for TRYON_E_NOMEM; "TRYON_UNKNOWN" for a value out of range.
+ * Returns a static string. */
+TRYON_API const char *tryon_status_name(tryon_status s);
+/* "out_of_memory": the stable snake_case code used in JSON errors and CLI output. */
+TRYON_API const char *tryon_status_code(tryon_status s);
+/* "out of memory": a short lower-case message, no trailing period. */
+TRYON_API const char *tryon_status_message(tryon_status s);
+
+#define TRYON_ERR_MESSAGE_MAX 1024
+
+/*
+ * Detail about a failure, owned by the caller (usually on its stack) and passed down
+ * as an optional `tryon_err *` (NULL is always accepted). Never holds a secret.
+ */
+typedef struct tryon_err {
+  tryon_status status;
+  int http_status;                     /* 0 unless an HTTP exchange failed */
+  char sqlstate[6];                    /* "" unless PostgreSQL reported one */
+  char message[TRYON_ERR_MESSAGE_MAX]; /* "" or a human message, NUL-terminated */
+} tryon_err;
+
+/* Clears err (no-op for NULL). */
+TRYON_API void tryon_err_clear(tryon_err *err);
+/* Sets err->status and a formatted message (truncated to fit) and returns `status`, so
+ * a failing path can `return tryon_err_set(err, TRYON_E_INVALID, "...")`. NULL err is
+ * accepted; the status is still returned. */
+TRYON_API tryon_status tryon_err_set(tryon_err *err, tryon_status status, const char *fmt, ...)
+    TRYON_PRINTF(3, 4);
+TRYON_API tryon_status tryon_err_setv(tryon_err *err, tryon_status status, const char *fmt,
+                                      va_list ap) TRYON_PRINTF(3, 0);
+/* The message if set, else the status's generic message. Borrowed from err. */
+TRYON_API const char *tryon_err_message(const tryon_err *err);
+
+/* ------------------------------------------------------------ 3. Structured logging */
+
+typedef enum tryon_log_level {
+  TRYON_LOG_DEBUG = 0,
+  TRYON_LOG_INFO = 1,
+  TRYON_LOG_WARN = 2,
+  TRYON_LOG_ERROR = 3,
+} tryon_log_level;
+
+/* "debug", "info", "warn", "error". */
+TRYON_API const char *tryon_log_level_name(tryon_log_level level);
+/* Parses one of the names above (case-insensitive); TRYON_E_INVALID otherwise. */
+TRYON_API tryon_status tryon_log_level_parse(const char *name, tryon_log_level *out);
+
+typedef enum tryon_log_field_type {
+  TRYON_LOG_FIELD_STR,
+  TRYON_LOG_FIELD_INT,
+  TRYON_LOG_FIELD_BOOL,
+} tryon_log_field_type;
+
+/* One key/value of a log line. Keys and strings are borrowed for the call. */
+typedef struct tryon_log_field {
+  const char *key;
+  tryon_log_field_type type;
+  const char *s;
+  int64_t i;
+} tryon_log_field;
+
+#define TRYON_LF_STR(k, v) ((tryon_log_field){.key = (k), .type = TRYON_LOG_FIELD_STR, .s = (v)})
+#define TRYON_LF_INT(k, v) ((tryon_log_field){.key = (k), .type = TRYON_LOG_FIELD_INT, .i = (v)})
+#define TRYON_LF_BOOL(k, v) \
+  ((tryon_log_field){.key = (k), .type = TRYON_LOG_FIELD_BOOL, .i = (v) ? 1 : 0})
+
+/*
+ * The sink receives each finished line: one JSON object
+ * {"ts":"2026-11-28T18:11:13.123Z","level":"info","msg":"...",<fields>} without a
+ * trailing newline. `line` is borrowed for the call. The library installs no sink: it
+ * never prints; programs install one at start-up.
+ */
+typedef void (*tryon_log_sink_fn)(tryon_log_level level, const char *line, void *ud);
+
+/* Installs the sink (NULL drops every line). Call at start-up. */
+TRYON_API void tryon_log_set_sink(tryon_log_sink_fn fn, void *ud);
+/* Lines below `level` are dropped before they are formatted. Default: INFO. */
+TRYON_API void tryon_log_set_level(tryon_log_level level);
+TRYON_API tryon_log_level tryon_log_get_level(void);
+/* Whether a line at `level` would be written (to skip costly field preparation). */
+TRYON_API int tryon_log_enabled(tryon_log_level level);
+
+/*
+ * Formats and sends one line. Field values must never be secrets (tokens, initData,
+ * passwords): the logger cannot tell. A field named "ts", "level" or "msg" is
+ * rejected silently (dropped), so a line's frame cannot be forged.
+ */
+TRYON_API void tryon_log_write(tryon_log_level level, const char *msg,
+                               const tryon_log_field *fields, size_t nfields);
+
+#define TRYON__LOG(level, msg, ...)                                                                \
+  do {                                                                                             \
+    const tryon_log_field tryon__lf_[] = {{.key = NULL}, __VA_ARGS__};                             \
+    tryon_log_write((level), (msg), tryon__lf_ + 1, sizeof tryon__lf_ / sizeof tryon__lf_[0] - 1); \
+  } while (0)
+/* TRYON_LOG_INFO("migration applied", TRYON_LF_STR("name", n), TRYON_LF_INT("ms", t)); */
+#define TRYON_LOG_DEBUG(msg, ...) TRYON__LOG(TRYON_LOG_DEBUG, msg, ##__VA_ARGS__)
+#define TRYON_LOG_INFO(msg, ...) TRYON__LOG(TRYON_LOG_INFO, msg, ##__VA_ARGS__)
+#define TRYON_LOG_WARN(msg, ...) TRYON__LOG(TRYON_LOG_WARN, msg, ##__VA_ARGS__)
+#define TRYON_LOG_ERROR(msg, ...) TRYON__LOG(TRYON_LOG_ERROR, msg, ##__VA_ARGS__)
+
+/*
+ * Copies a PostgreSQL connection string (URL or key=value form) into `out` with any
+ * password replaced by "***", for log lines and error messages. Always NUL-terminates
+ * (truncating when `cap` is short). `out` is caller-owned.
+ */
+TRYON_API void tryon_log_redact_conninfo(const char *conninfo, char *out, size_t cap);
+
+/* ------------------------------------------------------------------ 4. Clocks and time */
+
+/*
+ * A clock returns wall-clock time in milliseconds since the Unix epoch. Code that
+ * needs "now" takes a `const tryon_clock *`; NULL means the system clock. Tests pass a
+ * clock of their own to make time-dependent behaviour exact.
+ */
+typedef struct tryon_clock {
+  int64_t (*now_ms)(void *ud);
+  void *ud;
+} tryon_clock;
+
+/* Wall-clock milliseconds from `clock` (NULL: CLOCK_REALTIME). */
+TRYON_API int64_t tryon_clock_now_ms(const tryon_clock *clock);
+/* Monotonic milliseconds, for durations and deadlines (never from a test clock). */
+TRYON_API int64_t tryon_time_monotonic_ms(void);
+
+/* A fixed, settable clock for tests: a tryon_clock whose ud points at it. */
+typedef struct tryon_fixed_clock {
+  tryon_clock clock;
+  int64_t ms;
+} tryon_fixed_clock;
+/* Initialises `fc` to read `ms` until fc->ms is changed. */
+TRYON_API void tryon_fixed_clock_init(tryon_fixed_clock *fc, int64_t ms);
+
+#define TRYON_TIME_ISO8601_LEN 25 /* "2026-11-28T18:11:13.123Z" + NUL */
+/* Formats ms since the epoch as UTC "YYYY-MM-DDTHH:MM:SS.mmmZ" into `out`. */
+TRYON_API void tryon_time_format_iso8601(int64_t ms, char out[TRYON_TIME_ISO8601_LEN]);
+
+/* ------------------------------------------------------------------------- 5. UUIDs */
+
+typedef struct tryon_uuid {
+  uint8_t b[16];
+} tryon_uuid;
+
+#define TRYON_UUID_STR_LEN 37 /* 36 characters + NUL */
+
+/* A random (version 4) UUID from OpenSSL's CSPRNG. TRYON_E_INTERNAL if the RNG fails. */
+TRYON_API tryon_status tryon_uuid_v4(tryon_uuid *out);
+/* A time-ordered (version 7) UUID: 48 bits of `clock` milliseconds, then random bits.
+ * Good as a primary key (index locality). */
+TRYON_API tryon_status tryon_uuid_v7(const tryon_clock *clock, tryon_uuid *out);
+/* Lower-case canonical text form into `out`. */
+TRYON_API void tryon_uuid_format(const tryon_uuid *u, char out[TRYON_UUID_STR_LEN]);
+/* Parses the canonical 8-4-4-4-12 hex form (either case); TRYON_E_INVALID otherwise. */
+TRYON_API tryon_status tryon_uuid_parse(const char *s, tryon_uuid *out);
+
+/* ---------------------------------------------------------------- 6. Bounded buffers */
+
+/*
+ * A growable byte buffer with a hard ceiling chosen at creation. `data` is always
+ * NUL-terminated (the terminator is not counted in `len` nor in the ceiling), so text
+ * can be used as a C string. An append that would pass `max` fails with
+ * TRYON_E_TOO_LARGE and leaves the buffer as it was.
+ *
+ *   tryon_buf b;
+ *   tryon_buf_init(&b, 64 * 1024);
+ *   if (tryon_buf_append(&b, p, n) != TRYON_OK) ...
+ *   tryon_buf_release(&b);
+ */
+typedef struct tryon_buf {
+  char *data; /* owned; never NULL after init (points at "" while empty) */
+  size_t len;
+  size_t cap; /* allocated bytes, 0 while data points at the static "" */
+  size_t max; /* ceiling for len */
+} tryon_buf;
+
+TRYON_API void tryon_buf_init(tryon_buf *b, size_t max);
+/* Frees the storage; the buffer is empty and usable again (same ceiling). */
+TRYON_API void tryon_buf_release(tryon_buf *b);
+/* Empties the buffer, keeping its storage. */
+TRYON_API void tryon_buf_reset(tryon_buf *b);
+TRYON_API tryon_status tryon_buf_append(tryon_buf *b, const void *data, size_t n);
+TRYON_API tryon_status tryon_buf_append_str(tryon_buf *b, const char *s);
+TRYON_API tryon_status tryon_buf_appendf(tryon_buf *b, const char *fmt, ...) TRYON_PRINTF(2, 3);
+/* Hands the storage to the caller (who frees it with free()) and empties the buffer.
+ * Never returns NULL unless memory runs out; an empty buffer yields a fresh "". */
+TRYON_API char *tryon_buf_steal(tryon_buf *b, size_t *len_out);
+
+/* -------------------------------------------------------------------------- 7. Arenas */
+
+/*
+ * A region allocator for the work of one request or one job: allocate freely, free
+ * everything at once with tryon_arena_free, which also runs the registered cleanups
+ * (PGresult, cJSON, temp files ...) in reverse order of registration. An arena has a
+ * ceiling on the bytes it hands out; past it, allocation returns NULL.
+ */
+typedef struct tryon_arena tryon_arena;
+
+typedef void (*tryon_cleanup_fn)(void *ptr);
+
+/* A new arena handing out at most `limit` bytes (0: no limit but memory). NULL on OOM. */
+TRYON_API tryon_arena *tryon_arena_new(size_t limit);
+/* Runs the cleanups (last registered first), then frees all memory. NULL is a no-op. */
+TRYON_API void tryon_arena_free(tryon_arena *a);
+/* `n` bytes aligned for any type, zeroed. NULL when out of memory or past the limit. */
+TRYON_API void *tryon_arena_alloc(tryon_arena *a, size_t n);
+/* A copy of `s` (NULL gives NULL) / of `n` bytes of `s` plus a NUL. */
+TRYON_API char *tryon_arena_strdup(tryon_arena *a, const char *s);
+TRYON_API char *tryon_arena_strndup(tryon_arena *a, const char *s, size_t n);
+TRYON_API char *tryon_arena_sprintf(tryon_arena *a, const char *fmt, ...) TRYON_PRINTF(2, 3);
+/*
+ * Registers fn(ptr) to run when the arena is freed; from then on the arena owns ptr.
+ * If registration itself fails (out of memory) fn(ptr) runs at once and TRYON_E_NOMEM
+ * is returned, so the resource never leaks.
+ */
+TRYON_API tryon_status tryon_arena_cleanup_add(tryon_arena *a, tryon_cleanup_fn fn, void *ptr);
+/* Bytes handed out so far (for metrics and tests). */
+TRYON_API size_t tryon_arena_used(const tryon_arena *a);
+
+/* -------------------------------------------------------------------- 8. Configuration */
+
+/*
+ * Every setting of the programs, one X-macro list, so the loader, `.env.example` and
+ * the test that checks them agree. X(field, "TRYON_NAME", kind, "default", needs).
+ * `needs` says which programs require the variable (TRYON_CONFIG_NEED_*); a variable
+ * with a default is never missing. Kinds: STR, URL (http/https), DBURL (libpq
+ * conninfo), PORT (1..65535), INT_POOL (1..200), INT_MS (1..3600000), LEVEL (log
+ * level), SECRET (a string never echoed; at least 32 bytes), TOKEN (never echoed).
+ */
+#define TRYON_CONFIG_MAP(X)                                                                 \
+  X(database_url, "TRYON_DATABASE_URL", DBURL, NULL, TRYON_CONFIG_NEED_DB)                  \
+  X(db_pool_size, "TRYON_DB_POOL_SIZE", INT_POOL, "8", 0)                                   \
+  X(db_pool_timeout_ms, "TRYON_DB_POOL_TIMEOUT_MS", INT_MS, "5000", 0)                      \
+  X(migrations_dir, "TRYON_MIGRATIONS_DIR", STR, NULL, 0)                                   \
+  X(http_port, "TRYON_HTTP_PORT", PORT, "8080", 0)                                          \
+  X(public_url, "TRYON_PUBLIC_URL", URL, "http://localhost:8080", 0)                        \
+  X(log_level, "TRYON_LOG_LEVEL", LEVEL, "info", 0)                                         \
+  X(storage_dir, "TRYON_STORAGE_DIR", STR, "var/storage", 0)                                \
+  X(bot_token, "TRYON_BOT_TOKEN", TOKEN, NULL, TRYON_CONFIG_NEED_AUTH)                      \
+  X(jwt_secret, "TRYON_JWT_SECRET", SECRET, NULL, TRYON_CONFIG_NEED_AUTH)                   \
+  X(kie_api_url, "TRYON_KIE_API_URL", URL, "https://api.kie.ai", 0)                         \
+  X(kie_upload_url, "TRYON_KIE_UPLOAD_URL", URL, "https://kieai.redpandaai.co", 0)          \
+  X(openrouter_api_url, "TRYON_OPENROUTER_API_URL", URL, "https://openrouter.ai/api/v1", 0) \
+  X(yookassa_api_url, "TRYON_YOOKASSA_API_URL", URL, "https://api.yookassa.ru/v3", 0)       \
+  X(telegram_api_url, "TRYON_TELEGRAM_API_URL", URL, "https://api.telegram.org", 0)
+
+/* What a program needs beyond the defaults; OR them into `needs`. */
+enum {
+  TRYON_CONFIG_NEED_DB = 1u << 0,   /* TRYON_DATABASE_URL */
+  TRYON_CONFIG_NEED_AUTH = 1u << 1, /* TRYON_BOT_TOKEN and TRYON_JWT_SECRET */
+};
+
+/* The validated settings. Strings are owned by the struct (freed by
+ * tryon_config_release); an unset optional string is NULL. */
+typedef struct tryon_config {
+  char *database_url;
+  int db_pool_size;
+  int db_pool_timeout_ms;
+  char *migrations_dir;
+  int http_port;
+  char *public_url;
+  tryon_log_level log_level;
+  char *storage_dir;
+  char *bot_token;
+  char *jwt_secret;
+  char *kie_api_url;
+  char *kie_upload_url;
+  char *openrouter_api_url;
+  char *yookassa_api_url;
+  char *telegram_api_url;
+} tryon_config;
+
+/*
+ * Loads the settings in this order: defaults, then the `.env` file at `dotenv_path`
+ * (NULL or a missing file: skipped), then `envp` (a NULL-terminated "NAME=value" array,
+ * usually the program's `environ`; NULL: none). An empty value counts as unset.
+ * Then validates, and on any problem returns TRYON_E_CONFIG with one message in err
+ * listing every missing or malformed variable (values of secrets are never quoted).
+ * A malformed `.env` line is reported the same way (with its line number).
+ *
+ * On success `cfg` holds owned copies; on failure it is left released (zeroed).
+ * The library never calls getenv: programs pass their environment.
+ */
+TRYON_API tryon_status tryon_config_load(tryon_config *cfg, const char *const *envp,
+                                         const char *dotenv_path, unsigned needs, tryon_err *err);
+/* Frees the strings and zeroes cfg. A zeroed cfg is accepted. */
+TRYON_API void tryon_config_release(tryon_config *cfg);
+
+/* The names of every variable, in TRYON_CONFIG_MAP order (for docs and tests). */
+TRYON_API size_t tryon_config_var_count(void);
+TRYON_API const char *tryon_config_var_name(size_t i);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TRYON_CORE_H */
