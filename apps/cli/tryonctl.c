@@ -1,0 +1,244 @@
+/*
+ * tryonctl - the operators' command line.
+ *
+ * Exit codes, for every command: 0 done, 1 refused (the command ran and said no:
+ * bad configuration, database unavailable, a migration refused ...), 2 usage.
+ * Commands are a table; each has --help.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <tryon/core.h>
+#include <tryon/db.h>
+
+#include "app.h"
+
+enum { EXIT_OK = 0, EXIT_REFUSED = 1, EXIT_USAGE = 2 };
+
+typedef struct command {
+  const char *name;
+  const char *summary;
+  const char *usage;
+  int (*run)(int argc, char **argv);
+} command;
+
+/* "tryonctl: <what> <arg>" and the command's usage line on stderr; exit code 2. */
+static int usage_error(const char *cmd_usage, const char *what, const char *arg) {
+  fprintf(stderr, "tryonctl: %s %s\nusage: %s\n", what, arg, cmd_usage);
+  return EXIT_USAGE;
+}
+
+static bool is_help(const char *a) {
+  return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
+}
+
+/* Prints a cJSON document on one line and frees it. */
+static void print_json(cJSON *doc) {
+  char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
+  if (text != NULL)
+    printf("%s\n", text);
+  else
+    fprintf(stderr, "tryonctl: out of memory printing JSON\n");
+  cJSON_free(text);
+  cJSON_Delete(doc);
+}
+
+static void print_json_error(const tryon_err *err) {
+  cJSON *doc = cJSON_CreateObject();
+  cJSON *e = cJSON_AddObjectToObject(doc, "error");
+  cJSON_AddStringToObject(e, "code", tryon_status_code(err->status));
+  cJSON_AddStringToObject(e, "message", tryon_err_message(err));
+  print_json(doc);
+}
+
+/* ---------------------------------------------------------------------------- version */
+
+static const char version_usage[] = "tryonctl version [--json]";
+
+static int cmd_version(int argc, char **argv) {
+  bool json = false;
+  for (int i = 1; i < argc; i++) {
+    if (is_help(argv[i])) {
+      printf("usage: %s\n\nPrints the version of tryon.\n", version_usage);
+      return EXIT_OK;
+    }
+    if (strcmp(argv[i], "--json") == 0)
+      json = true;
+    else
+      return usage_error(version_usage, "unknown argument", argv[i]);
+  }
+  if (json) {
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "version", tryon_app_version());
+    print_json(doc);
+  } else
+    printf("tryonctl %s\n", tryon_app_version());
+  return EXIT_OK;
+}
+
+/* ---------------------------------------------------------------------------- migrate */
+
+static const char migrate_usage[] = "tryonctl migrate [--status] [--dir DIR] [--json]";
+
+static const char migrate_help[] =
+    "Applies the pending migrations of DIR to the database at TRYON_DATABASE_URL, each\n"
+    "in its own transaction, in version order. Running it again changes nothing.\n"
+    "It refuses (exit 1) when the database holds a migration that no file provides or a\n"
+    "file was changed after it was applied.\n"
+    "\n"
+    "  --status    list the migrations and whether each is applied; change nothing\n"
+    "  --dir DIR   the migrations folder (default: TRYON_MIGRATIONS_DIR, else the\n"
+    "              folder this build came from)\n"
+    "  --json      print the result as JSON\n";
+
+static void print_report(const tryon_db_migrations *rep, bool status_only, bool json) {
+  size_t pending = 0;
+  for (size_t i = 0; i < rep->count; i++)
+    pending += !rep->items[i].applied;
+  if (json) {
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(doc, "migrations");
+    for (size_t i = 0; i < rep->count; i++) {
+      const tryon_db_migration *m = &rep->items[i];
+      cJSON *o = cJSON_CreateObject();
+      cJSON_AddItemToArray(arr, o);
+      cJSON_AddNumberToObject(o, "version", (double)m->version);
+      cJSON_AddStringToObject(o, "name", m->name);
+      cJSON_AddBoolToObject(o, "applied", m->applied);
+      cJSON_AddBoolToObject(o, "has_file", m->has_file);
+      if (m->applied) {
+        char ts[TRYON_TIME_ISO8601_LEN];
+        tryon_time_format_iso8601(m->applied_at_ms, ts);
+        cJSON_AddStringToObject(o, "applied_at", ts);
+      }
+    }
+    cJSON_AddNumberToObject(doc, "pending", (double)pending);
+    if (!status_only)
+      cJSON_AddNumberToObject(doc, "newly_applied", (double)rep->newly_applied);
+    print_json(doc);
+    return;
+  }
+  if (status_only) {
+    printf("%-8s  %-40s  %-8s  %s\n", "VERSION", "NAME", "STATE", "APPLIED AT");
+    for (size_t i = 0; i < rep->count; i++) {
+      const tryon_db_migration *m = &rep->items[i];
+      char ts[TRYON_TIME_ISO8601_LEN] = "-";
+      if (m->applied)
+        tryon_time_format_iso8601(m->applied_at_ms, ts);
+      printf("%-8lld  %-40s  %-8s  %s\n", (long long)m->version, m->name,
+             !m->has_file ? "unknown"
+             : m->applied ? "applied"
+                          : "pending",
+             ts);
+    }
+    printf("%zu migration(s), %zu pending\n", rep->count, pending);
+    return;
+  }
+  if (rep->newly_applied == 0)
+    printf("database is up to date (%zu migration(s))\n", rep->count);
+  else
+    printf("applied %zu migration(s); database is up to date (%zu in all)\n", rep->newly_applied,
+           rep->count);
+}
+
+static int cmd_migrate(int argc, char **argv) {
+  bool status_only = false, json = false;
+  const char *dir = NULL;
+  tryon_config cfg = {0};
+  tryon_db *db = NULL;
+  tryon_db_migrations rep = {0};
+  tryon_err err;
+  int rc = EXIT_OK;
+
+  tryon_err_clear(&err);
+  for (int i = 1; i < argc; i++) {
+    if (is_help(argv[i])) {
+      printf("usage: %s\n\n%s", migrate_usage, migrate_help);
+      return EXIT_OK;
+    }
+    if (strcmp(argv[i], "--status") == 0)
+      status_only = true;
+    else if (strcmp(argv[i], "--json") == 0)
+      json = true;
+    else if (strcmp(argv[i], "--dir") == 0) {
+      if (i + 1 >= argc)
+        return usage_error(migrate_usage, "missing folder after", argv[i]);
+      dir = argv[++i];
+    } else
+      return usage_error(migrate_usage, "unknown argument", argv[i]);
+  }
+
+  if (tryon_app_init("tryonctl", TRYON_CONFIG_NEED_DB, &cfg) != 0) {
+    rc = EXIT_REFUSED;
+    goto out;
+  }
+  /* Operators read the command's own output; routine info lines would only clutter it. */
+  if (cfg.log_level < TRYON_LOG_WARN && cfg.log_level != TRYON_LOG_DEBUG)
+    tryon_log_set_level(TRYON_LOG_WARN);
+  if (dir == NULL)
+    dir = tryon_app_migrations_dir(&cfg);
+
+  tryon_db_options opt = {.conninfo = cfg.database_url,
+                          .pool_size = 1,
+                          .acquire_timeout_ms = cfg.db_pool_timeout_ms,
+                          .application_name = "tryonctl"};
+  if (tryon_db_new(&opt, &db, &err) != TRYON_OK) {
+    rc = EXIT_REFUSED;
+    goto out;
+  }
+  tryon_status st = status_only ? tryon_db_migration_status(db, dir, &rep, &err)
+                                : tryon_db_migrate(db, dir, &rep, &err);
+  if (rep.count > 0 || st == TRYON_OK)
+    print_report(&rep, status_only, json);
+  if (st != TRYON_OK)
+    rc = EXIT_REFUSED;
+out:
+  if (rc == EXIT_REFUSED && err.status != TRYON_OK) {
+    if (json)
+      print_json_error(&err);
+    fprintf(stderr, "tryonctl: migrate: %s\n", tryon_err_message(&err));
+  }
+  tryon_db_migrations_release(&rep);
+  tryon_db_free(db);
+  tryon_config_release(&cfg);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------------- main */
+
+static const command commands[] = {
+    {"migrate", "apply database migrations, or list them with --status", migrate_usage,
+     cmd_migrate},
+    {"version", "print the version", version_usage, cmd_version},
+};
+
+static void print_help(FILE *f) {
+  fprintf(f, "usage: tryonctl COMMAND [ARGS...]\n\n"
+             "The operators' tool of tryon. Settings come from the environment and .env\n"
+             "(see .env.example). Every command takes --help.\n\ncommands:\n");
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f, "\nexit codes: 0 done, 1 refused, 2 usage\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    print_help(stderr);
+    return EXIT_USAGE;
+  }
+  if (is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
+    print_help(stdout);
+    return EXIT_OK;
+  }
+  if (strcmp(argv[1], "--version") == 0)
+    return cmd_version(1, argv + 1);
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+    if (strcmp(argv[1], commands[i].name) == 0)
+      return commands[i].run(argc - 1, argv + 1);
+  }
+  fprintf(stderr, "tryonctl: unknown command %s (see tryonctl --help)\n", argv[1]);
+  return EXIT_USAGE;
+}
