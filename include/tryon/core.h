@@ -19,6 +19,7 @@
 #define TRYON_CORE_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,23 +48,39 @@ extern "C" {
  * number forever (logs and stored error rows refer to it). Each entry is
  * X(SUFFIX, "snake_code", "message"); the enum value is TRYON_<SUFFIX>.
  */
-#define TRYON_STATUS_MAP(X)                                                        \
-  X(OK, "ok", "success")                                                           \
-  X(E_NOMEM, "out_of_memory", "out of memory")                                     \
-  X(E_INVALID, "invalid_argument", "invalid argument")                             \
-  X(E_TOO_LARGE, "too_large", "size limit exceeded")                               \
-  X(E_CONFIG, "invalid_config", "invalid configuration")                           \
-  X(E_IO, "io_error", "input/output error")                                        \
-  X(E_NOT_FOUND, "not_found", "not found")                                         \
-  X(E_CONFLICT, "conflict", "duplicate or conflicting entry")                      \
-  X(E_CONSTRAINT, "constraint_violation", "data constraint violated")              \
-  X(E_TIMEOUT, "timeout", "operation timed out")                                   \
-  X(E_DB, "database_error", "database error")                                      \
-  X(E_DB_UNAVAILABLE, "database_unavailable", "database unavailable")              \
-  X(E_POOL_TIMEOUT, "pool_timeout", "timed out waiting for a database connection") \
-  X(E_SERIALIZATION, "serialization_failure", "transaction conflict, try again")   \
-  X(E_MIGRATION, "migration_refused", "migration refused")                         \
-  X(E_INTERNAL, "internal_error", "internal error")
+#define TRYON_STATUS_MAP(X)                                                               \
+  X(OK, "ok", "success")                                                                  \
+  X(E_NOMEM, "out_of_memory", "out of memory")                                            \
+  X(E_INVALID, "invalid_argument", "invalid argument")                                    \
+  X(E_TOO_LARGE, "too_large", "size limit exceeded")                                      \
+  X(E_CONFIG, "invalid_config", "invalid configuration")                                  \
+  X(E_IO, "io_error", "input/output error")                                               \
+  X(E_NOT_FOUND, "not_found", "not found")                                                \
+  X(E_CONFLICT, "conflict", "duplicate or conflicting entry")                             \
+  X(E_CONSTRAINT, "constraint_violation", "data constraint violated")                     \
+  X(E_TIMEOUT, "timeout", "operation timed out")                                          \
+  X(E_DB, "database_error", "database error")                                             \
+  X(E_DB_UNAVAILABLE, "database_unavailable", "database unavailable")                     \
+  X(E_POOL_TIMEOUT, "pool_timeout", "timed out waiting for a database connection")        \
+  X(E_SERIALIZATION, "serialization_failure", "transaction conflict, try again")          \
+  X(E_MIGRATION, "migration_refused", "migration refused")                                \
+  X(E_INTERNAL, "internal_error", "internal error")                                       \
+  X(E_INITDATA_MALFORMED, "initdata_malformed", "init data is malformed")                 \
+  X(E_INITDATA_DUPLICATE_KEY, "initdata_duplicate_key", "init data repeats a field")      \
+  X(E_INITDATA_MISSING_HASH, "initdata_missing_hash", "init data has no hash")            \
+  X(E_INITDATA_MISSING_FIELD, "initdata_missing_field", "init data lacks a field")        \
+  X(E_INITDATA_BAD_HASH, "initdata_bad_hash", "init data hash does not match")            \
+  X(E_INITDATA_BAD_SIGNATURE, "initdata_bad_signature", "init data signature is invalid") \
+  X(E_INITDATA_EXPIRED, "initdata_expired", "init data is too old")                       \
+  X(E_INITDATA_FROM_FUTURE, "initdata_from_future", "init data is dated in the future")   \
+  X(E_TOKEN_MISSING, "token_missing", "no session token")                                 \
+  X(E_TOKEN_MALFORMED, "token_malformed", "session token is malformed")                   \
+  X(E_TOKEN_BAD_ALG, "token_bad_alg", "session token algorithm not accepted")             \
+  X(E_TOKEN_BAD_SIGNATURE, "token_bad_signature", "session token signature is invalid")   \
+  X(E_TOKEN_EXPIRED, "token_expired", "session token has expired")                        \
+  X(E_TOKEN_NOT_YET_VALID, "token_not_yet_valid", "session token is not valid yet")       \
+  X(E_FORBIDDEN, "forbidden", "forbidden")                                                \
+  X(E_RATE_LIMITED, "rate_limited", "too many requests")
 
 typedef enum tryon_status {
 #define TRYON__STATUS_ENUM(suffix, code, msg) TRYON_##suffix,
@@ -298,7 +315,9 @@ TRYON_API size_t tryon_arena_used(const tryon_arena *a);
  * `needs` says which programs require the variable (TRYON_CONFIG_NEED_*); a variable
  * with a default is never missing. Kinds: STR, URL (http/https), DBURL (libpq
  * conninfo), PORT (1..65535), INT_POOL (1..200), INT_MS (1..3600000), LEVEL (log
- * level), SECRET (a string never echoed; at least 32 bytes), TOKEN (never echoed).
+ * level), SECRET (a string never echoed; at least 32 bytes), TOKEN (never echoed),
+ * INT_S (seconds, 1..31536000), INT_RATE (1..1000000), BOOL (true/false, yes/no, on/off,
+ * 1/0).
  */
 #define TRYON_CONFIG_MAP(X)                                                                 \
   X(database_url, "TRYON_DATABASE_URL", DBURL, NULL, TRYON_CONFIG_NEED_DB)                  \
@@ -315,7 +334,19 @@ TRYON_API size_t tryon_arena_used(const tryon_arena *a);
   X(kie_upload_url, "TRYON_KIE_UPLOAD_URL", URL, "https://kieai.redpandaai.co", 0)          \
   X(openrouter_api_url, "TRYON_OPENROUTER_API_URL", URL, "https://openrouter.ai/api/v1", 0) \
   X(yookassa_api_url, "TRYON_YOOKASSA_API_URL", URL, "https://api.yookassa.ru/v3", 0)       \
-  X(telegram_api_url, "TRYON_TELEGRAM_API_URL", URL, "https://api.telegram.org", 0)
+  X(telegram_api_url, "TRYON_TELEGRAM_API_URL", URL, "https://api.telegram.org", 0)         \
+  X(initdata_max_age_s, "TRYON_INITDATA_MAX_AGE_S", INT_S, "86400", 0)                      \
+  X(initdata_ed25519, "TRYON_INITDATA_ED25519", BOOL, "false", 0)                           \
+  X(telegram_bot_id, "TRYON_TELEGRAM_BOT_ID", STR, NULL, 0)                                 \
+  X(telegram_test_env, "TRYON_TELEGRAM_TEST_ENV", BOOL, "false", 0)                         \
+  X(jwt_ttl_s, "TRYON_JWT_TTL_S", INT_S, "3600", 0)                                         \
+  X(webapp_origin, "TRYON_WEBAPP_ORIGIN", URL, NULL, 0)                                     \
+  X(http_threads, "TRYON_HTTP_THREADS", INT_POOL, "2", 0)                                   \
+  X(client_ip_header, "TRYON_CLIENT_IP_HEADER", STR, NULL, 0)                               \
+  X(rate_ip_rps, "TRYON_RATE_LIMIT_IP_RPS", INT_RATE, "20", 0)                              \
+  X(rate_ip_burst, "TRYON_RATE_LIMIT_IP_BURST", INT_RATE, "60", 0)                          \
+  X(rate_user_rps, "TRYON_RATE_LIMIT_USER_RPS", INT_RATE, "10", 0)                          \
+  X(rate_user_burst, "TRYON_RATE_LIMIT_USER_BURST", INT_RATE, "30", 0)
 
 /* What a program needs beyond the defaults; OR them into `needs`. */
 enum {
@@ -341,6 +372,18 @@ typedef struct tryon_config {
   char *openrouter_api_url;
   char *yookassa_api_url;
   char *telegram_api_url;
+  int initdata_max_age_s;
+  bool initdata_ed25519;
+  char *telegram_bot_id;
+  bool telegram_test_env;
+  int jwt_ttl_s;
+  char *webapp_origin;
+  int http_threads;
+  char *client_ip_header;
+  int rate_ip_rps;
+  int rate_ip_burst;
+  int rate_user_rps;
+  int rate_user_burst;
 } tryon_config;
 
 /*

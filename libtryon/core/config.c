@@ -35,6 +35,9 @@ typedef enum var_kind {
   KIND_LEVEL,
   KIND_SECRET,
   KIND_TOKEN,
+  KIND_INT_S,
+  KIND_INT_RATE,
+  KIND_BOOL,
 } var_kind;
 
 /* VAR_<field> is each variable's index in vars[]. */
@@ -499,14 +502,38 @@ static void kind_range(var_kind kind, long *lo, long *hi) {
     case KIND_INT_MS:
       *hi = 3600000;
       break;
+    case KIND_INT_S:
+      *hi = 31536000; /* a year */
+      break;
+    case KIND_INT_RATE:
+      *hi = 1000000;
+      break;
     case KIND_STR:
     case KIND_URL:
     case KIND_DBURL:
     case KIND_LEVEL:
     case KIND_SECRET:
     case KIND_TOKEN:
+    case KIND_BOOL:
       break;
   }
+}
+
+/* true/false, yes/no, on/off, 1/0, in any case. */
+static int parse_bool(const char *v, int *out) {
+  static const char *const yes[] = {"true", "yes", "on", "1"};
+  static const char *const no[] = {"false", "no", "off", "0"};
+  for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+    if (strcasecmp(v, yes[i]) == 0) {
+      *out = 1;
+      return 1;
+    }
+    if (strcasecmp(v, no[i]) == 0) {
+      *out = 0;
+      return 1;
+    }
+  }
+  return 0;
 }
 
 /* A decimal integer in [lo, hi], the whole string, no blanks or '+' around it. */
@@ -651,9 +678,18 @@ static tryon_status validate(int i, const char *v, unsigned needs, var_value *ou
         problems_add(pr, "%s is not a valid PostgreSQL connection string", d->name);
       }
       break;
+    case KIND_BOOL:
+      ok = parse_bool(v, &out->num);
+      if (!ok) {
+        quote_value(v, q);
+        problems_add(pr, "%s must be true or false (got %s)", d->name, q);
+      }
+      break;
     case KIND_PORT:
     case KIND_INT_POOL:
     case KIND_INT_MS:
+    case KIND_INT_S:
+    case KIND_INT_RATE:
       kind_range(d->kind, &lo, &hi);
       ok = parse_int(v, lo, hi, &out->num);
       if (!ok) {
@@ -711,6 +747,9 @@ out:
 #define STORE_PORT(dst, v) ((dst) = (v).num)
 #define STORE_INT_POOL STORE_PORT
 #define STORE_INT_MS STORE_PORT
+#define STORE_INT_S STORE_PORT
+#define STORE_INT_RATE STORE_PORT
+#define STORE_BOOL(dst, v) ((dst) = (v).num != 0)
 #define STORE_LEVEL(dst, v) ((dst) = (v).level)
 
 #define RELEASE_STR(f) free(f)
@@ -721,6 +760,9 @@ out:
 #define RELEASE_PORT(f) ((void)0)
 #define RELEASE_INT_POOL RELEASE_PORT
 #define RELEASE_INT_MS RELEASE_PORT
+#define RELEASE_INT_S RELEASE_PORT
+#define RELEASE_INT_RATE RELEASE_PORT
+#define RELEASE_BOOL RELEASE_PORT
 #define RELEASE_LEVEL RELEASE_PORT
 
 tryon_status tryon_config_load(tryon_config *cfg, const char *const *envp, const char *dotenv_path,
