@@ -10,6 +10,7 @@
  *   6. Bounded buffers
  *   7. Arenas
  *   8. Configuration
+ *   9. Hex and hashing
  *
  * Thread-safety: everything here is safe to call from several threads at once,
  * except that a given tryon_buf, tryon_arena or tryon_config belongs to one thread at a
@@ -405,6 +406,20 @@ TRYON_API void tryon_config_release(tryon_config *cfg);
 /* The names of every variable, in TRYON_CONFIG_MAP order (for docs and tests). */
 TRYON_API size_t tryon_config_var_count(void);
 TRYON_API const char *tryon_config_var_name(size_t i);
+
+/* ------------------------------------------------------------------ 9. Hex and hashing */
+
+/* The value of one hex digit (either case), or -1. */
+TRYON_API int tryon_hex_digit(int c);
+/* Decodes exactly 2 * out_len hex digits (either case) from s[0..n) into `out`. false
+ * when n != 2 * out_len or a character is not a hex digit. */
+TRYON_API bool tryon_hex_decode(const char *s, size_t n, unsigned char *out, size_t out_len);
+/* Lower-case hex of in[0..n) and a NUL into `out`, which holds 2 * n + 1 bytes. */
+TRYON_API void tryon_hex_encode(const unsigned char *in, size_t n, char *out);
+/* FNV-1a over a NUL-terminated string: fast, stable across runs, not cryptographic (for
+ * hash tables and statement names, never for anything an attacker may steer into
+ * collisions that matter). */
+TRYON_API uint64_t tryon_hash64(const char *s);
 
 #ifdef __cplusplus
 }

@@ -104,19 +104,6 @@ void tryon_uuid_format(const tryon_uuid *u, char out[TRYON_UUID_STR_LEN]) {
   *p = '\0';
 }
 
-static int hex_value(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
-
 tryon_status tryon_uuid_parse(const char *s, tryon_uuid *out) {
   tryon_uuid u;
   size_t pos = 0;
@@ -136,11 +123,11 @@ tryon_status tryon_uuid_parse(const char *s, tryon_uuid *out) {
       }
       pos++;
     }
-    hi = hex_value(s[pos]);
+    hi = tryon_hex_digit(s[pos]);
     if (hi < 0) {
       return TRYON_E_INVALID;
     }
-    lo = hex_value(s[pos + 1]);
+    lo = tryon_hex_digit(s[pos + 1]);
     if (lo < 0) {
       return TRYON_E_INVALID;
     }

@@ -1303,8 +1303,30 @@ static void test_core__config_vars_in_env_example(void **state) {
   }
 }
 
+static void test_core__hex_and_hash(void **state) {
+  unsigned char bytes[4];
+  char text[9];
+  (void)state;
+  assert_true(tryon_hex_decode("00fFa5", 6, bytes, 3));
+  assert_int_equal(bytes[0], 0x00);
+  assert_int_equal(bytes[1], 0xff);
+  assert_int_equal(bytes[2], 0xa5);
+  assert_false(tryon_hex_decode("0g", 2, bytes, 1));  /* not a digit */
+  assert_false(tryon_hex_decode("abc", 3, bytes, 1)); /* wrong length */
+  assert_int_equal(tryon_hex_digit('F'), 15);
+  assert_int_equal(tryon_hex_digit('/'), -1);
+  const unsigned char in[4] = {0xde, 0xad, 0x00, 0x01};
+  tryon_hex_encode(in, 4, text);
+  assert_string_equal(text, "dead0001");
+  /* FNV-1a's published values: stable across runs and machines. */
+  assert_true(tryon_hash64("") == 0xcbf29ce484222325ULL);
+  assert_true(tryon_hash64("a") == 0xaf63dc4c8601ec8cULL);
+  assert_true(tryon_hash64("foobar") == 0x85944171f73967e8ULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_core__hex_and_hash),
       cmocka_unit_test(test_core__status_names_codes_messages_distinct),
       cmocka_unit_test(test_core__status_unknown_fallbacks),
       cmocka_unit_test(test_core__err_set_formats_and_returns_status),
