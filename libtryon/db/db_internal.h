@@ -6,15 +6,24 @@
 #define TRYON_DB_INTERNAL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <tryon/db.h>
+
+/* Statements prepared on one connection, by the hash of their text (0: free slot). */
+#define TRYON__DB_PREPARED_MAX 256
 
 struct tryon_db_conn {
   tryon_db *db;
   PGconn *pg;  /* NULL until first connected, or after a breakage closed it */
   bool in_use; /* guarded by the pool's mutex */
   bool broken; /* set by the holder when libpq reports the connection lost */
+  uint64_t prepared[TRYON__DB_PREPARED_MAX]; /* open addressing; emptied on reconnect */
+  int nprepared;
 };
+
+/* Forgets the statements prepared on `c` (its session is new or was reset). */
+void tryon__db_prepared_reset(tryon_db_conn *c);
 
 /* libpq messages end with a newline; returns a pointer to a static-free trimmed view
  * by writing a NUL over trailing white space in place (the message is libpq-owned and

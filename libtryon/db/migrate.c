@@ -110,13 +110,8 @@ out:
 static void sha256_hex(const char *data, size_t n, char out[65]) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int mdlen = 0;
-  static const char hex[] = "0123456789abcdef";
   EVP_Digest(data, n, md, &mdlen, EVP_sha256(), NULL);
-  for (unsigned int i = 0; i < mdlen && i < 32; i++) {
-    out[2 * i] = hex[md[i] >> 4];
-    out[2 * i + 1] = hex[md[i] & 15];
-  }
-  out[64] = '\0';
+  tryon_hex_encode(md, 32, out);
 }
 
 static int cmp_file(const void *a, const void *b) {

@@ -182,6 +182,7 @@ out:
     c->pg = NULL;
   }
   c->broken = false;
+  tryon__db_prepared_reset(c);
   return st;
 }
 

@@ -3,6 +3,7 @@
  */
 #include "db/db_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +62,71 @@ static tryon_status result_status(tryon_db_conn *c, PGresult *res, tryon_err *er
   return st;
 }
 
+void tryon__db_prepared_reset(tryon_db_conn *c) {
+  memset(c->prepared, 0, sizeof c->prepared);
+  c->nprepared = 0;
+}
+
+/* The statement text's hash; never 0 (0 marks a free slot). */
+static uint64_t sql_hash(const char *sql) {
+  uint64_t h = tryon_hash64(sql);
+  return h ? h : 1;
+}
+
+/* Finds `h` among the prepared statements; with `add`, claims its slot. */
+static bool prepared_lookup(tryon_db_conn *c, uint64_t h, bool add) {
+  size_t i = (size_t)h % TRYON__DB_PREPARED_MAX;
+  for (int n = 0; n < TRYON__DB_PREPARED_MAX; n++, i = (i + 1) % TRYON__DB_PREPARED_MAX) {
+    if (c->prepared[i] == h)
+      return true;
+    if (c->prepared[i] == 0) {
+      if (add) {
+        c->prepared[i] = h;
+        c->nprepared++;
+      }
+      return false;
+    }
+  }
+  return false;
+}
+
+/*
+ * Statements with parameters are prepared once per connection and then executed by
+ * name: the server parses and plans them once, not on every call (a sign-in's upsert
+ * costs the server markedly less this way). Named by the hash of their text, so the
+ * same text always maps to the same name. A connection that collected too many
+ * statements forgets them all (DEALLOCATE ALL) and starts over.
+ */
+static PGresult *exec_prepared(tryon_db_conn *c, const char *sql, int nparams,
+                               const char *const *params) {
+  uint64_t h = sql_hash(sql);
+  char name[24];
+  snprintf(name, sizeof name, "t%016llx", (unsigned long long)h);
+  if (!prepared_lookup(c, h, false)) {
+    if (c->nprepared >= TRYON__DB_PREPARED_MAX / 2) {
+      PQclear(PQexec(c->pg, "DEALLOCATE ALL"));
+      tryon__db_prepared_reset(c);
+    }
+    PGresult *prep = PQprepare(c->pg, name, sql, nparams, NULL);
+    if (PQresultStatus(prep) != PGRES_COMMAND_OK)
+      return prep; /* the caller reports the error (a syntax error, a lost connection) */
+    PQclear(prep);
+    prepared_lookup(c, h, true);
+  }
+  PGresult *res = PQexecPrepared(c->pg, name, nparams, params, NULL, NULL, 0);
+  const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+  if (state != NULL && strcmp(state, "0A000") == 0 && PQtransactionStatus(c->pg) == PQTRANS_IDLE) {
+    /* "cached plan must not change result type": a table changed shape under the
+     * prepared statement. Outside a transaction nothing ran; forget the statement and
+     * run the text afresh. */
+    PQclear(res);
+    PQclear(PQexec(c->pg, "DEALLOCATE ALL"));
+    tryon__db_prepared_reset(c);
+    res = PQexecParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+  }
+  return res;
+}
+
 tryon_status tryon_db_exec(tryon_db_conn *c, const char *sql, int nparams,
                            const char *const *params, PGresult **out, tryon_err *err) {
   tryon_status st = TRYON_OK;
@@ -72,7 +138,10 @@ tryon_status tryon_db_exec(tryon_db_conn *c, const char *sql, int nparams,
     st = tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_db_exec");
     goto out;
   }
-  res = PQexecParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+  /* Statements without parameters (BEGIN, COMMIT, DDL in tests) run unnamed: some
+   * cannot be prepared and none gains from it. */
+  res = nparams > 0 ? exec_prepared(c, sql, nparams, params)
+                    : PQexecParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0);
   st = result_status(c, res, err);
   if (st == TRYON_OK && out != NULL) {
     *out = res;

@@ -130,6 +130,40 @@ static void test_db__exec_errors_carry_sqlstate(void **state) {
   tryon_db_release(c);
 }
 
+static void test_db__prepared_statements_follow_the_schema(void **state) {
+  fixture *f = *state;
+  tryon_db_conn *c = lease(f);
+  const char *params[] = {"1"};
+  PGresult *res = NULL;
+  tryon_err err;
+  tryon_err_clear(&err);
+  exec_ok(c, "CREATE TABLE p (a int)");
+  exec_ok(c, "INSERT INTO p VALUES (1)");
+  for (int round = 0; round < 2; round++) {
+    /* The second round runs the statement prepared by the first. */
+    assert_int_equal(tryon_db_exec(c, "SELECT * FROM p WHERE a = $1::int", 1, params, &res, &err),
+                     TRYON_OK);
+    assert_int_equal(PQnfields(res), 1);
+    PQclear(res);
+  }
+  /* The table changes shape under the prepared statement: still answered, new shape. */
+  exec_ok(c, "ALTER TABLE p ADD COLUMN b text DEFAULT 'x'");
+  assert_int_equal(tryon_db_exec(c, "SELECT * FROM p WHERE a = $1::int", 1, params, &res, &err),
+                   TRYON_OK);
+  assert_int_equal(PQnfields(res), 2);
+  PQclear(res);
+  /* Hundreds of distinct statements: the per-connection cache starts over, still right. */
+  for (int i = 0; i < 300; i++) {
+    char sql[64], want[16];
+    snprintf(sql, sizeof sql, "SELECT $1::int + %d", i);
+    snprintf(want, sizeof want, "%d", 1 + i);
+    char *v = tryon_test_query_value(c, sql, 1, params);
+    assert_string_equal(v, want);
+    free(v);
+  }
+  tryon_db_release(c);
+}
+
 static void test_db__sessions_run_in_utc(void **state) {
   fixture *f = *state;
   tryon_db_conn *c = lease(f);
@@ -285,12 +319,18 @@ static void test_db__reconnects_after_backend_killed(void **state) {
 
   /* The server drops the connection while it is idle in the pool. */
   assert_int_equal(tryon_db_acquire(db, &c, &err), TRYON_OK);
+  const char *seven[] = {"7"};
+  free(tryon_test_query_value(c, "SELECT $1::int", 1, seven)); /* prepared on this session */
   char *pid1 = kill_backend(f, c);
   tryon_db_release(c);
 
   assert_int_equal(tryon_db_acquire(db, &c, &err), TRYON_OK);
   char *pid2 = tryon_test_query_value(c, "SELECT pg_backend_pid()", 0, NULL);
   assert_string_not_equal(pid1, pid2);
+  /* The new session knows no prepared statements: the pool prepares afresh. */
+  char *v = tryon_test_query_value(c, "SELECT $1::int", 1, seven);
+  assert_string_equal(v, "7");
+  free(v);
   tryon_db_release(c);
   tryon_db_stats s;
   tryon_db_stats_get(db, &s);
@@ -698,6 +738,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_db__exec_errors_carry_sqlstate, setup_empty, teardown),
       cmocka_unit_test_setup_teardown(test_db__sessions_run_in_utc, setup_empty, teardown),
+      cmocka_unit_test_setup_teardown(test_db__prepared_statements_follow_the_schema, setup_empty,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_db__pool_exhaustion_times_out, setup_empty, teardown),
       cmocka_unit_test_setup_teardown(test_db__pool_waiter_gets_released_connection, setup_empty,
                                       teardown),
