@@ -5,12 +5,15 @@
  * bad configuration, database unavailable, a migration refused ...), 2 usage.
  * Commands are a table; each has --help.
  */
+#include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <tryon/auth.h>
 #include <tryon/core.h>
 #include <tryon/db.h>
 
@@ -207,9 +210,185 @@ out:
   return rc;
 }
 
+/* --------------------------------------------------------------------------- initdata */
+
+static const char initdata_usage[] =
+    "tryonctl initdata verify --bot-token TOKEN [--max-age SECONDS | --no-max-age]\n"
+    "       tryonctl initdata verify --ed25519 --bot-id ID [--test-env]"
+    " [--max-age SECONDS | --no-max-age]";
+
+static const char initdata_help[] =
+    "Checks Telegram Mini App initData read from standard input (one trailing newline is\n"
+    "ignored; at most 64 KiB) and prints one JSON document: {\"valid\":true,\"user\":{...},\n"
+    "\"auth_date\":N} and exit 0, or {\"valid\":false,\"error\":{\"code\",\"message\"}} and\n"
+    "exit 1. Needs no configuration and no database.\n"
+    "\n"
+    "  --bot-token TOKEN  check the HMAC hash with this bot token (note: arguments are\n"
+    "                     visible to other local users in the process list)\n"
+    "  --ed25519          check the Ed25519 signature instead (third-party validation)\n"
+    "  --bot-id ID        with --ed25519: the bot's numeric id (before ':' in its token)\n"
+    "  --test-env         with --ed25519: Telegram's test-environment key\n"
+    "  --max-age SECONDS  refuse data older than this (default 86400)\n"
+    "  --no-max-age       do not check the age (for old fixtures)\n";
+
+#define INITDATA_STDIN_MAX (64 * 1024)
+
+/* A positive decimal integer argument, or false. */
+static bool parse_positive(const char *s, int64_t *out) {
+  char *end = NULL;
+  long long v;
+
+  if (s == NULL || s[0] < '0' || s[0] > '9') {
+    return false;
+  }
+  errno = 0;
+  v = strtoll(s, &end, 10);
+  if (errno != 0 || *end != '\0' || v <= 0) {
+    return false;
+  }
+  *out = (int64_t)v;
+  return true;
+}
+
+/* Reads standard input up to INITDATA_STDIN_MAX + 2 bytes (enough to tell "too long"
+ * from a 64 KiB line with its newline) into buf; drops one trailing newline. */
+static size_t read_initdata(char *buf, size_t cap) {
+  size_t n = 0;
+  size_t got;
+
+  while (n < cap && (got = fread(buf + n, 1, cap - n, stdin)) > 0) {
+    n += got;
+  }
+  if (n > 0 && buf[n - 1] == '\n') {
+    n--;
+  }
+  return n;
+}
+
+static cJSON *user_json(const tryon_tg_user *u) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddNumberToObject(o, "id", (double)u->id);
+  cJSON_AddStringToObject(o, "first_name", u->first_name);
+  cJSON_AddStringToObject(o, "last_name", u->last_name);
+  cJSON_AddStringToObject(o, "username", u->username);
+  cJSON_AddStringToObject(o, "language_code", u->language_code);
+  cJSON_AddBoolToObject(o, "is_premium", u->is_premium);
+  cJSON_AddStringToObject(o, "photo_url", u->photo_url);
+  return o;
+}
+
+static int cmd_initdata(int argc, char **argv) {
+  tryon_initdata_options opt = {
+      .method = TRYON_INITDATA_HMAC, .max_age_s = 86400, .max_future_s = 60};
+  bool ed25519 = false, test_env = false, have_max_age = false, no_max_age = false;
+  const char *bot_token = NULL;
+  int64_t bot_id = 0;
+  char *input = NULL;
+  size_t len = 0;
+  tryon_initdata data;
+  tryon_err err;
+  cJSON *doc = NULL;
+  int rc = EXIT_OK;
+
+  tryon_err_clear(&err);
+  if (argc >= 2 && is_help(argv[1])) {
+    printf("usage: %s\n\n%s", initdata_usage, initdata_help);
+    return EXIT_OK;
+  }
+  if (argc < 2)
+    return usage_error(initdata_usage, "missing subcommand after", argv[0]);
+  if (strcmp(argv[1], "verify") != 0)
+    return usage_error(initdata_usage, "unknown subcommand", argv[1]);
+  for (int i = 2; i < argc; i++) {
+    if (is_help(argv[i])) {
+      printf("usage: %s\n\n%s", initdata_usage, initdata_help);
+      return EXIT_OK;
+    }
+    if (strcmp(argv[i], "--ed25519") == 0)
+      ed25519 = true;
+    else if (strcmp(argv[i], "--test-env") == 0)
+      test_env = true;
+    else if (strcmp(argv[i], "--no-max-age") == 0)
+      no_max_age = true;
+    else if (strcmp(argv[i], "--bot-token") == 0) {
+      /* The token itself is never echoed, not even in a usage error. */
+      if (i + 1 >= argc || argv[i + 1][0] == '\0')
+        return usage_error(initdata_usage, "missing token after", argv[i]);
+      bot_token = argv[++i];
+    } else if (strcmp(argv[i], "--bot-id") == 0) {
+      if (i + 1 >= argc)
+        return usage_error(initdata_usage, "missing id after", argv[i]);
+      if (!parse_positive(argv[i + 1], &bot_id))
+        return usage_error(initdata_usage, "--bot-id must be a positive integer, got", argv[i + 1]);
+      i++;
+    } else if (strcmp(argv[i], "--max-age") == 0) {
+      if (i + 1 >= argc)
+        return usage_error(initdata_usage, "missing seconds after", argv[i]);
+      if (!parse_positive(argv[i + 1], &opt.max_age_s))
+        return usage_error(initdata_usage, "--max-age must be a positive integer, got",
+                           argv[i + 1]);
+      have_max_age = true;
+      i++;
+    } else
+      return usage_error(initdata_usage, "unknown argument", argv[i]);
+  }
+  if (have_max_age && no_max_age)
+    return usage_error(initdata_usage, "--max-age conflicts with", "--no-max-age");
+  if (ed25519 && bot_id == 0)
+    return usage_error(initdata_usage, "missing required option", "--bot-id");
+  if (!ed25519 && bot_token == NULL)
+    return usage_error(initdata_usage, "missing required option", "--bot-token");
+  if (ed25519 && bot_token != NULL)
+    return usage_error(initdata_usage, "not used with --ed25519:", "--bot-token");
+  if (!ed25519 && (test_env || bot_id != 0))
+    return usage_error(initdata_usage,
+                       "only with --ed25519:", test_env ? "--test-env" : "--bot-id");
+  if (no_max_age)
+    opt.max_age_s = 0;
+  if (ed25519) {
+    opt.method = TRYON_INITDATA_ED25519;
+    opt.bot_id = bot_id;
+    opt.test_env = test_env;
+  } else
+    opt.bot_token = bot_token;
+
+  input = malloc(INITDATA_STDIN_MAX + 2);
+  if (input == NULL) {
+    fprintf(stderr, "tryonctl: initdata verify: out of memory\n");
+    rc = EXIT_REFUSED;
+    goto out;
+  }
+  len = read_initdata(input, INITDATA_STDIN_MAX + 2);
+  doc = cJSON_CreateObject();
+  if (tryon_initdata_verify(input, len, &opt, &data, &err) == TRYON_OK) {
+    cJSON_AddBoolToObject(doc, "valid", true);
+    if (data.has_user)
+      cJSON_AddItemToObject(doc, "user", user_json(&data.user));
+    else
+      cJSON_AddNullToObject(doc, "user");
+    cJSON_AddNumberToObject(doc, "auth_date", (double)data.auth_date);
+  } else {
+    cJSON *e = NULL;
+    cJSON_AddBoolToObject(doc, "valid", false);
+    e = cJSON_AddObjectToObject(doc, "error");
+    cJSON_AddStringToObject(e, "code", tryon_status_code(err.status));
+    cJSON_AddStringToObject(e, "message", tryon_err_message(&err));
+    fprintf(stderr, "tryonctl: initdata verify: %s\n", tryon_err_message(&err));
+    rc = EXIT_REFUSED;
+  }
+  print_json(doc);
+  doc = NULL;
+out:
+  cJSON_Delete(doc);
+  free(input);
+  return rc;
+}
+
 /* ------------------------------------------------------------------------------- main */
 
 static const command commands[] = {
+    {"initdata", "verify Telegram initData read from stdin (initdata verify)", initdata_usage,
+     cmd_initdata},
     {"migrate", "apply database migrations, or list them with --status", migrate_usage,
      cmd_migrate},
     {"version", "print the version", version_usage, cmd_version},

@@ -65,5 +65,54 @@ check "status shows the unknown one"      1 "unknown"                -- ctl migr
 check "unreachable database is refused"   1 "cannot connect"         -- \
   env TRYON_DATABASE_URL="host=/nonexistent dbname=x user=x" TRYON_DB_POOL_TIMEOUT_MS=1000 "$CTL" migrate --dir "$MIG"
 
+# initdata verify: no configuration, no database; initData on stdin. Vectors from
+# tests/data/telegram (next to the migrations folder's parent).
+VEC="$MIG/../tests/data/telegram/initdata_vectors.json"
+vec() { # vec LIST NAME FIELD
+  python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+print(next(v for v in d[sys.argv[2]] if v["name"] == sys.argv[3])[sys.argv[4]])' "$VEC" "$@"
+}
+# stdin_ctl INPUT ARGS...: tryonctl with INPUT (and a newline) on standard input.
+stdin_ctl() { local input=$1; shift; "$CTL" "$@" <<<"$input"; }
+canon=$(vec hmac canonical init_data)
+canon_token=$(vec hmac canonical bot_token)
+ed_prod=$(vec ed25519 telegram-production-signed init_data)
+ed_bot=$(vec ed25519 telegram-production-signed bot_id)
+check "initdata verify --help"            0 "--bot-token"            -- "$CTL" initdata verify --help
+check "initdata valid, no max age"        0 '^\{"valid":true,"user":\{"id":279058397,' -- \
+  stdin_ctl "$canon" initdata verify --bot-token "$canon_token" --no-max-age
+check "initdata too old by default"       1 '"code":"initdata_expired"' -- \
+  stdin_ctl "$canon" initdata verify --bot-token "$canon_token"
+check "initdata tampered"                 1 '"code":"initdata_bad_hash"' -- \
+  stdin_ctl "${canon/Kibenko/Kibenkp}" initdata verify --bot-token "$canon_token" --no-max-age
+check "initdata Ed25519 production"       0 '"valid":true.*"auth_date":1733584787' -- \
+  stdin_ctl "$ed_prod" initdata verify --ed25519 --bot-id "$ed_bot" --no-max-age
+check "initdata Ed25519 wrong key"        1 '"code":"initdata_bad_signature"' -- \
+  stdin_ctl "$ed_prod" initdata verify --ed25519 --bot-id "$ed_bot" --test-env --no-max-age
+check "initdata needs --bot-token"        2 "missing required option --bot-token" -- \
+  stdin_ctl "$canon" initdata verify --no-max-age
+check "initdata --ed25519 needs --bot-id" 2 "missing required option --bot-id" -- \
+  stdin_ctl "$ed_prod" initdata verify --ed25519
+check "initdata --max-age must be > 0"    2 "positive integer" -- \
+  stdin_ctl "$canon" initdata verify --bot-token "$canon_token" --max-age 0
+check "initdata max-age flags conflict"   2 "conflicts" -- \
+  stdin_ctl "$canon" initdata verify --bot-token "$canon_token" --max-age 5 --no-max-age
+check "initdata over 64 KiB is refused"  1 '"code":"initdata_malformed"' -- \
+  stdin_ctl "$(head -c 70000 /dev/zero | tr '\0' a)" initdata verify --bot-token "$canon_token"
+check "initdata unknown flag"             2 "unknown argument --nope" -- \
+  stdin_ctl "$canon" initdata verify --bot-token "$canon_token" --nope
+# A refusal names the failed check, never the token, the hash or the data.
+out=$(stdin_ctl "${canon/Kibenko/Kibenkp}" initdata verify --bot-token "$canon_token" 2>&1)
+rc=$?
+canon_hash=${canon##*hash=}
+if [ "$rc" -ne 1 ] || ! grep -q initdata_bad_hash <<<"$out" ||
+   grep -qF -e "$canon_token" -e "$canon_hash" -e "Kibenkp" <<<"$out"; then
+  echo "FAIL initdata refusal quotes a secret or the data"; echo "$out" | sed 's/^/    /'
+  failed=$((failed + 1))
+else
+  echo "ok   initdata refusal quotes no secret"; passed=$((passed + 1))
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
