@@ -1,0 +1,326 @@
+/*
+ * The transport: libmicrohttpd carries requests to libtryon's API.
+ *
+ * MHD runs a few event threads (epoll). They parse requests, collect bodies up to the
+ * route's ceiling and answer what needs no database (health, metrics, 404, 405, 413,
+ * 429, preflights). A handler that talks to the database never runs on them: its
+ * connection is suspended and the request handed to a bounded queue served by the
+ * dispatch threads (as many as database connections); when the handler is done the
+ * connection is resumed and MHD sends the answer. A full queue answers 503 at once.
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define QUEUE_CAP 4096
+#define BODY_HARD_MAX (64u * 1024u * 1024u) /* no route accepts more than this */
+
+typedef struct request_ctx request_ctx;
+
+struct tryon_http {
+  tryon_api *api;
+  const tryon_config *cfg;
+  struct MHD_Daemon *daemon;
+
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  request_ctx *queue[QUEUE_CAP];
+  size_t head, count;
+  bool stopping;
+  pthread_t *threads;
+  int nthreads;
+
+  atomic_int in_flight; /* requests begun and not yet completed */
+};
+
+struct request_ctx {
+  tryon_http *srv;
+  struct MHD_Connection *conn;
+  tryon_api_request req;
+  tryon_api_plan plan;
+  tryon_api_response resp;
+  tryon_buf body;
+  char method[16];
+  char *path;
+  char client_ip[INET6_ADDRSTRLEN + 8];
+  int64_t t0_us;
+  bool answered;  /* resp is final: queue it on the next callback */
+  bool too_large; /* the body passed the route's ceiling: its rest is discarded */
+};
+
+static int64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* MHD compares header names case-insensitively. */
+static const char *header_lookup(void *ud, const char *name) {
+  return MHD_lookup_connection_value((struct MHD_Connection *)ud, MHD_HEADER_KIND, name);
+}
+
+static void client_address(tryon_http *srv, struct MHD_Connection *conn, char *out, size_t cap) {
+  const char *hdr = srv->cfg->client_ip_header;
+  const char *v = hdr ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, hdr) : NULL;
+  out[0] = '\0';
+  if (v != NULL) {
+    /* Our own proxy's header: its first entry, trimmed. */
+    while (*v == ' ')
+      v++;
+    size_t n = strcspn(v, ", ");
+    snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), v);
+    return;
+  }
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  if (ci == NULL || ci->client_addr == NULL)
+    return;
+  const struct sockaddr *sa = ci->client_addr;
+  if (sa->sa_family == AF_INET)
+    inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+              (socklen_t)cap);
+  else if (sa->sa_family == AF_INET6)
+    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+              (socklen_t)cap);
+}
+
+static enum MHD_Result send_response(request_ctx *ctx) {
+  size_t len = 0;
+  char *body = tryon_buf_steal(&ctx->resp.body, &len);
+  if (body == NULL)
+    return MHD_NO;
+  struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+  if (r == NULL) {
+    free(body);
+    return MHD_NO;
+  }
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctx->resp.content_type);
+  for (size_t i = 0; i < ctx->resp.nheaders; i++)
+    MHD_add_response_header(r, ctx->resp.headers[i].name, ctx->resp.headers[i].value);
+  enum MHD_Result ret = MHD_queue_response(ctx->conn, (unsigned int)ctx->resp.status, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
+/* ------------------------------------------------------------------ dispatch threads */
+
+static bool enqueue(tryon_http *srv, request_ctx *ctx) {
+  bool ok = false;
+  pthread_mutex_lock(&srv->mu);
+  if (srv->count < QUEUE_CAP && !srv->stopping) {
+    srv->queue[(srv->head + srv->count) % QUEUE_CAP] = ctx;
+    srv->count++;
+    ok = true;
+    pthread_cond_signal(&srv->cv);
+  }
+  pthread_mutex_unlock(&srv->mu);
+  return ok;
+}
+
+static void *dispatch_main(void *arg) {
+  tryon_http *srv = arg;
+  for (;;) {
+    pthread_mutex_lock(&srv->mu);
+    while (srv->count == 0 && !srv->stopping)
+      pthread_cond_wait(&srv->cv, &srv->mu);
+    if (srv->count == 0) { /* stopping, and the queue is drained */
+      pthread_mutex_unlock(&srv->mu);
+      break;
+    }
+    request_ctx *ctx = srv->queue[srv->head];
+    srv->head = (srv->head + 1) % QUEUE_CAP;
+    srv->count--;
+    pthread_mutex_unlock(&srv->mu);
+
+    ctx->req.body = ctx->body.data;
+    ctx->req.body_len = ctx->body.len;
+    tryon_api_handle(srv->api, &ctx->plan, &ctx->req, &ctx->resp);
+    ctx->answered = true;
+    MHD_resume_connection(ctx->conn);
+  }
+  return NULL;
+}
+
+/* ------------------------------------------------------------------------ callbacks */
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls) {
+  tryon_http *srv = cls;
+  request_ctx *ctx = *req_cls;
+  (void)version;
+
+  if (ctx == NULL) {
+    /* First call: headers are in, the body is not. Plan the request. */
+    ctx = calloc(1, sizeof *ctx);
+    if (ctx == NULL)
+      return MHD_NO;
+    *req_cls = ctx;
+    atomic_fetch_add(&srv->in_flight, 1);
+    ctx->srv = srv;
+    ctx->conn = conn;
+    ctx->t0_us = now_us();
+    tryon_api_response_init(&ctx->resp);
+    snprintf(ctx->method, sizeof ctx->method, "%s", method);
+    ctx->path = strdup(url);
+    client_address(srv, conn, ctx->client_ip, sizeof ctx->client_ip);
+    ctx->req = (tryon_api_request){.method = ctx->method,
+                                   .path = ctx->path ? ctx->path : "",
+                                   .client_ip = ctx->client_ip,
+                                   .header = header_lookup,
+                                   .header_ud = conn};
+    tryon_api_plan_request(srv->api, &ctx->req, &ctx->plan, &ctx->resp);
+    tryon_buf_init(&ctx->body,
+                   ctx->plan.body_limit < BODY_HARD_MAX ? ctx->plan.body_limit : BODY_HARD_MAX);
+    if (ctx->plan.done) {
+      ctx->answered = true;
+    } else {
+      /* A declared length over the ceiling is refused before a byte is read. */
+      const char *cl =
+          MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+      if (cl != NULL && strtoull(cl, NULL, 10) > ctx->plan.body_limit)
+        ctx->too_large = true;
+    }
+    return MHD_YES;
+  }
+
+  if (*upload_data_size != 0) {
+    if (!ctx->answered && !ctx->too_large &&
+        tryon_buf_append(&ctx->body, upload_data, *upload_data_size) != TRYON_OK)
+      ctx->too_large = true;
+    *upload_data_size = 0; /* consumed (or discarded) */
+    return MHD_YES;
+  }
+
+  /* The whole request is in (or this is the call after a resume). */
+  if (ctx->answered)
+    return send_response(ctx);
+  if (ctx->too_large) {
+    tryon_api_error(srv->api, &ctx->req, &ctx->resp, 413, "body_too_large",
+                    "the request body is too large");
+    ctx->answered = true;
+    return send_response(ctx);
+  }
+  if (!ctx->plan.blocking) {
+    ctx->req.body = ctx->body.data;
+    ctx->req.body_len = ctx->body.len;
+    tryon_api_handle(srv->api, &ctx->plan, &ctx->req, &ctx->resp);
+    ctx->answered = true;
+    return send_response(ctx);
+  }
+  MHD_suspend_connection(conn);
+  if (!enqueue(srv, ctx)) {
+    MHD_resume_connection(conn);
+    tryon_api_error(srv->api, &ctx->req, &ctx->resp, 503, "server_busy",
+                    "the service is busy; try again in a moment");
+    tryon_api_response_header(&ctx->resp, "Retry-After", "1");
+    ctx->answered = true;
+  }
+  return MHD_YES;
+}
+
+/* Every request ends here, answered or aborted: one access-log line, the metrics, and
+ * the request's memory. */
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe) {
+  tryon_http *srv = cls;
+  request_ctx *ctx = *req_cls;
+  (void)conn;
+  if (ctx == NULL)
+    return;
+  int64_t us = now_us() - ctx->t0_us;
+  int status = ctx->answered ? ctx->resp.status : 499; /* 499: the client went away */
+  ctx->resp.status = status;
+  tryon_api_observe(srv->api, &ctx->plan, &ctx->resp, us);
+  if (tryon_log_enabled(TRYON_LOG_INFO))
+    TRYON_LOG_INFO("request", TRYON_LF_STR("method", ctx->method),
+                   TRYON_LF_STR("route", ctx->resp.route), TRYON_LF_INT("status", status),
+                   TRYON_LF_INT("us", us), TRYON_LF_INT("user", ctx->resp.user_id),
+                   TRYON_LF_STR("ip", ctx->client_ip),
+                   TRYON_LF_BOOL("completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
+  tryon_api_response_release(&ctx->resp);
+  tryon_buf_release(&ctx->body);
+  free(ctx->path);
+  free(ctx);
+  *req_cls = NULL;
+  atomic_fetch_sub(&srv->in_flight, 1);
+}
+
+/* ------------------------------------------------------------------------ lifecycle */
+
+tryon_status tryon_http_start(tryon_api *api, const tryon_config *cfg, int dispatch_threads,
+                              tryon_http **out, tryon_err *err) {
+  tryon_status st = TRYON_OK;
+  tryon_http *srv = calloc(1, sizeof *srv);
+
+  *out = NULL;
+  if (srv == NULL)
+    return tryon_err_set(err, TRYON_E_NOMEM, "out of memory");
+  srv->api = api;
+  srv->cfg = cfg;
+  pthread_mutex_init(&srv->mu, NULL);
+  pthread_cond_init(&srv->cv, NULL);
+  srv->threads = calloc((size_t)dispatch_threads, sizeof *srv->threads);
+  if (srv->threads == NULL) {
+    st = tryon_err_set(err, TRYON_E_NOMEM, "out of memory");
+    goto out;
+  }
+  for (int i = 0; i < dispatch_threads; i++) {
+    if (pthread_create(&srv->threads[i], NULL, dispatch_main, srv) != 0) {
+      st = tryon_err_set(err, TRYON_E_INTERNAL, "cannot start the dispatch threads");
+      goto out;
+    }
+    srv->nthreads++;
+  }
+  srv->daemon = MHD_start_daemon(
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+          MHD_USE_TURBO,
+      (uint16_t)cfg->http_port, NULL, NULL, on_request, srv, MHD_OPTION_NOTIFY_COMPLETED,
+      on_completed, srv, MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_threads,
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60, MHD_OPTION_CONNECTION_LIMIT,
+      (unsigned int)4096, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024, MHD_OPTION_END);
+  if (srv->daemon == NULL) {
+    st = tryon_err_set(err, TRYON_E_IO, "cannot listen on port %d", cfg->http_port);
+    goto out;
+  }
+  *out = srv;
+  srv = NULL;
+out:
+  tryon_http_stop(srv, 0);
+  return st;
+}
+
+void tryon_http_stop(tryon_http *srv, int grace_ms) {
+  if (srv == NULL)
+    return;
+  /* 1. No new connections. 2. Let the requests in flight finish, up to the grace
+   * period (the dispatch threads drain the queue). 3. Stop the threads, then MHD. */
+  if (srv->daemon != NULL) {
+    MHD_quiesce_daemon(srv->daemon);
+    int64_t deadline = now_us() + (int64_t)grace_ms * 1000;
+    while (atomic_load(&srv->in_flight) > 0 && now_us() < deadline)
+      usleep(10 * 1000);
+  }
+  pthread_mutex_lock(&srv->mu);
+  srv->stopping = true;
+  pthread_cond_broadcast(&srv->cv);
+  pthread_mutex_unlock(&srv->mu);
+  for (int i = 0; i < srv->nthreads; i++)
+    pthread_join(srv->threads[i], NULL);
+  if (srv->daemon != NULL)
+    MHD_stop_daemon(srv->daemon);
+  pthread_mutex_destroy(&srv->mu);
+  pthread_cond_destroy(&srv->cv);
+  free(srv->threads);
+  free(srv);
+}

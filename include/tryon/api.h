@@ -1,0 +1,142 @@
+/*
+ * tryon/api.h - the HTTP API as a library: routing, handlers, errors, headers, rate
+ * limits and metrics, independent of the HTTP server that carries the bytes.
+ *
+ * Sections:
+ *   1. Requests and responses
+ *   2. The API object
+ *   3. Serving a request (plan, then handle)
+ *   4. Rate limiting (token buckets)
+ *
+ * A transport (apps/server, on libmicrohttpd) serves each request in two phases:
+ *   1. tryon_api_plan on the connection's own thread, before reading the body: finds the
+ *      route, applies the per-address rate limit, answers CORS preflights, 404 and 405
+ *      at once, and says how large a body the route accepts and whether its handler
+ *      blocks (talks to the database).
+ *   2. tryon_api_handle with the whole body, on a worker thread when the plan says the
+ *      handler blocks, so that no event loop ever waits on the database.
+ * Every response it produces carries the security headers, CORS headers for the
+ * configured web app origin, and errors shaped {"error":{"code","message"}}.
+ *
+ * Thread-safety: one tryon_api serves any number of threads at once.
+ */
+#ifndef TRYON_API_H
+#define TRYON_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <tryon/core.h>
+#include <tryon/db.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------- 1. Requests and responses */
+
+/* Looks up a request header by name, case-insensitively; NULL when absent. */
+typedef const char *(*tryon_api_header_fn)(void *ud, const char *name);
+
+/* What the transport knows of a request. Every pointer is borrowed for the call. */
+typedef struct tryon_api_request {
+  const char *method;    /* "GET", "POST" ... */
+  const char *path;      /* without the query string */
+  const char *client_ip; /* the peer address, or the configured proxy header's value */
+  tryon_api_header_fn header;
+  void *header_ud;
+  const char *body; /* NULL in the plan phase */
+  size_t body_len;
+} tryon_api_request;
+
+#define TRYON_API_MAX_HEADERS 16
+
+typedef struct tryon_api_header {
+  char name[40];
+  char value[216];
+} tryon_api_header;
+
+/* What the API answers. Initialise with tryon_api_response_init, release with
+ * tryon_api_response_release. */
+typedef struct tryon_api_response {
+  int status;               /* 0 until decided */
+  const char *content_type; /* static string */
+  tryon_buf body;           /* owned */
+  tryon_api_header headers[TRYON_API_MAX_HEADERS];
+  size_t nheaders;
+  const char *route; /* static: the matched route pattern, or "-" */
+  int64_t user_id;   /* the signed-in user, 0 if none (for the access log) */
+} tryon_api_response;
+
+TRYON_API void tryon_api_response_init(tryon_api_response *r);
+TRYON_API void tryon_api_response_release(tryon_api_response *r);
+/* Adds a header (truncated to fit; dropped beyond TRYON_API_MAX_HEADERS). */
+TRYON_API void tryon_api_response_header(tryon_api_response *r, const char *name,
+                                         const char *value);
+
+/* ---------------------------------------------------------------- 2. The API object */
+
+typedef struct tryon_api tryon_api;
+
+typedef struct tryon_api_options {
+  const tryon_config *cfg;  /* borrowed for the API's lifetime; needs bot token, JWT secret */
+  tryon_db *db;             /* borrowed for the API's lifetime */
+  const tryon_clock *clock; /* NULL: the system clock */
+} tryon_api_options;
+
+/* Creates the API. TRYON_E_CONFIG when the settings cannot serve sign-in (no bot
+ * token for the HMAC check, no bot id for Ed25519, a JWT secret under 32 bytes). */
+TRYON_API tryon_status tryon_api_new(const tryon_api_options *opt, tryon_api **out, tryon_err *err);
+TRYON_API void tryon_api_free(tryon_api *api);
+
+/* ------------------------------------------------------- 3. Serving a request */
+
+typedef struct tryon_api_plan {
+  int route;         /* index into the routing table; -1 when none */
+  size_t body_limit; /* bytes the route accepts in a body */
+  bool blocking;     /* the handler talks to the database: run it on a worker thread */
+  bool done;         /* the response is already final (404, 405, 429, preflight) */
+} tryon_api_plan;
+
+/* Phase 1 (see the top of this header). `req->body` is not read. Fills `plan`, and
+ * `resp` when plan->done. Never blocks. */
+TRYON_API void tryon_api_plan_request(tryon_api *api, const tryon_api_request *req,
+                                      tryon_api_plan *plan, tryon_api_response *resp);
+
+/* Phase 2: runs the route's handler with the whole body and fills `resp`. */
+TRYON_API void tryon_api_handle(tryon_api *api, const tryon_api_plan *plan,
+                                const tryon_api_request *req, tryon_api_response *resp);
+
+/* An error response decided by the transport (413 body too large, 503 busy ...), with
+ * the same shape and headers as the API's own. `code` is snake_case. */
+TRYON_API void tryon_api_error(tryon_api *api, const tryon_api_request *req,
+                               tryon_api_response *resp, int status, const char *code,
+                               const char *message);
+
+/* Counts a finished request in the metrics (its route from `plan`, status, duration). */
+TRYON_API void tryon_api_observe(tryon_api *api, const tryon_api_plan *plan,
+                                 const tryon_api_response *resp, int64_t duration_us);
+
+/* --------------------------------------------------------- 4. Rate limiting */
+
+/*
+ * Token buckets keyed by short strings ("ip:203.0.113.9", "user:42"): each key may make
+ * `burst` requests at once and `rate` per second on average. Memory is bounded: a full
+ * table reuses the longest-idle bucket (such a key starts with a full bucket again),
+ * so a flood of distinct keys cannot exhaust memory.
+ */
+typedef struct tryon_ratelimit tryon_ratelimit;
+
+/* NULL on bad arguments (rate or burst < 1) or out of memory. */
+TRYON_API tryon_ratelimit *tryon_ratelimit_new(int rate_per_s, int burst);
+TRYON_API void tryon_ratelimit_free(tryon_ratelimit *rl);
+/* Takes one token for `key` at `now_ms`. true: allowed. false: refused, and
+ * `*retry_after_s` (optional) is the whole seconds until a token is back (>= 1). */
+TRYON_API bool tryon_ratelimit_take(tryon_ratelimit *rl, const char *key, int64_t now_ms,
+                                    int *retry_after_s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TRYON_API_H */

@@ -1,0 +1,58 @@
+/*
+ * tryon/users.h - the people who use tryon: rows of the `users` table.
+ *
+ * A user is created on first sign-in from the initData `user` object and refreshed on
+ * every later one (names, username, language, premium, photo). Operators block and
+ * unblock users; a blocked user is refused everywhere (403).
+ *
+ * Functions take a leased connection, so a caller can make them part of its own
+ * transaction. Thread-safety: as the connection's.
+ */
+#ifndef TRYON_USERS_H
+#define TRYON_USERS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <tryon/auth.h>
+#include <tryon/core.h>
+#include <tryon/db.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tryon_user {
+  int64_t id;          /* users.id: what session tokens carry as `sub` */
+  int64_t telegram_id; /* Telegram's user id */
+  char first_name[TRYON_TG_NAME_MAX];
+  char last_name[TRYON_TG_NAME_MAX];
+  char username[TRYON_TG_USERNAME_MAX];
+  char language_code[TRYON_TG_LANG_MAX];
+  char photo_url[TRYON_TG_URL_MAX];
+  bool is_premium;
+  bool blocked;
+  int64_t created_at_ms;
+  int64_t last_login_at_ms; /* 0: never signed in (created by an operator) */
+} tryon_user;
+
+/*
+ * Creates the user of `tg` or refreshes its profile fields, and records the sign-in
+ * time, in one statement (safe under concurrent sign-ins of the same person). `out`
+ * receives the row as stored; `created` (optional) whether it was new. Fields longer
+ * than the schema allows are cut at a character boundary rather than refused: a long
+ * Telegram name must not lock its owner out.
+ * Returns TRYON_OK or a db status (E_DB_UNAVAILABLE, E_DB ...). A blocked user is
+ * still returned (with `blocked` set): refusing is the caller's decision.
+ */
+TRYON_API tryon_status tryon_users_upsert_telegram(tryon_db_conn *c, const tryon_tg_user *tg,
+                                                   tryon_user *out, bool *created, tryon_err *err);
+
+/* Loads user `id` into `out`. TRYON_E_NOT_FOUND when there is none. */
+TRYON_API tryon_status tryon_users_get(tryon_db_conn *c, int64_t id, tryon_user *out,
+                                       tryon_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TRYON_USERS_H */

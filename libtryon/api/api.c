@@ -1,0 +1,396 @@
+/*
+ * The API object, routing, the two serving phases, and the pieces every response
+ * shares: JSON bodies, error shape, security and CORS headers.
+ */
+#include "api/api_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ------------------------------------------------------------------------ responses */
+
+/* Bodies larger than this are a bug in a handler, not a user's doing. */
+#define RESPONSE_BODY_MAX (8u * 1024u * 1024u)
+
+void tryon_api_response_init(tryon_api_response *r) {
+  memset(r, 0, sizeof *r);
+  tryon_buf_init(&r->body, RESPONSE_BODY_MAX);
+  r->route = "-";
+  r->content_type = "application/json; charset=utf-8";
+}
+
+void tryon_api_response_release(tryon_api_response *r) {
+  tryon_buf_release(&r->body);
+}
+
+void tryon_api_response_header(tryon_api_response *r, const char *name, const char *value) {
+  if (r->nheaders >= TRYON_API_MAX_HEADERS)
+    return;
+  tryon_api_header *h = &r->headers[r->nheaders++];
+  snprintf(h->name, sizeof h->name, "%s", name);
+  snprintf(h->value, sizeof h->value, "%s", value);
+}
+
+void tryon__api_json(tryon_api_response *resp, int status, cJSON *doc) {
+  char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
+  cJSON_Delete(doc);
+  tryon_buf_reset(&resp->body);
+  if (text == NULL || tryon_buf_append_str(&resp->body, text) != TRYON_OK) {
+    /* Out of memory: a fixed body that needs no allocation beyond the buffer's. */
+    resp->status = 500;
+    tryon_buf_reset(&resp->body);
+    (void)tryon_buf_append_str(
+        &resp->body, "{\"error\":{\"code\":\"internal_error\",\"message\":\"out of memory\"}}");
+  } else {
+    resp->status = status;
+  }
+  cJSON_free(text);
+}
+
+void tryon__api_fail(tryon_api_response *resp, int status, const char *code, const char *message) {
+  cJSON *doc = cJSON_CreateObject();
+  cJSON *e = cJSON_AddObjectToObject(doc, "error");
+  cJSON_AddStringToObject(e, "code", code);
+  cJSON_AddStringToObject(e, "message", message);
+  tryon__api_json(resp, status, doc);
+}
+
+void tryon__api_fail_status(tryon_api_response *resp, tryon_status st) {
+  switch (st) {
+    case TRYON_E_INITDATA_MALFORMED:
+    case TRYON_E_INITDATA_DUPLICATE_KEY:
+    case TRYON_E_INITDATA_MISSING_HASH:
+    case TRYON_E_INITDATA_MISSING_FIELD:
+    case TRYON_E_INITDATA_BAD_HASH:
+    case TRYON_E_INITDATA_BAD_SIGNATURE:
+    case TRYON_E_INITDATA_EXPIRED:
+    case TRYON_E_INITDATA_FROM_FUTURE:
+      tryon__api_fail(resp, 401, tryon_status_code(st),
+                      "Telegram sign-in data was not accepted; reopen the app from Telegram");
+      break;
+    case TRYON_E_TOKEN_MISSING:
+    case TRYON_E_TOKEN_MALFORMED:
+    case TRYON_E_TOKEN_BAD_ALG:
+    case TRYON_E_TOKEN_BAD_SIGNATURE:
+    case TRYON_E_TOKEN_EXPIRED:
+    case TRYON_E_TOKEN_NOT_YET_VALID:
+      tryon__api_fail(resp, 401, tryon_status_code(st), "your session is not valid; sign in again");
+      break;
+    case TRYON_E_DB_UNAVAILABLE:
+      tryon__api_fail(resp, 503, "service_unavailable",
+                      "the service is briefly unavailable; try again in a moment");
+      tryon_api_response_header(resp, "Retry-After", "1");
+      break;
+    case TRYON_E_POOL_TIMEOUT:
+      tryon__api_fail(resp, 503, "server_busy", "the service is busy; try again in a moment");
+      tryon_api_response_header(resp, "Retry-After", "1");
+      break;
+    default:
+      tryon__api_fail(resp, 500, "internal_error",
+                      "something went wrong on our side; try again later");
+      break;
+  }
+}
+
+/* ------------------------------------------------------------------ request helpers */
+
+const char *tryon__api_header(const tryon_api_request *req, const char *name) {
+  return req->header ? req->header(req->header_ud, name) : NULL;
+}
+
+bool tryon__api_is_json(const tryon_api_request *req) {
+  const char *ct = tryon__api_header(req, "Content-Type");
+  if (ct == NULL)
+    return false;
+  while (*ct == ' ')
+    ct++;
+  size_t n = strlen("application/json");
+  return strncasecmp(ct, "application/json", n) == 0 &&
+         (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+bool tryon__api_user_admit(tryon_api *api, const char *key, tryon_api_response *resp) {
+  int retry = 1;
+  if (tryon_ratelimit_take(api->user_limit, key, tryon_clock_now_ms(api->clock), &retry))
+    return true;
+  atomic_fetch_add(&api->user_refused, 1);
+  char v[16];
+  snprintf(v, sizeof v, "%d", retry);
+  tryon__api_fail(resp, 429, "rate_limited", "too many requests; slow down a little");
+  tryon_api_response_header(resp, "Retry-After", v);
+  return false;
+}
+
+bool tryon__api_authenticate(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp,
+                             int64_t *user_id) {
+  const char *h = tryon__api_header(req, "Authorization");
+  tryon_jwt_claims claims;
+  tryon_err err;
+  tryon_status st;
+
+  tryon_err_clear(&err);
+  if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) {
+    tryon__api_fail_status(resp, TRYON_E_TOKEN_MISSING);
+    return false;
+  }
+  const char *tok = h + 7;
+  while (*tok == ' ')
+    tok++;
+  st = tryon_jwt_verify(api->cfg->jwt_secret, strlen(api->cfg->jwt_secret), tok, strlen(tok), 30,
+                        api->clock, &claims, &err);
+  if (st != TRYON_OK) {
+    /* The reason goes to the debug log, never the token. */
+    TRYON_LOG_DEBUG("session token refused", TRYON_LF_STR("reason", tryon_status_code(st)));
+    tryon__api_fail_status(resp, st);
+    return false;
+  }
+  *user_id = claims.sub;
+  resp->user_id = claims.sub;
+  return true;
+}
+
+cJSON *tryon__api_user_json(const tryon_user *u) {
+  char ts[TRYON_TIME_ISO8601_LEN];
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddNumberToObject(o, "id", (double)u->id);
+  cJSON_AddNumberToObject(o, "telegram_id", (double)u->telegram_id);
+  cJSON_AddStringToObject(o, "first_name", u->first_name);
+  cJSON_AddStringToObject(o, "last_name", u->last_name);
+  cJSON_AddStringToObject(o, "username", u->username);
+  cJSON_AddStringToObject(o, "language_code", u->language_code);
+  cJSON_AddBoolToObject(o, "is_premium", u->is_premium);
+  cJSON_AddStringToObject(o, "photo_url", u->photo_url);
+  tryon_time_format_iso8601(u->created_at_ms, ts);
+  cJSON_AddStringToObject(o, "created_at", ts);
+  return o;
+}
+
+/* ---------------------------------------------------------------------------- headers */
+
+static bool origin_allowed(const tryon_api *api, const char *origin) {
+  return origin != NULL && api->origin[0] != '\0' && strcmp(origin, api->origin) == 0;
+}
+
+/* Every response: the API's security headers, and CORS for the web app's origin only. */
+static void finish(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp) {
+  tryon_api_response_header(resp, "X-Content-Type-Options", "nosniff");
+  tryon_api_response_header(resp, "Referrer-Policy", "no-referrer");
+  tryon_api_response_header(resp, "X-Frame-Options", "DENY");
+  tryon_api_response_header(resp, "Content-Security-Policy",
+                            "default-src 'none'; frame-ancestors 'none'");
+  tryon_api_response_header(resp, "Cross-Origin-Resource-Policy", "same-site");
+  tryon_api_response_header(resp, "Cache-Control", "no-store");
+  if (api->https)
+    tryon_api_response_header(resp, "Strict-Transport-Security",
+                              "max-age=31536000; includeSubDomains");
+  const char *origin = tryon__api_header(req, "Origin");
+  tryon_api_response_header(resp, "Vary", "Origin");
+  if (origin_allowed(api, origin))
+    tryon_api_response_header(resp, "Access-Control-Allow-Origin", origin);
+}
+
+/* ---------------------------------------------------------------------------- routing */
+
+/* Whether `path` fits `pattern`, segment by segment; {x} matches one non-empty segment. */
+static bool path_matches(const char *pattern, const char *path) {
+  const char *p = pattern, *s = path;
+  while (*p && *s) {
+    if (*p == '{') {
+      const char *close = strchr(p, '}');
+      if (close == NULL)
+        return false;
+      if (*s == '/')
+        return false; /* empty segment */
+      while (*s && *s != '/')
+        s++;
+      p = close + 1;
+      continue;
+    }
+    if (*p != *s)
+      return false;
+    p++;
+    s++;
+  }
+  return *p == '\0' && *s == '\0';
+}
+
+static void allow_list(const char *path, char *out, size_t cap) {
+  size_t used = 0;
+  out[0] = '\0';
+  for (size_t i = 0; i < tryon__api_route_count; i++) {
+    const tryon__api_route *r = &tryon__api_routes[i];
+    if (!path_matches(r->pattern, path) || strstr(out, r->method) != NULL)
+      continue;
+    int w = snprintf(out + used, cap - used, "%s%s", used ? ", " : "", r->method);
+    if (w < 0 || (size_t)w >= cap - used)
+      break;
+    used += (size_t)w;
+  }
+}
+
+void tryon_api_plan_request(tryon_api *api, const tryon_api_request *req, tryon_api_plan *plan,
+                            tryon_api_response *resp) {
+  char allow[96];
+  memset(plan, 0, sizeof *plan);
+  plan->route = -1;
+
+  for (size_t i = 0; i < tryon__api_route_count; i++) {
+    const tryon__api_route *r = &tryon__api_routes[i];
+    if (strcmp(r->method, req->method) == 0 && path_matches(r->pattern, req->path)) {
+      plan->route = (int)i;
+      plan->body_limit = r->body_limit;
+      plan->blocking = r->blocking;
+      resp->route = r->pattern;
+      break;
+    }
+  }
+  allow_list(req->path, allow, sizeof allow);
+
+  if (plan->route < 0 && strcmp(req->method, "OPTIONS") == 0 && allow[0] != '\0') {
+    /* CORS preflight: only the web app's origin may call the API from a browser. */
+    const char *origin = tryon__api_header(req, "Origin");
+    plan->done = true;
+    if (!origin_allowed(api, origin)) {
+      tryon__api_fail(resp, 403, "origin_not_allowed", "this origin may not call the API");
+    } else {
+      resp->status = 204;
+      tryon_api_response_header(resp, "Access-Control-Allow-Methods", allow);
+      tryon_api_response_header(resp, "Access-Control-Allow-Headers",
+                                "Authorization, Content-Type, Idempotency-Key");
+      tryon_api_response_header(resp, "Access-Control-Max-Age", "600");
+    }
+  } else if (plan->route < 0 && allow[0] != '\0') {
+    plan->done = true;
+    tryon__api_fail(resp, 405, "method_not_allowed", "this endpoint does not take that method");
+    tryon_api_response_header(resp, "Allow", allow);
+  } else if (plan->route < 0) {
+    plan->done = true;
+    tryon__api_fail(resp, 404, "not_found", "no such endpoint");
+  } else if (tryon__api_routes[plan->route].rate_limited) {
+    char key[80];
+    int retry = 1;
+    snprintf(key, sizeof key, "ip:%s", req->client_ip ? req->client_ip : "-");
+    if (!tryon_ratelimit_take(api->ip_limit, key, tryon_clock_now_ms(api->clock), &retry)) {
+      char v[16];
+      atomic_fetch_add(&api->ip_refused, 1);
+      snprintf(v, sizeof v, "%d", retry);
+      plan->done = true;
+      tryon__api_fail(resp, 429, "rate_limited", "too many requests; slow down a little");
+      tryon_api_response_header(resp, "Retry-After", v);
+    }
+  }
+  if (plan->done)
+    finish(api, req, resp);
+}
+
+void tryon_api_handle(tryon_api *api, const tryon_api_plan *plan, const tryon_api_request *req,
+                      tryon_api_response *resp) {
+  if (plan->route < 0 || (size_t)plan->route >= tryon__api_route_count) {
+    tryon__api_fail(resp, 404, "not_found", "no such endpoint");
+  } else {
+    const tryon__api_route *r = &tryon__api_routes[plan->route];
+    resp->route = r->pattern;
+    if (req->body_len > r->body_limit) {
+      tryon__api_fail(resp, 413, "body_too_large", "the request body is too large");
+    } else {
+      r->fn(api, req, resp);
+      if (resp->status == 0)
+        tryon__api_fail(resp, 500, "internal_error", "the request was not answered");
+    }
+  }
+  finish(api, req, resp);
+}
+
+void tryon_api_error(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp,
+                     int status, const char *code, const char *message) {
+  tryon__api_fail(resp, status, code, message);
+  finish(api, req, resp);
+}
+
+/* ------------------------------------------------------------------------ lifecycle */
+
+/* scheme://host[:port] of a URL, without path. */
+static void url_origin(const char *url, char *out, size_t cap) {
+  const char *host = strstr(url, "://");
+  size_t n = strlen(url);
+  if (host != NULL) {
+    const char *slash = strchr(host + 3, '/');
+    if (slash != NULL)
+      n = (size_t)(slash - url);
+  }
+  snprintf(out, cap, "%.*s", (int)n, url);
+}
+
+tryon_status tryon_api_new(const tryon_api_options *opt, tryon_api **out, tryon_err *err) {
+  tryon_status st = TRYON_OK;
+  tryon_api *api = NULL;
+
+  if (opt == NULL || opt->cfg == NULL || opt->db == NULL || out == NULL) {
+    st = tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_api_new");
+    goto out;
+  }
+  *out = NULL;
+  const tryon_config *cfg = opt->cfg;
+  if (cfg->jwt_secret == NULL || strlen(cfg->jwt_secret) < TRYON_JWT_SECRET_MIN) {
+    st = tryon_err_set(err, TRYON_E_CONFIG, "TRYON_JWT_SECRET must be at least %d bytes",
+                       TRYON_JWT_SECRET_MIN);
+    goto out;
+  }
+  api = calloc(1, sizeof *api);
+  if (api == NULL) {
+    st = tryon_err_set(err, TRYON_E_NOMEM, "out of memory");
+    goto out;
+  }
+  api->cfg = cfg;
+  api->db = opt->db;
+  api->clock = opt->clock;
+  api->initdata.method = cfg->initdata_ed25519 ? TRYON_INITDATA_ED25519 : TRYON_INITDATA_HMAC;
+  api->initdata.bot_token = cfg->bot_token;
+  api->initdata.test_env = cfg->telegram_test_env;
+  api->initdata.max_age_s = cfg->initdata_max_age_s;
+  api->initdata.max_future_s = 60;
+  api->initdata.clock = opt->clock;
+  /* The bot id: configured, else the digits before ':' in the bot token. */
+  const char *id_text = cfg->telegram_bot_id ? cfg->telegram_bot_id : cfg->bot_token;
+  if (id_text != NULL) {
+    char *end = NULL;
+    long long id = strtoll(id_text, &end, 10);
+    if (end != id_text && id > 0 && (*end == '\0' || *end == ':'))
+      api->initdata.bot_id = id;
+  }
+  if (api->initdata.method == TRYON_INITDATA_HMAC && cfg->bot_token == NULL) {
+    st = tryon_err_set(err, TRYON_E_CONFIG, "TRYON_BOT_TOKEN is needed to check sign-in data");
+    goto out;
+  }
+  if (api->initdata.method == TRYON_INITDATA_ED25519 && api->initdata.bot_id == 0) {
+    st = tryon_err_set(err, TRYON_E_CONFIG,
+                       "TRYON_TELEGRAM_BOT_ID (or a bot token) is needed for the Ed25519 check");
+    goto out;
+  }
+  url_origin(cfg->webapp_origin ? cfg->webapp_origin : cfg->public_url, api->origin,
+             sizeof api->origin);
+  api->https = cfg->public_url != NULL && strncasecmp(cfg->public_url, "https://", 8) == 0;
+  api->ip_limit = tryon_ratelimit_new(cfg->rate_ip_rps, cfg->rate_ip_burst);
+  api->user_limit = tryon_ratelimit_new(cfg->rate_user_rps, cfg->rate_user_burst);
+  api->metrics = calloc(tryon__api_route_count + 1, sizeof *api->metrics);
+  if (api->ip_limit == NULL || api->user_limit == NULL || api->metrics == NULL) {
+    st = tryon_err_set(err, TRYON_E_NOMEM, "out of memory");
+    goto out;
+  }
+  *out = api;
+  api = NULL;
+out:
+  tryon_api_free(api);
+  return st;
+}
+
+void tryon_api_free(tryon_api *api) {
+  if (api == NULL)
+    return;
+  tryon_ratelimit_free(api->ip_limit);
+  tryon_ratelimit_free(api->user_limit);
+  free(api->metrics);
+  free(api);
+}

@@ -1,0 +1,196 @@
+/*
+ * The routing table and the handlers of the operational and sign-in endpoints.
+ */
+#include "api/api_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+/* initData is a few hundred bytes to a few KiB; a sign-in body is that plus framing. */
+#define AUTH_BODY_MAX (16u * 1024u)
+
+/* ------------------------------------------------------------------------ operations */
+
+static void h_healthz(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp) {
+  (void)api;
+  (void)req;
+  cJSON *doc = cJSON_CreateObject();
+  cJSON_AddStringToObject(doc, "status", "ok");
+  tryon__api_json(resp, 200, doc);
+}
+
+static void h_readyz(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp) {
+  (void)req;
+  tryon_db_conn *c = NULL;
+  tryon_err err;
+  tryon_err_clear(&err);
+  tryon_status st = tryon_db_acquire(api->db, &c, &err);
+  if (st == TRYON_OK)
+    st = tryon_db_exec(c, "SELECT 1", 0, NULL, NULL, &err);
+  tryon_db_release(c);
+  if (st != TRYON_OK) {
+    TRYON_LOG_WARN("readiness check failed", TRYON_LF_STR("error", tryon_err_message(&err)));
+    tryon__api_fail(resp, 503, "database_unavailable", "the database is not reachable");
+    return;
+  }
+  cJSON *doc = cJSON_CreateObject();
+  cJSON_AddStringToObject(doc, "status", "ready");
+  tryon__api_json(resp, 200, doc);
+}
+
+static void h_metrics(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp) {
+  (void)req;
+  tryon__api_metrics_text(api, &resp->body);
+  resp->status = 200;
+  resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+/* -------------------------------------------------------------------------- sign-in */
+
+/* Where the initData is: `Authorization: tma <initData>` or {"init_data": "..."}.
+ * Returns false after filling an error response. `*doc` keeps the parsed body alive
+ * while `*data` points into it. */
+static bool find_init_data(const tryon_api_request *req, tryon_api_response *resp, cJSON **doc,
+                           const char **data, size_t *len) {
+  const char *h = tryon__api_header(req, "Authorization");
+  if (h != NULL && strncasecmp(h, "tma ", 4) == 0) {
+    *data = h + 4;
+    *len = strlen(*data);
+    return true;
+  }
+  if (req->body_len == 0) {
+    tryon__api_fail(resp, 400, "missing_init_data",
+                    "send init_data in the body or an Authorization: tma header");
+    return false;
+  }
+  if (!tryon__api_is_json(req)) {
+    tryon__api_fail(resp, 415, "unsupported_media_type", "the body must be application/json");
+    return false;
+  }
+  const char *end = NULL;
+  *doc = cJSON_ParseWithLengthOpts(req->body, req->body_len, &end, false);
+  if (*doc == NULL) {
+    tryon__api_fail(resp, 400, "malformed_json", "the body is not valid JSON");
+    return false;
+  }
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(*doc, "init_data");
+  if (!cJSON_IsObject(*doc) || !cJSON_IsString(v) || v->valuestring[0] == '\0') {
+    tryon__api_fail(resp, 422, "invalid_request", "init_data must be a non-empty string");
+    return false;
+  }
+  *data = v->valuestring;
+  *len = strlen(v->valuestring);
+  return true;
+}
+
+static void h_auth_telegram(tryon_api *api, const tryon_api_request *req,
+                            tryon_api_response *resp) {
+  cJSON *body = NULL;
+  const char *data = NULL;
+  size_t len = 0;
+  tryon_initdata init;
+  tryon_db_conn *c = NULL;
+  tryon_user user;
+  tryon_jwt_claims claims;
+  char token[TRYON_JWT_MAX];
+  char key[40];
+  tryon_err err;
+  tryon_status st;
+
+  tryon_err_clear(&err);
+  if (!find_init_data(req, resp, &body, &data, &len))
+    goto out;
+  st = tryon_initdata_verify(data, len, &api->initdata, &init, &err);
+  if (st == TRYON_OK && !init.has_user)
+    st = TRYON_E_INITDATA_MISSING_FIELD;
+  if (st != TRYON_OK) {
+    /* Which check failed, never the data itself. */
+    TRYON_LOG_INFO("sign-in refused", TRYON_LF_STR("reason", tryon_status_code(st)));
+    tryon__api_fail_status(resp, st);
+    goto out;
+  }
+  snprintf(key, sizeof key, "tg:%lld", (long long)init.user.id);
+  if (!tryon__api_user_admit(api, key, resp))
+    goto out;
+
+  st = tryon_db_acquire(api->db, &c, &err);
+  if (st == TRYON_OK)
+    st = tryon_users_upsert_telegram(c, &init.user, &user, NULL, &err);
+  tryon_db_release(c);
+  if (st != TRYON_OK) {
+    TRYON_LOG_ERROR("sign-in failed", TRYON_LF_STR("error", tryon_err_message(&err)));
+    tryon__api_fail_status(resp, st);
+    goto out;
+  }
+  resp->user_id = user.id;
+  if (user.blocked) {
+    tryon__api_fail(resp, 403, "user_blocked", "this account is blocked");
+    goto out;
+  }
+  st = tryon_jwt_issue(api->cfg->jwt_secret, strlen(api->cfg->jwt_secret), user.id,
+                       api->cfg->jwt_ttl_s, api->clock, token, sizeof token, &claims, &err);
+  if (st != TRYON_OK) {
+    TRYON_LOG_ERROR("cannot issue a session token", TRYON_LF_STR("error", tryon_err_message(&err)));
+    tryon__api_fail_status(resp, st);
+    goto out;
+  }
+  char exp[TRYON_TIME_ISO8601_LEN];
+  tryon_time_format_iso8601(claims.exp * 1000, exp);
+  cJSON *doc = cJSON_CreateObject();
+  cJSON_AddStringToObject(doc, "token", token);
+  cJSON_AddStringToObject(doc, "expires_at", exp);
+  cJSON_AddItemToObject(doc, "user", tryon__api_user_json(&user));
+  tryon__api_json(resp, 200, doc);
+out:
+  cJSON_Delete(body);
+}
+
+static void h_me(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp) {
+  int64_t uid = 0;
+  tryon_db_conn *c = NULL;
+  tryon_user user;
+  char key[40];
+  tryon_err err;
+  tryon_status st;
+
+  tryon_err_clear(&err);
+  if (!tryon__api_authenticate(api, req, resp, &uid))
+    return;
+  snprintf(key, sizeof key, "user:%lld", (long long)uid);
+  if (!tryon__api_user_admit(api, key, resp))
+    return;
+  st = tryon_db_acquire(api->db, &c, &err);
+  if (st == TRYON_OK)
+    st = tryon_users_get(c, uid, &user, &err);
+  tryon_db_release(c);
+  if (st == TRYON_E_NOT_FOUND) {
+    /* A valid token for a user who no longer exists: the session is over. */
+    tryon__api_fail(resp, 401, "user_unknown", "your session is not valid; sign in again");
+    return;
+  }
+  if (st != TRYON_OK) {
+    TRYON_LOG_ERROR("cannot load the user", TRYON_LF_STR("error", tryon_err_message(&err)));
+    tryon__api_fail_status(resp, st);
+    return;
+  }
+  if (user.blocked) {
+    tryon__api_fail(resp, 403, "user_blocked", "this account is blocked");
+    return;
+  }
+  cJSON *doc = cJSON_CreateObject();
+  cJSON_AddItemToObject(doc, "user", tryon__api_user_json(&user));
+  tryon__api_json(resp, 200, doc);
+}
+
+/* -------------------------------------------------------------------------- the table */
+
+/* method, pattern, handler, body limit, blocking (database), per-address rate limit */
+const tryon__api_route tryon__api_routes[] = {
+    {"GET", "/healthz", h_healthz, 0, false, false},
+    {"GET", "/readyz", h_readyz, 0, true, false},
+    {"GET", "/metrics", h_metrics, 0, false, false},
+    {"POST", "/api/auth/telegram", h_auth_telegram, AUTH_BODY_MAX, true, true},
+    {"GET", "/api/me", h_me, 0, true, true},
+};
+const size_t tryon__api_route_count = sizeof tryon__api_routes / sizeof tryon__api_routes[0];

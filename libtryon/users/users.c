@@ -1,0 +1,102 @@
+/*
+ * The users table: sign-in upsert and lookup.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tryon/users.h>
+
+/* The columns every query returns, in the order row_to_user reads them. */
+#define USER_COLUMNS                                                              \
+  "id, telegram_id, first_name, coalesce(last_name, ''), coalesce(username, '')," \
+  " coalesce(language_code, ''), coalesce(photo_url, ''), is_premium, blocked,"   \
+  " (extract(epoch FROM created_at) * 1000)::bigint,"                             \
+  " coalesce((extract(epoch FROM last_login_at) * 1000)::bigint, 0)"
+
+static void copy_field(char *dst, size_t cap, const char *src) {
+  snprintf(dst, cap, "%s", src);
+}
+
+static void row_to_user(PGresult *res, int row, tryon_user *u) {
+  memset(u, 0, sizeof *u);
+  u->id = strtoll(PQgetvalue(res, row, 0), NULL, 10);
+  u->telegram_id = strtoll(PQgetvalue(res, row, 1), NULL, 10);
+  copy_field(u->first_name, sizeof u->first_name, PQgetvalue(res, row, 2));
+  copy_field(u->last_name, sizeof u->last_name, PQgetvalue(res, row, 3));
+  copy_field(u->username, sizeof u->username, PQgetvalue(res, row, 4));
+  copy_field(u->language_code, sizeof u->language_code, PQgetvalue(res, row, 5));
+  copy_field(u->photo_url, sizeof u->photo_url, PQgetvalue(res, row, 6));
+  u->is_premium = PQgetvalue(res, row, 7)[0] == 't';
+  u->blocked = PQgetvalue(res, row, 8)[0] == 't';
+  u->created_at_ms = strtoll(PQgetvalue(res, row, 9), NULL, 10);
+  u->last_login_at_ms = strtoll(PQgetvalue(res, row, 10), NULL, 10);
+}
+
+tryon_status tryon_users_upsert_telegram(tryon_db_conn *c, const tryon_tg_user *tg, tryon_user *out,
+                                         bool *created, tryon_err *err) {
+  char tgid[24];
+  PGresult *res = NULL;
+  tryon_status st;
+
+  if (c == NULL || tg == NULL || out == NULL || tg->id <= 0)
+    return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_users_upsert_telegram");
+  snprintf(tgid, sizeof tgid, "%" PRId64, tg->id);
+  const char *params[] = {tgid,
+                          tg->first_name,
+                          tg->last_name,
+                          tg->username,
+                          tg->language_code,
+                          tg->is_premium ? "true" : "false",
+                          tg->allows_write_to_pm ? "true" : "false",
+                          tg->photo_url};
+  /* One statement, so two sign-ins of the same person at once cannot both insert.
+   * left() cuts at characters to the schema's limits; '' becomes NULL for the optional
+   * fields. xmax = 0 is true only for the row version this statement inserted. */
+  st = tryon_db_exec(c,
+                     "INSERT INTO users AS u (telegram_id, first_name, last_name, username,"
+                     " language_code, is_premium, allows_write_to_pm, photo_url, last_login_at)"
+                     " VALUES ($1::bigint, left($2, 256), NULLIF(left($3, 256), ''),"
+                     " NULLIF(left($4, 64), ''), NULLIF(left($5, 35), ''), $6::boolean,"
+                     " $7::boolean, NULLIF(left($8, 2048), ''), now())"
+                     " ON CONFLICT (telegram_id) DO UPDATE SET"
+                     " first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name,"
+                     " username = EXCLUDED.username, language_code = EXCLUDED.language_code,"
+                     " is_premium = EXCLUDED.is_premium,"
+                     " allows_write_to_pm = EXCLUDED.allows_write_to_pm,"
+                     " photo_url = EXCLUDED.photo_url, last_login_at = now()"
+                     " RETURNING " USER_COLUMNS ", (xmax = 0)",
+                     8, params, &res, err);
+  if (st != TRYON_OK)
+    goto out;
+  row_to_user(res, 0, out);
+  if (created != NULL)
+    *created = PQgetvalue(res, 0, 11)[0] == 't';
+out:
+  PQclear(res);
+  return st;
+}
+
+tryon_status tryon_users_get(tryon_db_conn *c, int64_t id, tryon_user *out, tryon_err *err) {
+  char idstr[24];
+  PGresult *res = NULL;
+  tryon_status st;
+
+  if (c == NULL || out == NULL)
+    return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_users_get");
+  snprintf(idstr, sizeof idstr, "%" PRId64, id);
+  const char *params[] = {idstr};
+  st = tryon_db_exec(c, "SELECT " USER_COLUMNS " FROM users WHERE id = $1::bigint", 1, params, &res,
+                     err);
+  if (st != TRYON_OK)
+    goto out;
+  if (PQntuples(res) == 0) {
+    st = tryon_err_set(err, TRYON_E_NOT_FOUND, "no user %" PRId64, id);
+    goto out;
+  }
+  row_to_user(res, 0, out);
+out:
+  PQclear(res);
+  return st;
+}
