@@ -10,7 +10,7 @@
  *   6. Bounded buffers
  *   7. Arenas
  *   8. Configuration
- *   9. Hex and hashing
+ *   9. Hex, text and hashing
  *
  * Thread-safety: everything here is safe to call from several threads at once,
  * except that a given tryon_buf, tryon_arena or tryon_config belongs to one thread at a
@@ -81,7 +81,15 @@ extern "C" {
   X(E_TOKEN_EXPIRED, "token_expired", "session token has expired")                        \
   X(E_TOKEN_NOT_YET_VALID, "token_not_yet_valid", "session token is not valid yet")       \
   X(E_FORBIDDEN, "forbidden", "forbidden")                                                \
-  X(E_RATE_LIMITED, "rate_limited", "too many requests")
+  X(E_RATE_LIMITED, "rate_limited", "too many requests")                                  \
+  X(E_FILE_TOO_LARGE, "file_too_large", "the file is larger than 5 MB")                   \
+  X(E_EMPTY_FILE, "empty_file", "the file is empty")                                      \
+  X(E_UNSUPPORTED_TYPE, "unsupported_type", "only JPEG and PNG photos are accepted")      \
+  X(E_TYPE_MISMATCH, "type_mismatch", "the file's content does not match its type")       \
+  X(E_CORRUPT_IMAGE, "corrupt_image", "the image is damaged and cannot be read")          \
+  X(E_IMAGE_TOO_LARGE_DIMENSIONS, "image_too_large_dimensions",                           \
+    "the image is larger than 8192 pixels a side or 40 megapixels")                       \
+  X(E_QUOTA_EXCEEDED, "quota_exceeded", "storage quota exceeded")
 
 typedef enum tryon_status {
 #define TRYON__STATUS_ENUM(suffix, code, msg) TRYON_##suffix,
@@ -347,7 +355,9 @@ TRYON_API size_t tryon_arena_used(const tryon_arena *a);
   X(rate_ip_rps, "TRYON_RATE_LIMIT_IP_RPS", INT_RATE, "20", 0)                              \
   X(rate_ip_burst, "TRYON_RATE_LIMIT_IP_BURST", INT_RATE, "60", 0)                          \
   X(rate_user_rps, "TRYON_RATE_LIMIT_USER_RPS", INT_RATE, "10", 0)                          \
-  X(rate_user_burst, "TRYON_RATE_LIMIT_USER_BURST", INT_RATE, "30", 0)
+  X(rate_user_burst, "TRYON_RATE_LIMIT_USER_BURST", INT_RATE, "30", 0)                      \
+  X(upload_quota, "TRYON_UPLOAD_QUOTA", INT_RATE, "200", 0)                                 \
+  X(file_link_ttl_s, "TRYON_FILE_LINK_TTL_S", INT_S, "86400", 0)
 
 /* What a program needs beyond the defaults; OR them into `needs`. */
 enum {
@@ -385,6 +395,8 @@ typedef struct tryon_config {
   int rate_ip_burst;
   int rate_user_rps;
   int rate_user_burst;
+  int upload_quota;
+  int file_link_ttl_s;
 } tryon_config;
 
 /*
@@ -407,7 +419,12 @@ TRYON_API void tryon_config_release(tryon_config *cfg);
 TRYON_API size_t tryon_config_var_count(void);
 TRYON_API const char *tryon_config_var_name(size_t i);
 
-/* ------------------------------------------------------------------ 9. Hex and hashing */
+/* ------------------------------------------------------------ 9. Hex, text and hashing */
+
+/* Copies `src` into `dst` (`cap` bytes, cap >= 1), cutting it short if needed at a
+ * character boundary so the copy stays valid UTF-8 (when src is). Returns the bytes
+ * copied, without the NUL. */
+TRYON_API size_t tryon_utf8_copy(char *dst, size_t cap, const char *src);
 
 /* The value of one hex digit (either case), or -1. */
 TRYON_API int tryon_hex_digit(int c);

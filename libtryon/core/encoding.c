@@ -1,7 +1,11 @@
 /*
  * Hex codecs and a fast non-cryptographic string hash, shared by every module.
  */
+#include <string.h>
+
 #include <tryon/core.h>
+
+#include "internal.h"
 
 int tryon_hex_digit(int c) {
   if (c >= '0' && c <= '9') {
@@ -49,4 +53,13 @@ uint64_t tryon_hash64(const char *s) {
     h *= 1099511628211ULL;
   }
   return h;
+}
+
+size_t tryon_utf8_copy(char *dst, size_t cap, const char *src) {
+  size_t n = strlen(src);
+  if (n >= cap)
+    n = tryon__utf8_trim_partial(src, cap - 1);
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+  return n;
 }

@@ -10,16 +10,25 @@
 
 #include <tryon/db.h>
 
-/* Statements prepared on one connection, by the hash of their text (0: free slot). */
-#define TRYON__DB_PREPARED_MAX 256
+/* Statements prepared on one connection: their text (owned copy), its hash for a quick
+ * first comparison, and the server-side name. Names come from a per-connection counter
+ * that never repeats, so a forgotten statement's name is never reused. */
+#define TRYON__DB_PREPARED_MAX 128
+
+typedef struct tryon__db_prepared {
+  uint64_t hash;
+  char *sql;
+  uint32_t name;
+} tryon__db_prepared;
 
 struct tryon_db_conn {
   tryon_db *db;
   PGconn *pg;  /* NULL until first connected, or after a breakage closed it */
   bool in_use; /* guarded by the pool's mutex */
   bool broken; /* set by the holder when libpq reports the connection lost */
-  uint64_t prepared[TRYON__DB_PREPARED_MAX]; /* open addressing; emptied on reconnect */
+  tryon__db_prepared prepared[TRYON__DB_PREPARED_MAX];
   int nprepared;
+  uint32_t next_name;
 };
 
 /* Forgets the statements prepared on `c` (its session is new or was reset). */

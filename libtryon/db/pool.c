@@ -112,6 +112,7 @@ void tryon_db_free(tryon_db *db) {
   for (int i = 0; i < db->size; i++) {
     if (db->slots[i].pg != NULL)
       PQfinish(db->slots[i].pg);
+    tryon__db_prepared_reset(&db->slots[i]);
   }
   pthread_mutex_destroy(&db->mu);
   pthread_cond_destroy(&db->cv);

@@ -63,66 +63,82 @@ static tryon_status result_status(tryon_db_conn *c, PGresult *res, tryon_err *er
 }
 
 void tryon__db_prepared_reset(tryon_db_conn *c) {
+  for (int i = 0; i < c->nprepared; i++)
+    free(c->prepared[i].sql);
   memset(c->prepared, 0, sizeof c->prepared);
   c->nprepared = 0;
 }
 
-/* The statement text's hash; never 0 (0 marks a free slot). */
-static uint64_t sql_hash(const char *sql) {
-  uint64_t h = tryon_hash64(sql);
-  return h ? h : 1;
+static tryon__db_prepared *prepared_find(tryon_db_conn *c, uint64_t h, const char *sql) {
+  for (int i = 0; i < c->nprepared; i++) {
+    /* The hash only narrows the search; the text decides. */
+    if (c->prepared[i].hash == h && strcmp(c->prepared[i].sql, sql) == 0)
+      return &c->prepared[i];
+  }
+  return NULL;
 }
 
-/* Finds `h` among the prepared statements; with `add`, claims its slot. */
-static bool prepared_lookup(tryon_db_conn *c, uint64_t h, bool add) {
-  size_t i = (size_t)h % TRYON__DB_PREPARED_MAX;
-  for (int n = 0; n < TRYON__DB_PREPARED_MAX; n++, i = (i + 1) % TRYON__DB_PREPARED_MAX) {
-    if (c->prepared[i] == h)
-      return true;
-    if (c->prepared[i] == 0) {
-      if (add) {
-        c->prepared[i] = h;
-        c->nprepared++;
-      }
-      return false;
-    }
-  }
-  return false;
+static void prepared_forget(tryon_db_conn *c, tryon__db_prepared *p) {
+  free(p->sql);
+  *p = c->prepared[--c->nprepared];
+  memset(&c->prepared[c->nprepared], 0, sizeof c->prepared[0]);
+}
+
+static PGresult *exec_unnamed(tryon_db_conn *c, const char *sql, int nparams,
+                              const char *const *params) {
+  return PQexecParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
 }
 
 /*
  * Statements with parameters are prepared once per connection and then executed by
  * name: the server parses and plans them once, not on every call (a sign-in's upsert
- * costs the server markedly less this way). Named by the hash of their text, so the
- * same text always maps to the same name. A connection that collected too many
- * statements forgets them all (DEALLOCATE ALL) and starts over.
+ * costs the server markedly less this way). A full cache is emptied with DEALLOCATE ALL
+ * only between transactions; inside one, a new statement simply runs unnamed.
  */
 static PGresult *exec_prepared(tryon_db_conn *c, const char *sql, int nparams,
                                const char *const *params) {
-  uint64_t h = sql_hash(sql);
-  char name[24];
-  snprintf(name, sizeof name, "t%016llx", (unsigned long long)h);
-  if (!prepared_lookup(c, h, false)) {
-    if (c->nprepared >= TRYON__DB_PREPARED_MAX / 2) {
-      PQclear(PQexec(c->pg, "DEALLOCATE ALL"));
+  uint64_t h = tryon_hash64(sql);
+  bool idle = PQtransactionStatus(c->pg) == PQTRANS_IDLE;
+  tryon__db_prepared *p = prepared_find(c, h, sql);
+  char name[16];
+
+  if (p == NULL) {
+    if (c->nprepared == TRYON__DB_PREPARED_MAX) {
+      if (!idle)
+        return exec_unnamed(c, sql, nparams, params);
+      PGresult *d = PQexec(c->pg, "DEALLOCATE ALL");
+      bool ok = PQresultStatus(d) == PGRES_COMMAND_OK;
+      PQclear(d);
+      if (!ok)
+        return exec_unnamed(c, sql, nparams, params);
       tryon__db_prepared_reset(c);
     }
+    char *copy = strdup(sql);
+    if (copy == NULL)
+      return exec_unnamed(c, sql, nparams, params);
+    uint32_t id = c->next_name++;
+    snprintf(name, sizeof name, "t%u", (unsigned)id);
     PGresult *prep = PQprepare(c->pg, name, sql, nparams, NULL);
-    if (PQresultStatus(prep) != PGRES_COMMAND_OK)
+    if (PQresultStatus(prep) != PGRES_COMMAND_OK) {
+      free(copy);
       return prep; /* the caller reports the error (a syntax error, a lost connection) */
+    }
     PQclear(prep);
-    prepared_lookup(c, h, true);
+    p = &c->prepared[c->nprepared++];
+    *p = (tryon__db_prepared){.hash = h, .sql = copy, .name = id};
   }
+  snprintf(name, sizeof name, "t%u", (unsigned)p->name);
   PGresult *res = PQexecPrepared(c->pg, name, nparams, params, NULL, NULL, 0);
   const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-  if (state != NULL && strcmp(state, "0A000") == 0 && PQtransactionStatus(c->pg) == PQTRANS_IDLE) {
-    /* "cached plan must not change result type": a table changed shape under the
-     * prepared statement. Outside a transaction nothing ran; forget the statement and
-     * run the text afresh. */
-    PQclear(res);
-    PQclear(PQexec(c->pg, "DEALLOCATE ALL"));
-    tryon__db_prepared_reset(c);
-    res = PQexecParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+  if (state != NULL && (strcmp(state, "0A000") == 0 || strcmp(state, "26000") == 0)) {
+    /* "cached plan must not change result type" (a table changed shape under the
+     * statement) or an unknown statement name: forget this one; the next call prepares
+     * it afresh under a new name. Outside a transaction nothing ran, so run it now. */
+    prepared_forget(c, p);
+    if (idle) {
+      PQclear(res);
+      res = exec_unnamed(c, sql, nparams, params);
+    }
   }
   return res;
 }
@@ -140,8 +156,7 @@ tryon_status tryon_db_exec(tryon_db_conn *c, const char *sql, int nparams,
   }
   /* Statements without parameters (BEGIN, COMMIT, DDL in tests) run unnamed: some
    * cannot be prepared and none gains from it. */
-  res = nparams > 0 ? exec_prepared(c, sql, nparams, params)
-                    : PQexecParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0);
+  res = nparams > 0 ? exec_prepared(c, sql, nparams, params) : exec_unnamed(c, sql, 0, NULL);
   st = result_status(c, res, err);
   if (st == TRYON_OK && out != NULL) {
     *out = res;

@@ -15,8 +15,10 @@
   " (extract(epoch FROM created_at) * 1000)::bigint,"                             \
   " coalesce((extract(epoch FROM last_login_at) * 1000)::bigint, 0)"
 
+/* The schema allows more bytes than the struct holds (256 characters of up to 4 bytes):
+ * cut at a character boundary, never inside one. */
 static void copy_field(char *dst, size_t cap, const char *src) {
-  snprintf(dst, cap, "%s", src);
+  tryon_utf8_copy(dst, cap, src);
 }
 
 static void row_to_user(PGresult *res, int row, tryon_user *u) {

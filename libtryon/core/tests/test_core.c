@@ -1318,6 +1318,14 @@ static void test_core__hex_and_hash(void **state) {
   const unsigned char in[4] = {0xde, 0xad, 0x00, 0x01};
   tryon_hex_encode(in, 4, text);
   assert_string_equal(text, "dead0001");
+  /* UTF-8 copies are cut between characters, never inside one. */
+  char small[6];
+  assert_int_equal(tryon_utf8_copy(small, sizeof small, "abc"), 3);
+  assert_string_equal(small, "abc");
+  assert_int_equal(tryon_utf8_copy(small, sizeof small, "\xd1\x8f\xd1\x8f\xd1\x8f"), 4);
+  assert_string_equal(small, "\xd1\x8f\xd1\x8f");
+  assert_int_equal(tryon_utf8_copy(small, sizeof small, "ab\xe4\xb8\xad\xe4\xb8\xad"), 5);
+  assert_int_equal(tryon_utf8_copy(small, 1, "x"), 0);
   /* FNV-1a's published values: stable across runs and machines. */
   assert_true(tryon_hash64("") == 0xcbf29ce484222325ULL);
   assert_true(tryon_hash64("a") == 0xaf63dc4c8601ec8cULL);

@@ -152,6 +152,21 @@ static void test_db__prepared_statements_follow_the_schema(void **state) {
                    TRYON_OK);
   assert_int_equal(PQnfields(res), 2);
   PQclear(res);
+  /* Changed shape seen first inside a transaction: that transaction fails (as any
+   * statement error would), the next one works. */
+  exec_ok(c, "ALTER TABLE p ADD COLUMN c int DEFAULT 3");
+  exec_ok(c, "BEGIN");
+  tryon_status in_tx = tryon_db_exec(c, "SELECT * FROM p WHERE a = $1::int", 1, params, &res, &err);
+  PQclear(res);
+  exec_ok(c, "ROLLBACK");
+  if (in_tx != TRYON_OK)
+    assert_string_equal(err.sqlstate, "0A000");
+  exec_ok(c, "BEGIN");
+  assert_int_equal(tryon_db_exec(c, "SELECT * FROM p WHERE a = $1::int", 1, params, &res, &err),
+                   TRYON_OK);
+  assert_int_equal(PQnfields(res), 3);
+  PQclear(res);
+  exec_ok(c, "COMMIT");
   /* Hundreds of distinct statements: the per-connection cache starts over, still right. */
   for (int i = 0; i < 300; i++) {
     char sql[64], want[16];
@@ -161,6 +176,29 @@ static void test_db__prepared_statements_follow_the_schema(void **state) {
     assert_string_equal(v, want);
     free(v);
   }
+  /* A full cache met inside a failed transaction: the new statement runs unnamed (and
+   * fails with the transaction), nothing is forgotten wrongly, and afterwards every
+   * statement still works. */
+  for (int i = 0; i < 200; i++) {
+    char sql[64];
+    snprintf(sql, sizeof sql, "SELECT $1::int - %d", i);
+    free(tryon_test_query_value(c, sql, 1, params));
+  }
+  exec_ok(c, "BEGIN");
+  assert_int_not_equal(tryon_db_exec(c, "SELECT 1/0", 0, NULL, NULL, &err), TRYON_OK);
+  assert_int_not_equal(tryon_db_exec(c, "SELECT $1::int * 7", 1, params, NULL, &err), TRYON_OK);
+  exec_ok(c, "ROLLBACK");
+  for (int i = 199; i >= 150; i--) {
+    char sql[64], want[16];
+    snprintf(sql, sizeof sql, "SELECT $1::int - %d", i);
+    snprintf(want, sizeof want, "%d", 1 - i);
+    char *v = tryon_test_query_value(c, sql, 1, params);
+    assert_string_equal(v, want);
+    free(v);
+  }
+  char *seven = tryon_test_query_value(c, "SELECT $1::int * 7", 1, params);
+  assert_string_equal(seven, "7");
+  free(seven);
   tryon_db_release(c);
 }
 

@@ -96,6 +96,18 @@ static void test_users__long_fields_are_cut_not_refused(void **state) {
   assert_int_equal(tryon_users_upsert_telegram(c, &tg, &u, NULL, &err), TRYON_OK);
   assert_int_equal(strlen(u.first_name), 256);
   assert_int_equal(strlen(u.username), 64);
+  /* Another writer may store 256 three-byte characters: read back, the name is cut at a
+   * character boundary (255 bytes), never inside one. */
+  char id[24];
+  snprintf(id, sizeof id, "%lld", (long long)u.id);
+  const char *p[] = {id};
+  free(tryon_test_query_value(c,
+                              "UPDATE users SET first_name = repeat('中', 200)"
+                              " WHERE id = $1::bigint RETURNING id",
+                              1, p));
+  assert_int_equal(tryon_users_get(c, u.id, &u, &err), TRYON_OK);
+  assert_int_equal(strlen(u.first_name), 255);
+  assert_int_equal(memcmp(u.first_name + 252, "中", 3), 0);
   tryon_db_release(c);
 }
 
