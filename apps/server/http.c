@@ -18,11 +18,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #define QUEUE_CAP 4096
+#define MAX_PARTS 8
+#define DISCARD_MAX (8u * 1024u * 1024u)    /* bytes of a refused body read before hanging up */
 #define BODY_HARD_MAX (64u * 1024u * 1024u) /* no route accepts more than this */
 
 typedef struct request_ctx request_ctx;
@@ -41,7 +44,18 @@ struct tryon_http {
   int nthreads;
 
   atomic_int in_flight; /* requests begun and not yet completed */
+  atomic_bool closing;  /* shutting down: answers close their connection */
+  MHD_socket listen_fd; /* handed back by MHD_quiesce_daemon; ours to close */
 };
+
+/* A multipart part as it streams in. */
+typedef struct part_buf {
+  char name[64];
+  char filename[256];
+  char content_type[128];
+  tryon_buf data;
+  bool too_large;
+} part_buf;
 
 struct request_ctx {
   tryon_http *srv;
@@ -50,12 +64,20 @@ struct request_ctx {
   tryon_api_plan plan;
   tryon_api_response resp;
   tryon_buf body;
+  struct MHD_PostProcessor *pp; /* multipart routes */
+  part_buf partbufs[MAX_PARTS];
+  tryon_api_part parts[MAX_PARTS];
+  size_t nparts;
+  size_t received;
+  bool malformed; /* the multipart body did not parse */
   char method[16];
   char *path;
   char client_ip[INET6_ADDRSTRLEN + 8];
   int64_t t0_us;
   bool answered;  /* resp is final: queue it on the next callback */
   bool too_large; /* the body passed the route's ceiling: its rest is discarded */
+  bool early;     /* answered before reading the body */
+  size_t discarded;
 };
 
 static int64_t now_us(void) {
@@ -69,17 +91,76 @@ static const char *header_lookup(void *ud, const char *name) {
   return MHD_lookup_connection_value((struct MHD_Connection *)ud, MHD_HEADER_KIND, name);
 }
 
+/* Query arguments, already percent-decoded by MHD. */
+static const char *query_lookup(void *ud, const char *name) {
+  return MHD_lookup_connection_value((struct MHD_Connection *)ud, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* MHD's multipart parser hands over each part's bytes as they arrive (off = 0 starts a
+ * part); they go into a buffer bounded by the route's part ceiling, so an oversize
+ * file is known as soon as its ceiling is passed and never held whole. */
+static enum MHD_Result on_part_data(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *filename, const char *content_type,
+                                    const char *transfer_encoding, const char *data, uint64_t off,
+                                    size_t size) {
+  request_ctx *ctx = cls;
+  (void)kind;
+  (void)transfer_encoding;
+  if (off == 0) {
+    if (ctx->nparts == MAX_PARTS) {
+      ctx->malformed = true;
+      return MHD_NO;
+    }
+    part_buf *p = &ctx->partbufs[ctx->nparts++];
+    snprintf(p->name, sizeof p->name, "%s", key ? key : "");
+    snprintf(p->filename, sizeof p->filename, "%s", filename ? filename : "");
+    snprintf(p->content_type, sizeof p->content_type, "%s", content_type ? content_type : "");
+    tryon_buf_init(&p->data, ctx->plan.part_limit);
+  }
+  if (ctx->nparts == 0)
+    return MHD_NO;
+  part_buf *p = &ctx->partbufs[ctx->nparts - 1];
+  if (!p->too_large && size > 0 && tryon_buf_append(&p->data, data, size) != TRYON_OK)
+    p->too_large = true;
+  return MHD_YES;
+}
+
+static bool is_multipart(struct MHD_Connection *conn) {
+  const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+  return ct != NULL && strncasecmp(ct, "multipart/form-data", 19) == 0;
+}
+
+/* Turns the parsed parts into the API's view of them. */
+static void expose_parts(request_ctx *ctx) {
+  for (size_t i = 0; i < ctx->nparts; i++) {
+    part_buf *p = &ctx->partbufs[i];
+    ctx->parts[i] = (tryon_api_part){.name = p->name,
+                                     .filename = p->filename[0] ? p->filename : NULL,
+                                     .content_type = p->content_type[0] ? p->content_type : NULL,
+                                     .data = p->data.data,
+                                     .len = p->data.len,
+                                     .too_large = p->too_large};
+  }
+  ctx->req.parts = ctx->parts;
+  ctx->req.nparts = ctx->nparts;
+}
+
 static void client_address(tryon_http *srv, struct MHD_Connection *conn, char *out, size_t cap) {
   const char *hdr = srv->cfg->client_ip_header;
   const char *v = hdr ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, hdr) : NULL;
   out[0] = '\0';
   if (v != NULL) {
-    /* Our own proxy's header: its first entry, trimmed. */
-    while (*v == ' ')
-      v++;
-    size_t n = strcspn(v, ", ");
-    snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), v);
-    return;
+    /* Our own proxy appends the address it saw at the right end; anything to its left
+     * came from the client and proves nothing. */
+    const char *last = strrchr(v, ',');
+    last = last ? last + 1 : v;
+    while (*last == ' ')
+      last++;
+    size_t n = strcspn(last, " ");
+    if (n > 0) {
+      snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), last);
+      return;
+    }
   }
   const union MHD_ConnectionInfo *ci =
       MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -107,6 +188,10 @@ static enum MHD_Result send_response(request_ctx *ctx) {
   MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctx->resp.content_type);
   for (size_t i = 0; i < ctx->resp.nheaders; i++)
     MHD_add_response_header(r, ctx->resp.headers[i].name, ctx->resp.headers[i].value);
+  /* While stopping, or when the request's body is left unread (an early refusal), the
+   * connection must not be reused. */
+  if (atomic_load(&ctx->srv->closing) || ctx->early)
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
   enum MHD_Result ret = MHD_queue_response(ctx->conn, (unsigned int)ctx->resp.status, r);
   MHD_destroy_response(r);
   return ret;
@@ -178,36 +263,85 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                    .path = ctx->path ? ctx->path : "",
                                    .client_ip = ctx->client_ip,
                                    .header = header_lookup,
-                                   .header_ud = conn};
+                                   .header_ud = conn,
+                                   .query = query_lookup,
+                                   .query_ud = conn};
     tryon_api_plan_request(srv->api, &ctx->req, &ctx->plan, &ctx->resp);
     tryon_buf_init(&ctx->body,
                    ctx->plan.body_limit < BODY_HARD_MAX ? ctx->plan.body_limit : BODY_HARD_MAX);
-    if (ctx->plan.done) {
-      ctx->answered = true;
-    } else {
+    if (!ctx->plan.done) {
       /* A declared length over the ceiling is refused before a byte is read. */
       const char *cl =
           MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-      if (cl != NULL && strtoull(cl, NULL, 10) > ctx->plan.body_limit)
-        ctx->too_large = true;
+      if (cl != NULL && strtoull(cl, NULL, 10) > ctx->plan.body_limit) {
+        tryon_api_error(srv->api, &ctx->req, &ctx->resp, 413,
+                        ctx->plan.too_large_code ? ctx->plan.too_large_code : "body_too_large",
+                        "the request body is too large");
+        ctx->plan.done = true;
+      } else if (ctx->plan.multipart) {
+        ctx->pp = is_multipart(conn) ? MHD_create_post_processor(conn, 64 * 1024, on_part_data, ctx)
+                                     : NULL;
+        if (ctx->pp == NULL) {
+          tryon_api_error(srv->api, &ctx->req, &ctx->resp, 415, "unsupported_media_type",
+                          "send the photo as multipart/form-data");
+          ctx->plan.done = true;
+        }
+      }
+    }
+    if (ctx->plan.done) {
+      /* Answered now, before any body: MHD sends no "100 Continue" and reads none of
+       * it; a connection whose body stays unread is closed after the answer. */
+      const char *cl =
+          MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+      ctx->early = (cl != NULL && strtoull(cl, NULL, 10) > 0) ||
+                   MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                               MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+      ctx->answered = true;
+      return send_response(ctx);
     }
     return MHD_YES;
   }
 
   if (*upload_data_size != 0) {
-    if (!ctx->answered && !ctx->too_large &&
-        tryon_buf_append(&ctx->body, upload_data, *upload_data_size) != TRYON_OK)
-      ctx->too_large = true;
+    size_t n = *upload_data_size;
     *upload_data_size = 0; /* consumed (or discarded) */
+    if (ctx->answered || ctx->too_large || ctx->malformed) {
+      /* A body of unknown length that went over its ceiling is read to its end only up
+       * to a point; past it the connection is dropped. */
+      ctx->discarded += n;
+      return ctx->discarded > DISCARD_MAX ? MHD_NO : MHD_YES;
+    }
+    ctx->received += n;
+    if (ctx->received > ctx->plan.body_limit)
+      ctx->too_large = true;
+    else if (ctx->pp != NULL)
+      ctx->malformed = MHD_post_process(ctx->pp, upload_data, n) != MHD_YES;
+    else if (tryon_buf_append(&ctx->body, upload_data, n) != TRYON_OK)
+      ctx->too_large = true;
     return MHD_YES;
+  }
+
+  /* The whole request is in. Finish the multipart parse. */
+  if (ctx->pp != NULL) {
+    if (MHD_destroy_post_processor(ctx->pp) != MHD_YES)
+      ctx->malformed = true;
+    ctx->pp = NULL;
+    expose_parts(ctx);
   }
 
   /* The whole request is in (or this is the call after a resume). */
   if (ctx->answered)
     return send_response(ctx);
   if (ctx->too_large) {
-    tryon_api_error(srv->api, &ctx->req, &ctx->resp, 413, "body_too_large",
+    tryon_api_error(srv->api, &ctx->req, &ctx->resp, 413,
+                    ctx->plan.too_large_code ? ctx->plan.too_large_code : "body_too_large",
                     "the request body is too large");
+    ctx->answered = true;
+    return send_response(ctx);
+  }
+  if (ctx->malformed) {
+    tryon_api_error(srv->api, &ctx->req, &ctx->resp, 400, "malformed_multipart",
+                    "the form data could not be read");
     ctx->answered = true;
     return send_response(ctx);
   }
@@ -250,6 +384,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                    TRYON_LF_BOOL("completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
   tryon_api_response_release(&ctx->resp);
   tryon_buf_release(&ctx->body);
+  if (ctx->pp != NULL)
+    MHD_destroy_post_processor(ctx->pp);
+  for (size_t i = 0; i < ctx->nparts; i++)
+    tryon_buf_release(&ctx->partbufs[i].data);
   free(ctx->path);
   free(ctx);
   *req_cls = NULL;
@@ -268,6 +406,7 @@ tryon_status tryon_http_start(tryon_api *api, const tryon_config *cfg, int dispa
     return tryon_err_set(err, TRYON_E_NOMEM, "out of memory");
   srv->api = api;
   srv->cfg = cfg;
+  srv->listen_fd = MHD_INVALID_SOCKET;
   pthread_mutex_init(&srv->mu, NULL);
   pthread_cond_init(&srv->cv, NULL);
   srv->threads = calloc((size_t)dispatch_threads, sizeof *srv->threads);
@@ -306,7 +445,8 @@ void tryon_http_stop(tryon_http *srv, int grace_ms) {
   /* 1. No new connections. 2. Let the requests in flight finish, up to the grace
    * period (the dispatch threads drain the queue). 3. Stop the threads, then MHD. */
   if (srv->daemon != NULL) {
-    MHD_quiesce_daemon(srv->daemon);
+    atomic_store(&srv->closing, true);
+    srv->listen_fd = MHD_quiesce_daemon(srv->daemon);
     int64_t deadline = now_us() + (int64_t)grace_ms * 1000;
     while (atomic_load(&srv->in_flight) > 0 && now_us() < deadline)
       usleep(10 * 1000);
@@ -319,6 +459,8 @@ void tryon_http_stop(tryon_http *srv, int grace_ms) {
     pthread_join(srv->threads[i], NULL);
   if (srv->daemon != NULL)
     MHD_stop_daemon(srv->daemon);
+  if (srv->listen_fd != MHD_INVALID_SOCKET)
+    close(srv->listen_fd);
   pthread_mutex_destroy(&srv->mu);
   pthread_cond_destroy(&srv->cv);
   free(srv->threads);

@@ -9,6 +9,7 @@
 #include <tryon/api.h>
 #include <tryon/core.h>
 #include <tryon/db.h>
+#include <tryon/files.h>
 
 #include "app.h"
 #include "http.h"
@@ -19,6 +20,7 @@
 int main(void) {
   tryon_config cfg = {0};
   tryon_db *db = NULL;
+  tryon_storage *storage = NULL;
   tryon_api *api = NULL;
   tryon_http *http = NULL;
   tryon_err err;
@@ -43,7 +45,11 @@ int main(void) {
   tryon_api_options apo = {.cfg = &cfg};
   if (tryon_db_new(&dbo, &db, &err) != TRYON_OK)
     goto fail;
+  if (tryon_files_global_init(&err) != TRYON_OK ||
+      tryon_storage_local_new(cfg.storage_dir, &storage, &err) != TRYON_OK)
+    goto fail;
   apo.db = db;
+  apo.storage = storage;
   if (tryon_api_new(&apo, &api, &err) != TRYON_OK)
     goto fail;
   /* One dispatch thread per database connection: more could only wait for the pool. */
@@ -64,7 +70,9 @@ fail:
 out:
   tryon_http_stop(http, SHUTDOWN_GRACE_MS);
   tryon_api_free(api);
+  tryon_storage_free(storage);
   tryon_db_free(db);
+  tryon_files_global_shutdown();
   tryon_config_release(&cfg);
   if (rc == 0)
     TRYON_LOG_INFO("server stopped");

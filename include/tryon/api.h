@@ -29,6 +29,7 @@
 
 #include <tryon/core.h>
 #include <tryon/db.h>
+#include <tryon/files.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -39,6 +40,16 @@ extern "C" {
 /* Looks up a request header by name, case-insensitively; NULL when absent. */
 typedef const char *(*tryon_api_header_fn)(void *ud, const char *name);
 
+/* One part of a multipart/form-data body, parsed by the transport as it streamed in. */
+typedef struct tryon_api_part {
+  const char *name;         /* the form field */
+  const char *filename;     /* as sent, or NULL; never used to name anything */
+  const char *content_type; /* as sent, or NULL; a claim, not a fact */
+  const char *data;
+  size_t len;
+  bool too_large; /* the part passed the route's part ceiling; data holds its start only */
+} tryon_api_part;
+
 /* What the transport knows of a request. Every pointer is borrowed for the call. */
 typedef struct tryon_api_request {
   const char *method;    /* "GET", "POST" ... */
@@ -46,8 +57,12 @@ typedef struct tryon_api_request {
   const char *client_ip; /* the peer address, or the configured proxy header's value */
   tryon_api_header_fn header;
   void *header_ud;
-  const char *body; /* NULL in the plan phase */
+  tryon_api_header_fn query; /* a query argument by name, percent-decoded; may be NULL */
+  void *query_ud;
+  const char *body; /* NULL in the plan phase; NULL for multipart bodies (see parts) */
   size_t body_len;
+  const tryon_api_part *parts; /* multipart/form-data routes: the parts, in order */
+  size_t nparts;
 } tryon_api_request;
 
 #define TRYON_API_MAX_HEADERS 16
@@ -82,6 +97,7 @@ typedef struct tryon_api tryon_api;
 typedef struct tryon_api_options {
   const tryon_config *cfg;  /* borrowed for the API's lifetime; needs bot token, JWT secret */
   tryon_db *db;             /* borrowed for the API's lifetime */
+  tryon_storage *storage;   /* borrowed for the API's lifetime: where images live */
   const tryon_clock *clock; /* NULL: the system clock */
 } tryon_api_options;
 
@@ -93,10 +109,13 @@ TRYON_API void tryon_api_free(tryon_api *api);
 /* ------------------------------------------------------- 3. Serving a request */
 
 typedef struct tryon_api_plan {
-  int route;         /* index into the routing table; -1 when none */
-  size_t body_limit; /* bytes the route accepts in a body */
-  bool blocking;     /* the handler talks to the database: run it on a worker thread */
-  bool done;         /* the response is already final (404, 405, 429, preflight) */
+  int route;                  /* index into the routing table; -1 when none */
+  size_t body_limit;          /* bytes the route accepts in a body (all parts and framing) */
+  bool blocking;              /* the handler talks to the database: run it on a worker thread */
+  bool done;                  /* the response is already final (404, 405, 429, preflight) */
+  bool multipart;             /* the body is multipart/form-data: parse it into parts */
+  size_t part_limit;          /* bytes one part may hold (multipart only) */
+  const char *too_large_code; /* the error code for a body over its ceiling */
 } tryon_api_plan;
 
 /* Phase 1 (see the top of this header). `req->body` is not read. Fills `plan`, and

@@ -4,10 +4,15 @@
  */
 #include "api/api_internal.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------------ responses */
 
@@ -111,16 +116,42 @@ bool tryon__api_is_json(const tryon_api_request *req) {
          (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
-bool tryon__api_user_admit(tryon_api *api, const char *key, tryon_api_response *resp) {
+/* Token buckets run on the monotonic clock (a wall-clock step must neither starve nor
+ * flood a key); a test's own clock replaces it. */
+static int64_t limit_now_ms(const tryon_api *api) {
+  return api->clock != NULL ? tryon_clock_now_ms(api->clock) : tryon_time_monotonic_ms();
+}
+
+/* Takes a token from `rl` for `key`; on refusal counts it and fills a 429. */
+static bool admit(tryon_api *api, tryon_ratelimit *rl, atomic_uint_fast64_t *refused,
+                  const char *key, tryon_api_response *resp) {
   int retry = 1;
-  if (tryon_ratelimit_take(api->user_limit, key, tryon_clock_now_ms(api->clock), &retry))
+  if (tryon_ratelimit_take(rl, key, limit_now_ms(api), &retry))
     return true;
-  atomic_fetch_add(&api->user_refused, 1);
+  atomic_fetch_add(refused, 1);
   char v[16];
   snprintf(v, sizeof v, "%d", retry);
   tryon__api_fail(resp, 429, "rate_limited", "too many requests; slow down a little");
   tryon_api_response_header(resp, "Retry-After", v);
   return false;
+}
+
+bool tryon__api_user_admit(tryon_api *api, const char *key, tryon_api_response *resp) {
+  return admit(api, api->user_limit, &api->user_refused, key, resp);
+}
+
+/* The per-address key: an IPv4 address as is; an IPv6 address by its /64, since one
+ * customer line holds a whole /64 and would otherwise get a bucket per address. */
+static void address_key(const char *ip, char *out, size_t cap) {
+  unsigned char a[16];
+  char text[INET6_ADDRSTRLEN];
+  if (ip != NULL && strchr(ip, ':') != NULL && inet_pton(AF_INET6, ip, a) == 1) {
+    memset(a + 8, 0, 8);
+    inet_ntop(AF_INET6, a, text, sizeof text);
+    snprintf(out, cap, "ip:%s/64", text);
+  } else {
+    snprintf(out, cap, "ip:%s", ip && ip[0] ? ip : "-");
+  }
 }
 
 bool tryon__api_authenticate(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp,
@@ -151,6 +182,72 @@ bool tryon__api_authenticate(tryon_api *api, const tryon_api_request *req, tryon
   return true;
 }
 
+bool tryon__api_session(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp,
+                        tryon_user *user) {
+  int64_t uid = 0;
+  tryon_db_conn *c = NULL;
+  char key[40];
+  tryon_err err;
+  tryon_status st;
+
+  tryon_err_clear(&err);
+  if (!tryon__api_authenticate(api, req, resp, &uid))
+    return false;
+  snprintf(key, sizeof key, "user:%lld", (long long)uid);
+  if (!tryon__api_user_admit(api, key, resp))
+    return false;
+  st = tryon_db_acquire(api->db, &c, &err);
+  if (st == TRYON_OK)
+    st = tryon_users_get(c, uid, user, &err);
+  tryon_db_release(c);
+  if (st == TRYON_E_NOT_FOUND) {
+    /* A valid token of a user who no longer exists: the session is over. */
+    tryon__api_fail(resp, 401, "user_unknown", "your session is not valid; sign in again");
+    return false;
+  }
+  if (st != TRYON_OK) {
+    TRYON_LOG_ERROR("cannot load the user", TRYON_LF_STR("error", tryon_err_message(&err)));
+    tryon__api_fail_status(resp, st);
+    return false;
+  }
+  if (user->blocked) {
+    tryon__api_fail(resp, 403, "user_blocked", "this account is blocked");
+    return false;
+  }
+  return true;
+}
+
+const char *tryon__api_query(const tryon_api_request *req, const char *name) {
+  return req->query ? req->query(req->query_ud, name) : NULL;
+}
+
+bool tryon__api_segment(const tryon_api_request *req, int index, char *out, size_t cap) {
+  const char *p = req->path;
+  for (int i = 0; i <= index; i++) {
+    if (*p != '/')
+      return false;
+    p++;
+    size_t n = strcspn(p, "/");
+    if (i == index) {
+      if (n == 0 || n >= cap)
+        return false;
+      memcpy(out, p, n);
+      out[n] = '\0';
+      return true;
+    }
+    p += n;
+  }
+  return false;
+}
+
+bool tryon__api_has_header(const tryon_api_response *resp, const char *name) {
+  for (size_t i = 0; i < resp->nheaders; i++) {
+    if (strcasecmp(resp->headers[i].name, name) == 0)
+      return true;
+  }
+  return false;
+}
+
 cJSON *tryon__api_user_json(const tryon_user *u) {
   char ts[TRYON_TIME_ISO8601_LEN];
   cJSON *o = cJSON_CreateObject();
@@ -170,25 +267,34 @@ cJSON *tryon__api_user_json(const tryon_user *u) {
 /* ---------------------------------------------------------------------------- headers */
 
 static bool origin_allowed(const tryon_api *api, const char *origin) {
-  return origin != NULL && api->origin[0] != '\0' && strcmp(origin, api->origin) == 0;
+  /* Scheme and host are case-insensitive; the configured origin is compared as given
+   * otherwise (set it exactly as browsers send it: no default port, no path). */
+  return origin != NULL && api->origin[0] != '\0' && strcasecmp(origin, api->origin) == 0;
 }
 
-/* Every response: the API's security headers, and CORS for the web app's origin only. */
+/* Adds a header unless the handler chose its own. */
+static void header_default(tryon_api_response *resp, const char *name, const char *value) {
+  if (!tryon__api_has_header(resp, name))
+    tryon_api_response_header(resp, name, value);
+}
+
+/* Every response: the API's security headers (a handler may choose its own caching and
+ * resource policy, as the image links do), and CORS for the web app's origin only. */
 static void finish(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp) {
-  tryon_api_response_header(resp, "X-Content-Type-Options", "nosniff");
-  tryon_api_response_header(resp, "Referrer-Policy", "no-referrer");
-  tryon_api_response_header(resp, "X-Frame-Options", "DENY");
-  tryon_api_response_header(resp, "Content-Security-Policy",
-                            "default-src 'none'; frame-ancestors 'none'");
-  tryon_api_response_header(resp, "Cross-Origin-Resource-Policy", "same-site");
-  tryon_api_response_header(resp, "Cache-Control", "no-store");
+  header_default(resp, "X-Content-Type-Options", "nosniff");
+  header_default(resp, "Referrer-Policy", "no-referrer");
+  header_default(resp, "X-Frame-Options", "DENY");
+  header_default(resp, "Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
+  header_default(resp, "Cross-Origin-Resource-Policy", "same-site");
+  header_default(resp, "Cache-Control", "no-store");
   if (api->https)
-    tryon_api_response_header(resp, "Strict-Transport-Security",
-                              "max-age=31536000; includeSubDomains");
+    header_default(resp, "Strict-Transport-Security", "max-age=31536000; includeSubDomains");
   const char *origin = tryon__api_header(req, "Origin");
   tryon_api_response_header(resp, "Vary", "Origin");
-  if (origin_allowed(api, origin))
+  if (origin_allowed(api, origin)) {
     tryon_api_response_header(resp, "Access-Control-Allow-Origin", origin);
+    tryon_api_response_header(resp, "Access-Control-Expose-Headers", "Retry-After");
+  }
 }
 
 /* ---------------------------------------------------------------------------- routing */
@@ -236,12 +342,17 @@ void tryon_api_plan_request(tryon_api *api, const tryon_api_request *req, tryon_
   memset(plan, 0, sizeof *plan);
   plan->route = -1;
 
+  /* HEAD is GET without the body (the transport drops it), so health checks may use it. */
+  const char *method = strcmp(req->method, "HEAD") == 0 ? "GET" : req->method;
   for (size_t i = 0; i < tryon__api_route_count; i++) {
     const tryon__api_route *r = &tryon__api_routes[i];
-    if (strcmp(r->method, req->method) == 0 && path_matches(r->pattern, req->path)) {
+    if (strcmp(r->method, method) == 0 && path_matches(r->pattern, req->path)) {
       plan->route = (int)i;
       plan->body_limit = r->body_limit;
       plan->blocking = r->blocking;
+      plan->multipart = r->part_limit > 0;
+      plan->part_limit = r->part_limit;
+      plan->too_large_code = r->too_large_code ? r->too_large_code : "body_too_large";
       resp->route = r->pattern;
       break;
     }
@@ -270,16 +381,8 @@ void tryon_api_plan_request(tryon_api *api, const tryon_api_request *req, tryon_
     tryon__api_fail(resp, 404, "not_found", "no such endpoint");
   } else if (tryon__api_routes[plan->route].rate_limited) {
     char key[80];
-    int retry = 1;
-    snprintf(key, sizeof key, "ip:%s", req->client_ip ? req->client_ip : "-");
-    if (!tryon_ratelimit_take(api->ip_limit, key, tryon_clock_now_ms(api->clock), &retry)) {
-      char v[16];
-      atomic_fetch_add(&api->ip_refused, 1);
-      snprintf(v, sizeof v, "%d", retry);
-      plan->done = true;
-      tryon__api_fail(resp, 429, "rate_limited", "too many requests; slow down a little");
-      tryon_api_response_header(resp, "Retry-After", v);
-    }
+    address_key(req->client_ip, key, sizeof key);
+    plan->done = !admit(api, api->ip_limit, &api->ip_refused, key, resp);
   }
   if (plan->done)
     finish(api, req, resp);
@@ -293,7 +396,8 @@ void tryon_api_handle(tryon_api *api, const tryon_api_plan *plan, const tryon_ap
     const tryon__api_route *r = &tryon__api_routes[plan->route];
     resp->route = r->pattern;
     if (req->body_len > r->body_limit) {
-      tryon__api_fail(resp, 413, "body_too_large", "the request body is too large");
+      tryon__api_fail(resp, 413, plan->too_large_code ? plan->too_large_code : "body_too_large",
+                      "the request body is too large");
     } else {
       r->fn(api, req, resp);
       if (resp->status == 0)
@@ -307,6 +411,21 @@ void tryon_api_error(tryon_api *api, const tryon_api_request *req, tryon_api_res
                      int status, const char *code, const char *message) {
   tryon__api_fail(resp, status, code, message);
   finish(api, req, resp);
+}
+
+bool tryon__api_image_slot_take(tryon_api *api) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts); /* sem_timedwait takes a wall-clock deadline */
+  ts.tv_sec += 30;
+  while (sem_timedwait(&api->image_slots, &ts) != 0) {
+    if (errno != EINTR)
+      return false;
+  }
+  return true;
+}
+
+void tryon__api_image_slot_give(tryon_api *api) {
+  sem_post(&api->image_slots);
 }
 
 /* ------------------------------------------------------------------------ lifecycle */
@@ -343,9 +462,18 @@ tryon_status tryon_api_new(const tryon_api_options *opt, tryon_api **out, tryon_
     st = tryon_err_set(err, TRYON_E_NOMEM, "out of memory");
     goto out;
   }
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  if (sem_init(&api->image_slots, 0, cores > 0 && cores < 64 ? (unsigned)cores : 2) != 0) {
+    st = tryon_err_set(err, TRYON_E_INTERNAL, "cannot set up the image slots");
+    free(api); /* nothing else made yet; tryon_api_free would destroy the semaphore */
+    api = NULL;
+    goto out;
+  }
   api->cfg = cfg;
   api->db = opt->db;
+  api->storage = opt->storage;
   api->clock = opt->clock;
+  tryon_link_key_derive(cfg->jwt_secret, strlen(cfg->jwt_secret), &api->link_key);
   api->initdata.method = cfg->initdata_ed25519 ? TRYON_INITDATA_ED25519 : TRYON_INITDATA_HMAC;
   api->initdata.bot_token = cfg->bot_token;
   api->initdata.test_env = cfg->telegram_test_env;
@@ -392,5 +520,6 @@ void tryon_api_free(tryon_api *api) {
   tryon_ratelimit_free(api->ip_limit);
   tryon_ratelimit_free(api->user_limit);
   free(api->metrics);
+  sem_destroy(&api->image_slots);
   free(api);
 }

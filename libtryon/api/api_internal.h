@@ -6,6 +6,7 @@
 #define TRYON_API_INTERNAL_H
 
 #include <cjson/cJSON.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 
 #include <tryon/api.h>
@@ -20,8 +21,10 @@ typedef struct tryon__api_route {
   const char *pattern; /* "/api/uploads/{id}": a {name} segment matches any one segment */
   tryon__api_handler fn;
   size_t body_limit;
-  bool blocking;     /* talks to the database */
-  bool rate_limited; /* counts against the per-address limit */
+  bool blocking;              /* talks to the database or the disk */
+  bool rate_limited;          /* counts against the per-address limit */
+  size_t part_limit;          /* > 0: the body is multipart/form-data, each part at most this */
+  const char *too_large_code; /* NULL: "body_too_large" */
 } tryon__api_route;
 
 extern const tryon__api_route tryon__api_routes[];
@@ -42,12 +45,16 @@ typedef struct tryon__api_route_metrics {
 struct tryon_api {
   const tryon_config *cfg;
   tryon_db *db;
+  tryon_storage *storage;
+  tryon_link_key link_key;
   const tryon_clock *clock;
   tryon_initdata_options initdata;
   char origin[256]; /* the web app origin CORS allows */
   bool https;       /* public URL is https: send HSTS */
   tryon_ratelimit *ip_limit;
   tryon_ratelimit *user_limit;
+  sem_t image_slots;               /* image decodes that may run at once (one per core) */
+  atomic_int_fast64_t ready_at_ms; /* when /readyz last saw the database answer (monotonic) */
   atomic_uint_fast64_t ip_refused;
   atomic_uint_fast64_t user_refused;
   tryon__api_route_metrics *metrics; /* route_count + 1 (the last: unmatched) */
@@ -74,8 +81,35 @@ bool tryon__api_user_admit(tryon_api *api, const char *key, tryon_api_response *
 /* Verifies the Bearer token and loads nothing: sets *user_id. On failure fills a 401. */
 bool tryon__api_authenticate(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp,
                              int64_t *user_id);
+/* What every signed-in endpoint does first: the token (401), the user's rate limit
+ * (429), the user's row (401 if gone, 403 if blocked). Fills `user` and returns true,
+ * or fills the error response and returns false. */
+bool tryon__api_session(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp,
+                        tryon_user *user);
+/* A query argument (decoded) or NULL. */
+const char *tryon__api_query(const tryon_api_request *req, const char *name);
+/* Copies path segment `index` (0-based: "/a/b" has "a" and "b") into out; false if absent
+ * or longer than cap - 1. */
+bool tryon__api_segment(const tryon_api_request *req, int index, char *out, size_t cap);
+/* Whether resp already has header `name`. */
+bool tryon__api_has_header(const tryon_api_response *resp, const char *name);
 /* The user as the API shows it. */
 cJSON *tryon__api_user_json(const tryon_user *u);
+
+/* ---- handlers defined outside handlers.c */
+void tryon__api_h_upload_create(tryon_api *api, const tryon_api_request *req,
+                                tryon_api_response *resp);
+void tryon__api_h_upload_list(tryon_api *api, const tryon_api_request *req,
+                              tryon_api_response *resp);
+void tryon__api_h_upload_delete(tryon_api *api, const tryon_api_request *req,
+                                tryon_api_response *resp);
+void tryon__api_h_file(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp);
+void tryon__api_h_file_thumb(tryon_api *api, const tryon_api_request *req,
+                             tryon_api_response *resp);
+
+/* Waits (up to 30 s) for one of the image-decode slots; false if none came free. */
+bool tryon__api_image_slot_take(tryon_api *api);
+void tryon__api_image_slot_give(tryon_api *api);
 
 /* ---- metrics (metrics.c) */
 void tryon__api_metrics_text(tryon_api *api, tryon_buf *out);

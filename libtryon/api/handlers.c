@@ -20,19 +20,27 @@ static void h_healthz(tryon_api *api, const tryon_api_request *req, tryon_api_re
   tryon__api_json(resp, 200, doc);
 }
 
+/* A probe flood must not turn into a database flood: a success is reused for a second. */
+#define READY_CACHE_MS 1000
+
 static void h_readyz(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp) {
   (void)req;
-  tryon_db_conn *c = NULL;
-  tryon_err err;
-  tryon_err_clear(&err);
-  tryon_status st = tryon_db_acquire(api->db, &c, &err);
-  if (st == TRYON_OK)
-    st = tryon_db_exec(c, "SELECT 1", 0, NULL, NULL, &err);
-  tryon_db_release(c);
-  if (st != TRYON_OK) {
-    TRYON_LOG_WARN("readiness check failed", TRYON_LF_STR("error", tryon_err_message(&err)));
-    tryon__api_fail(resp, 503, "database_unavailable", "the database is not reachable");
-    return;
+  int64_t now = tryon_time_monotonic_ms();
+  int64_t last = atomic_load(&api->ready_at_ms);
+  if (last == 0 || now - last >= READY_CACHE_MS) {
+    tryon_db_conn *c = NULL;
+    tryon_err err;
+    tryon_err_clear(&err);
+    tryon_status st = tryon_db_acquire(api->db, &c, &err);
+    if (st == TRYON_OK)
+      st = tryon_db_exec(c, "SELECT 1", 0, NULL, NULL, &err);
+    tryon_db_release(c);
+    if (st != TRYON_OK) {
+      TRYON_LOG_WARN("readiness check failed", TRYON_LF_STR("error", tryon_err_message(&err)));
+      tryon__api_fail(resp, 503, "database_unavailable", "the database is not reachable");
+      return;
+    }
+    atomic_store(&api->ready_at_ms, now);
   }
   cJSON *doc = cJSON_CreateObject();
   cJSON_AddStringToObject(doc, "status", "ready");
@@ -70,7 +78,11 @@ static bool find_init_data(const tryon_api_request *req, tryon_api_response *res
   }
   const char *end = NULL;
   *doc = cJSON_ParseWithLengthOpts(req->body, req->body_len, &end, false);
-  if (*doc == NULL) {
+  /* Only white space may follow the document. */
+  while (*doc != NULL && end < req->body + req->body_len &&
+         (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t'))
+    end++;
+  if (*doc == NULL || end != req->body + req->body_len) {
     tryon__api_fail(resp, 400, "malformed_json", "the body is not valid JSON");
     return false;
   }
@@ -147,37 +159,9 @@ out:
 }
 
 static void h_me(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp) {
-  int64_t uid = 0;
-  tryon_db_conn *c = NULL;
   tryon_user user;
-  char key[40];
-  tryon_err err;
-  tryon_status st;
-
-  tryon_err_clear(&err);
-  if (!tryon__api_authenticate(api, req, resp, &uid))
+  if (!tryon__api_session(api, req, resp, &user))
     return;
-  snprintf(key, sizeof key, "user:%lld", (long long)uid);
-  if (!tryon__api_user_admit(api, key, resp))
-    return;
-  st = tryon_db_acquire(api->db, &c, &err);
-  if (st == TRYON_OK)
-    st = tryon_users_get(c, uid, &user, &err);
-  tryon_db_release(c);
-  if (st == TRYON_E_NOT_FOUND) {
-    /* A valid token for a user who no longer exists: the session is over. */
-    tryon__api_fail(resp, 401, "user_unknown", "your session is not valid; sign in again");
-    return;
-  }
-  if (st != TRYON_OK) {
-    TRYON_LOG_ERROR("cannot load the user", TRYON_LF_STR("error", tryon_err_message(&err)));
-    tryon__api_fail_status(resp, st);
-    return;
-  }
-  if (user.blocked) {
-    tryon__api_fail(resp, 403, "user_blocked", "this account is blocked");
-    return;
-  }
   cJSON *doc = cJSON_CreateObject();
   cJSON_AddItemToObject(doc, "user", tryon__api_user_json(&user));
   tryon__api_json(resp, 200, doc);
@@ -185,12 +169,24 @@ static void h_me(tryon_api *api, const tryon_api_request *req, tryon_api_respons
 
 /* -------------------------------------------------------------------------- the table */
 
-/* method, pattern, handler, body limit, blocking (database), per-address rate limit */
+/* A multipart upload: the 5 MiB photo, one byte more (to tell "over 5 MB" apart from a
+ * cut stream), and room for the form's framing. */
+#define UPLOAD_PART_MAX (TRYON_FILES_MAX_BYTES + 1u)
+#define UPLOAD_BODY_MAX (TRYON_FILES_MAX_BYTES + 64u * 1024u)
+
+/* method, pattern, handler, body limit, blocking (database or disk), per-address rate
+ * limit, part limit (multipart routes), the code for a body over its limit */
 const tryon__api_route tryon__api_routes[] = {
-    {"GET", "/healthz", h_healthz, 0, false, false},
-    {"GET", "/readyz", h_readyz, 0, true, false},
-    {"GET", "/metrics", h_metrics, 0, false, false},
-    {"POST", "/api/auth/telegram", h_auth_telegram, AUTH_BODY_MAX, true, true},
-    {"GET", "/api/me", h_me, 0, true, true},
+    {"GET", "/healthz", h_healthz, 0, false, false, 0, NULL},
+    {"GET", "/readyz", h_readyz, 0, true, true, 0, NULL},
+    {"GET", "/metrics", h_metrics, 0, false, true, 0, NULL},
+    {"POST", "/api/auth/telegram", h_auth_telegram, AUTH_BODY_MAX, true, true, 0, NULL},
+    {"GET", "/api/me", h_me, 0, true, true, 0, NULL},
+    {"POST", "/api/uploads", tryon__api_h_upload_create, UPLOAD_BODY_MAX, true, true,
+     UPLOAD_PART_MAX, "file_too_large"},
+    {"GET", "/api/uploads", tryon__api_h_upload_list, 0, true, true, 0, NULL},
+    {"DELETE", "/api/uploads/{id}", tryon__api_h_upload_delete, 0, true, true, 0, NULL},
+    {"GET", "/files/{id}", tryon__api_h_file, 0, true, false, 0, NULL},
+    {"GET", "/files/{id}/thumb", tryon__api_h_file_thumb, 0, true, false, 0, NULL},
 };
 const size_t tryon__api_route_count = sizeof tryon__api_routes / sizeof tryon__api_routes[0];

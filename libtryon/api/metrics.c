@@ -77,10 +77,10 @@ void tryon__api_metrics_text(tryon_api *api, tryon_buf *out) {
                             "request.\n# TYPE tryon_http_request_duration_seconds histogram\n");
   for (size_t r = 0; r <= tryon__api_route_count; r++) {
     const tryon__api_route_metrics *m = &api->metrics[r];
-    uint_fast64_t count = atomic_load_explicit(&m->count, memory_order_relaxed);
-    if (count == 0)
+    if (atomic_load_explicit(&m->count, memory_order_relaxed) == 0)
       continue;
     route_labels(r, &method, &pattern);
+    /* _count is the +Inf bucket as read here, so the two always agree. */
     uint_fast64_t cumulative = 0;
     for (int b = 0; b <= TRYON__API_LATENCY_BUCKETS; b++) {
       cumulative += atomic_load_explicit(&m->latency[b], memory_order_relaxed);
@@ -94,13 +94,13 @@ void tryon__api_metrics_text(tryon_api *api, tryon_buf *out) {
                         "le=\"%s\"} %llu\n",
                         method, pattern, le, (unsigned long long)cumulative);
     }
-    tryon_buf_appendf(out,
-                      "tryon_http_request_duration_seconds_sum{method=\"%s\",route=\"%s\"} %.6f\n"
-                      "tryon_http_request_duration_seconds_count{method=\"%s\",route=\"%s\"} "
-                      "%llu\n",
-                      method, pattern,
-                      (double)atomic_load_explicit(&m->latency_sum_us, memory_order_relaxed) / 1e6,
-                      method, pattern, (unsigned long long)count);
+    tryon_buf_appendf(
+        out,
+        "tryon_http_request_duration_seconds_sum{method=\"%s\",route=\"%s\"} %.6f\n"
+        "tryon_http_request_duration_seconds_count{method=\"%s\",route=\"%s\"} %llu\n",
+        method, pattern,
+        (double)atomic_load_explicit(&m->latency_sum_us, memory_order_relaxed) / 1e6, method,
+        pattern, (unsigned long long)cumulative);
   }
   tryon_buf_appendf(out,
                     "# HELP tryon_ratelimit_refused_total Requests refused by a rate limit.\n"

@@ -34,6 +34,7 @@ typedef struct shard {
 struct tryon_ratelimit {
   int64_t rate; /* tokens per second */
   int64_t capacity;
+  char seed[17]; /* random per limiter: a client cannot pick keys that collide */
   shard shards[SHARDS];
 };
 
@@ -45,6 +46,9 @@ tryon_ratelimit *tryon_ratelimit_new(int rate_per_s, int burst) {
     return NULL;
   rl->rate = rate_per_s;
   rl->capacity = (int64_t)burst * ONE;
+  tryon_uuid u;
+  tryon_uuid_v4(&u);
+  tryon_hex_encode(u.b, 8, rl->seed);
   for (int i = 0; i < SHARDS; i++)
     pthread_mutex_init(&rl->shards[i].mu, NULL);
   return rl;
@@ -58,9 +62,11 @@ void tryon_ratelimit_free(tryon_ratelimit *rl) {
   free(rl);
 }
 
-/* Never 0: 0 marks an empty slot. */
-static uint64_t hash_key(const char *k) {
-  uint64_t h = tryon_hash64(k);
+/* The key's hash under this limiter's seed; never 0 (0 marks an empty slot). */
+static uint64_t hash_key(const tryon_ratelimit *rl, const char *k) {
+  char buf[KEY_MAX + sizeof rl->seed];
+  snprintf(buf, sizeof buf, "%s%.*s", rl->seed, KEY_MAX - 1, k);
+  uint64_t h = tryon_hash64(buf);
   return h ? h : 1;
 }
 
@@ -90,20 +96,21 @@ static bucket *find_or_claim(tryon_ratelimit *rl, shard *s, uint64_t h, const ch
 
 bool tryon_ratelimit_take(tryon_ratelimit *rl, const char *key, int64_t now_ms,
                           int *retry_after_s) {
-  uint64_t h = hash_key(key);
+  uint64_t h = hash_key(rl, key);
   shard *s = &rl->shards[h % SHARDS];
   bool ok;
 
   pthread_mutex_lock(&s->mu);
   bucket *b = find_or_claim(rl, s, h, key, now_ms);
   if (now_ms > b->last_ms) {
-    int64_t gained = (now_ms - b->last_ms) * rl->rate * 1000;
-    /* A long-idle bucket could overflow the multiplication's sense: cap early. */
-    if (gained > rl->capacity || gained < 0)
-      gained = rl->capacity;
+    /* Cap the gap before multiplying: a long-idle bucket is simply full. */
+    int64_t dt = now_ms - b->last_ms;
+    int64_t full_after = rl->capacity / (rl->rate * 1000) + 1;
+    int64_t gained = dt >= full_after ? rl->capacity : dt * rl->rate * 1000;
     b->tokens = b->tokens + gained > rl->capacity ? rl->capacity : b->tokens + gained;
-    b->last_ms = now_ms;
   }
+  /* A clock that stepped back restarts the count from now instead of starving the key. */
+  b->last_ms = now_ms;
   ok = b->tokens >= ONE;
   if (ok) {
     b->tokens -= ONE;

@@ -10,6 +10,8 @@ TRYON_APT_PACKAGES=(
   clang-format
   libcurl4-openssl-dev libpq-dev libcjson-dev libssl-dev libmagic-dev
   libmicrohttpd-dev libwebsockets-dev libvips-dev libcmocka-dev
+  # tests/data/files/generate.sh makes the upload corpus with these
+  imagemagick libimage-exiftool-perl libvips-tools
   postgresql
 )
 

@@ -90,8 +90,11 @@ check "initdata Ed25519 production"       0 '"valid":true.*"auth_date":173358478
   stdin_ctl "$ed_prod" initdata verify --ed25519 --bot-id "$ed_bot" --no-max-age
 check "initdata Ed25519 wrong key"        1 '"code":"initdata_bad_signature"' -- \
   stdin_ctl "$ed_prod" initdata verify --ed25519 --bot-id "$ed_bot" --test-env --no-max-age
-check "initdata needs --bot-token"        2 "missing required option --bot-token" -- \
+check "initdata needs a bot token"        2 "no bot token" -- \
   stdin_ctl "$canon" initdata verify --no-max-age
+check "initdata takes TRYON_BOT_TOKEN"    0 '"valid":true' -- \
+  env TRYON_BOT_TOKEN="$canon_token" bash -c '"$0" initdata verify --no-max-age <<<"$1"' \
+  "$CTL" "$canon"
 check "initdata --ed25519 needs --bot-id" 2 "missing required option --bot-id" -- \
   stdin_ctl "$ed_prod" initdata verify --ed25519
 check "initdata --max-age must be > 0"    2 "positive integer" -- \

@@ -294,6 +294,29 @@ static void test_api__per_address_limit_answers_429(void **state) {
   tryon_api_response_release(&r);
 }
 
+static void test_api__ipv6_addresses_share_their_64(void **state) {
+  fixture *f = *state;
+  hdrs h = {{NULL}};
+  tryon_api_response r;
+  tryon_api_plan plan;
+  /* Burst 2 per key: two addresses of one /64 use the same bucket, another /64 not. */
+  const char *ips[] = {"2001:db8:1:2::1", "2001:db8:1:2:ffff::9", "2001:db8:1:2::77",
+                       "2001:db8:1:3::1"};
+  const bool refused[] = {false, false, true, false};
+  for (size_t i = 0; i < 4; i++) {
+    tryon_api_request req = {
+        .method = "GET", .path = "/api/me", .client_ip = ips[i], .header = lookup, .header_ud = &h};
+    tryon_api_response_init(&r);
+    tryon_api_plan_request(f->api, &req, &plan, &r);
+    assert_int_equal(plan.done, refused[i]);
+    tryon_api_response_release(&r);
+  }
+  /* HEAD is served as GET. */
+  serve(f, "HEAD", "/healthz", &h, &r, &plan);
+  assert_int_equal(r.status, 200);
+  tryon_api_response_release(&r);
+}
+
 static void test_api__token_problems_are_401_with_their_code(void **state) {
   fixture *f = *state;
   static const struct {
@@ -392,6 +415,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_api__cors_only_for_the_web_app_origin, setup, teardown),
       cmocka_unit_test_setup_teardown(test_api__per_address_limit_answers_429, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_api__ipv6_addresses_share_their_64, setup, teardown),
       cmocka_unit_test_setup_teardown(test_api__token_problems_are_401_with_their_code, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_api__metrics_count_requests, setup, teardown),

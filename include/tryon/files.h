@@ -1,0 +1,225 @@
+/*
+ * tryon/files.h - photos people upload: validation, normalisation, storage, links.
+ *
+ * Sections:
+ *   1. Validation and normalisation (libmagic + signatures + libvips)
+ *   2. Storage (local filesystem today; the interface admits an S3-compatible store)
+ *   3. Signed links
+ *
+ * Nothing about an upload is trusted: not its name, not its declared type, not its
+ * first bytes alone. What is kept is a clean re-encoding: EXIF orientation applied,
+ * sRGB 8-bit, every metadata block gone, no trailing bytes.
+ *
+ * Thread-safety: every function may be called from any number of threads at once once
+ * tryon_files_global_init has returned.
+ */
+#ifndef TRYON_FILES_H
+#define TRYON_FILES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <tryon/core.h>
+#include <tryon/db.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------ 1. Validation and normalisation */
+
+#define TRYON_FILES_MAX_BYTES (5u * 1024u * 1024u) /* 5 MiB, inclusive */
+#define TRYON_FILES_MAX_SIDE 8192                  /* pixels, either side */
+#define TRYON_FILES_MAX_PIXELS 40000000LL          /* width * height */
+#define TRYON_FILES_THUMB_SIDE 512                 /* the thumbnail's longer side, at most */
+#define TRYON_FILES_JPEG_QUALITY 90
+
+/*
+ * Starts libvips (once per process; later calls do nothing) and sets it up for
+ * untrusted input: no operation cache, and the loaders limited to what we accept.
+ * TRYON_E_INTERNAL if libvips cannot start or libmagic has no database. Call from the
+ * program's main before any other function here; tryon_files_global_shutdown at exit
+ * (optional; with no call in flight: libvips cannot be started again afterwards).
+ */
+TRYON_API tryon_status tryon_files_global_init(tryon_err *err);
+TRYON_API void tryon_files_global_shutdown(void);
+
+/* A normalised image and its thumbnail; every buffer is owned (tryon_image_release). */
+typedef struct tryon_image {
+  const char *mime; /* "image/jpeg" or "image/png" (PNG when the source has alpha) */
+  int width;        /* after orientation */
+  int height;
+  unsigned char *data;
+  size_t len;
+  uint8_t sha256[32]; /* of data */
+  const char *thumb_mime;
+  int thumb_width;
+  int thumb_height;
+  unsigned char *thumb;
+  size_t thumb_len;
+} tryon_image;
+
+/*
+ * Validates `len` bytes of an uploaded file and produces its clean re-encoding and a
+ * thumbnail. Checks, in this order, each with its own status:
+ *   len == 0 → TRYON_E_EMPTY_FILE; len > TRYON_FILES_MAX_BYTES → TRYON_E_FILE_TOO_LARGE;
+ *   libmagic's MIME type from the bytes is neither image/jpeg nor image/png →
+ *   TRYON_E_UNSUPPORTED_TYPE; the format's own signature disagrees with it (or with
+ *   `declared_mime` when given, e.g. the multipart part's Content-Type or what the file
+ *   name implies) → TRYON_E_TYPE_MISMATCH; the header's dimensions over
+ *   TRYON_FILES_MAX_SIDE a side or TRYON_FILES_MAX_PIXELS in all →
+ *   TRYON_E_IMAGE_TOO_LARGE_DIMENSIONS (read from the header before any pixel is
+ *   decoded, so a small file claiming 20000x20000 costs nothing); a full decode that
+ *   fails → TRYON_E_CORRUPT_IMAGE.
+ * Then: EXIF orientation applied; converted to sRGB 8 bits a channel (CMYK, 16-bit and
+ * grey inputs included); all metadata dropped; re-encoded as JPEG (quality 90) or, when
+ * the source has alpha, PNG; a thumbnail of at most TRYON_FILES_THUMB_SIDE on its
+ * longer side in the same format. Trailing data and embedded payloads do not survive.
+ * `declared_mime` may be NULL or "" (only the bytes count then); otherwise its media
+ * type (any case, parameters ignored; image/jpg, image/pjpeg and image/x-png are
+ * aliases) must name the detected format: a generic type such as
+ * application/octet-stream is a mismatch, so pass NULL for it. A JPEG with more than 100
+ * scans, or a PNG whose chunk list is broken, is TRYON_E_CORRUPT_IMAGE before decoding.
+ * Also: TRYON_E_INVALID (out NULL, or data NULL with len > 0), TRYON_E_NOMEM,
+ * TRYON_E_INTERNAL (tryon_files_global_init has not succeeded, or re-encoding failed).
+ * On any failure *out is left zeroed. `err->message` says what was wrong in words a
+ * user can read; it never quotes the file.
+ */
+TRYON_API tryon_status tryon_image_normalise(const void *data, size_t len,
+                                             const char *declared_mime, tryon_image *out,
+                                             tryon_err *err);
+
+/* Frees the buffers and zeroes img. A zeroed image is accepted. */
+TRYON_API void tryon_image_release(tryon_image *img);
+
+/* ---------------------------------------------------------------------- 2. Storage */
+
+/*
+ * Where image bytes live, behind a small interface so that an S3-compatible store can
+ * be added without touching callers. Keys are ours, never a user's file name:
+ * "<uuid>" for an image and "<uuid>.thumb" for its thumbnail (lower-case hex and '-',
+ * at most one ".thumb"); anything else is refused with TRYON_E_INVALID.
+ *
+ * Contract of every backend: put never overwrites (an existing key → TRYON_E_CONFLICT)
+ * and is atomic (a reader sees the whole object or nothing); get of a missing key →
+ * TRYON_E_NOT_FOUND; remove of a missing key succeeds.
+ */
+typedef struct tryon_storage tryon_storage;
+
+typedef struct tryon_storage_ops {
+  tryon_status (*put)(void *impl, const char *key, const void *data, size_t len, tryon_err *err);
+  tryon_status (*get)(void *impl, const char *key, tryon_buf *out, tryon_err *err);
+  tryon_status (*remove)(void *impl, const char *key, tryon_err *err);
+  void (*free)(void *impl);
+} tryon_storage_ops;
+
+/* Wraps a backend (`ops` borrowed for the storage's life, `impl` taken: ops->free runs
+ * on it in tryon_storage_free). NULL on out of memory (and ops->free(impl) has run). */
+TRYON_API tryon_storage *tryon_storage_new(const tryon_storage_ops *ops, void *impl);
+
+/*
+ * The local filesystem backend: objects under `root` in folders sharded by the key's
+ * first four hex digits (root/ab/cd/<key>), created 0700, files 0600; put writes a
+ * temporary file, fsyncs it and links it into place (link(2) refuses to replace), then
+ * fsyncs the folder. `root` is created if missing.
+ */
+TRYON_API tryon_status tryon_storage_local_new(const char *root, tryon_storage **out,
+                                               tryon_err *err);
+
+TRYON_API tryon_status tryon_storage_put(tryon_storage *s, const char *key, const void *data,
+                                         size_t len, tryon_err *err);
+/* Reads the whole object into `out` (appended; the buffer's ceiling applies:
+ * TRYON_E_TOO_LARGE past it). */
+TRYON_API tryon_status tryon_storage_get(tryon_storage *s, const char *key, tryon_buf *out,
+                                         tryon_err *err);
+TRYON_API tryon_status tryon_storage_remove(tryon_storage *s, const char *key, tryon_err *err);
+TRYON_API void tryon_storage_free(tryon_storage *s);
+
+/* Whether `key` is a valid storage key (see above). */
+TRYON_API bool tryon_storage_key_valid(const char *key);
+
+/* ----------------------------------------------------------------- 3. Signed links */
+
+/*
+ * Links to stored images that carry no user token, for <img> tags and for the image
+ * providers: /files/<id>[/thumb]?exp=<unix seconds>&sig=<64 hex>, where sig is
+ * HMAC-SHA256 over "v1\n<id>\n<variant>\n<exp>" with a key derived from the server
+ * secret. Anyone holding the link may fetch the image until exp; nobody can make one.
+ */
+typedef struct tryon_link_key {
+  uint8_t k[32];
+} tryon_link_key;
+
+/* Derives the link key from a server secret (key separation: the JWT secret can serve,
+ * the derived key is used for nothing else). */
+TRYON_API void tryon_link_key_derive(const char *secret, size_t secret_len, tryon_link_key *out);
+
+#define TRYON_LINK_MAX 160
+
+/* Writes the link path (no scheme or host) for image `id` (canonical UUID text), its
+ * thumbnail when `thumb`, valid until `exp` (Unix seconds), into `out` (caller-owned,
+ * TRYON_LINK_MAX bytes suffice). TRYON_E_INVALID for a bad id. */
+TRYON_API tryon_status tryon_link_sign(const tryon_link_key *key, const char *id, bool thumb,
+                                       int64_t exp, char *out, size_t cap, tryon_err *err);
+
+/* Checks a link's parts as received (`exp` and `sig` are the raw query values, NULL when
+ * absent) at `now_s`. TRYON_OK; TRYON_E_FORBIDDEN when expired, forged, or any part is
+ * missing or malformed (one answer for all, so a prober learns nothing). Constant-time
+ * comparison. */
+TRYON_API tryon_status tryon_link_verify(const tryon_link_key *key, const char *id, bool thumb,
+                                         const char *exp, const char *sig, int64_t now_s,
+                                         tryon_err *err);
+
+/* ---------------------------------------------------------------- 4. Upload records */
+
+/*
+ * Rows of `uploads`: one per stored image (a user's upload or a generation's result).
+ * Functions take a leased connection; tryon_uploads_insert must run inside the
+ * caller's transaction (it locks the user's row to count against the quota).
+ */
+typedef struct tryon_upload {
+  char id[TRYON_UUID_STR_LEN];
+  int64_t user_id;
+  char origin[8]; /* "upload" or "result" */
+  char mime[16];
+  int width;
+  int height;
+  int64_t bytes;
+  bool has_thumb;
+  int64_t created_at_us; /* microseconds since the epoch (the list's cursor) */
+} tryon_upload;
+
+/* Records image `id` of `user_id` (origin "upload") as described by `img`. Within the
+ * caller's transaction: locks the user's row, so concurrent uploads of one user count
+ * one at a time; more than `quota` stored uploads → TRYON_E_QUOTA_EXCEEDED. */
+TRYON_API tryon_status tryon_uploads_insert(tryon_db_conn *c, int64_t user_id, const char *id,
+                                            const tryon_image *img, int quota, tryon_upload *out,
+                                            tryon_err *err);
+
+/* The user's upload `id` (not deleted). TRYON_E_NOT_FOUND when it is not theirs, does
+ * not exist, is deleted, or `id` is not a UUID: one answer, so ids cannot be probed. */
+TRYON_API tryon_status tryon_uploads_get(tryon_db_conn *c, int64_t user_id, const char *id,
+                                         tryon_upload *out, tryon_err *err);
+
+#define TRYON_UPLOADS_CURSOR_MAX 64
+
+/* The user's uploads (origin "upload", not deleted), newest first, at most `limit`
+ * (1..100) into `out` (caller-owned, `limit` entries); `*n` how many. `cursor` (NULL or
+ * "" for the first page) continues a previous page; `next` (TRYON_UPLOADS_CURSOR_MAX
+ * bytes) receives the cursor of the next page or "" when there is none. A malformed
+ * cursor → TRYON_E_INVALID. */
+TRYON_API tryon_status tryon_uploads_list(tryon_db_conn *c, int64_t user_id, int limit,
+                                          const char *cursor, tryon_upload *out, size_t *n,
+                                          char *next, tryon_err *err);
+
+/* Removes the user's upload `id`: the row, or, when a generation still refers to the
+ * image, marks it deleted (the history keeps its shape). The caller removes the files.
+ * TRYON_E_NOT_FOUND as for tryon_uploads_get. */
+TRYON_API tryon_status tryon_uploads_delete(tryon_db_conn *c, int64_t user_id, const char *id,
+                                            tryon_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TRYON_FILES_H */

@@ -1,0 +1,187 @@
+/*
+ * The uploads table.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tryon/files.h>
+
+#define UPLOAD_COLUMNS                                                \
+  "id::text, user_id, origin, mime, width, height, bytes, has_thumb," \
+  " (extract(epoch FROM created_at) * 1000000)::bigint"
+
+static void row_to_upload(PGresult *res, int row, tryon_upload *u) {
+  memset(u, 0, sizeof *u);
+  snprintf(u->id, sizeof u->id, "%s", PQgetvalue(res, row, 0));
+  u->user_id = strtoll(PQgetvalue(res, row, 1), NULL, 10);
+  snprintf(u->origin, sizeof u->origin, "%s", PQgetvalue(res, row, 2));
+  snprintf(u->mime, sizeof u->mime, "%s", PQgetvalue(res, row, 3));
+  u->width = (int)strtol(PQgetvalue(res, row, 4), NULL, 10);
+  u->height = (int)strtol(PQgetvalue(res, row, 5), NULL, 10);
+  u->bytes = strtoll(PQgetvalue(res, row, 6), NULL, 10);
+  u->has_thumb = PQgetvalue(res, row, 7)[0] == 't';
+  u->created_at_us = strtoll(PQgetvalue(res, row, 8), NULL, 10);
+}
+
+static bool uuid_ok(const char *id) {
+  tryon_uuid u;
+  return id != NULL && strlen(id) == 36 && tryon_uuid_parse(id, &u) == TRYON_OK;
+}
+
+tryon_status tryon_uploads_insert(tryon_db_conn *c, int64_t user_id, const char *id,
+                                  const tryon_image *img, int quota, tryon_upload *out,
+                                  tryon_err *err) {
+  char uid[24], w[16], h[16], bytes[24], sha[65], q[16];
+  PGresult *res = NULL;
+  tryon_status st;
+
+  snprintf(uid, sizeof uid, "%" PRId64, user_id);
+  const char *lock[] = {uid};
+  /* One upload of this user at a time past this point, so the count below is exact. */
+  st = tryon_db_exec(c, "SELECT 1 FROM users WHERE id = $1::bigint FOR UPDATE", 1, lock, &res, err);
+  if (st != TRYON_OK)
+    goto out;
+  if (PQntuples(res) == 0) {
+    st = tryon_err_set(err, TRYON_E_NOT_FOUND, "no such user");
+    goto out;
+  }
+  PQclear(res);
+  res = NULL;
+  snprintf(q, sizeof q, "%d", quota);
+  const char *cnt[] = {uid, q};
+  st = tryon_db_exec(c,
+                     "SELECT count(*) >= $2::int FROM uploads"
+                     " WHERE user_id = $1::bigint AND origin = 'upload' AND deleted_at IS NULL",
+                     2, cnt, &res, err);
+  if (st != TRYON_OK)
+    goto out;
+  if (PQgetvalue(res, 0, 0)[0] == 't') {
+    st = tryon_err_set(err, TRYON_E_QUOTA_EXCEEDED,
+                       "You already keep %d photos; delete some to upload more", quota);
+    goto out;
+  }
+  PQclear(res);
+  res = NULL;
+  snprintf(w, sizeof w, "%d", img->width);
+  snprintf(h, sizeof h, "%d", img->height);
+  snprintf(bytes, sizeof bytes, "%zu", img->len);
+  tryon_hex_encode(img->sha256, sizeof img->sha256, sha);
+  const char *ins[] = {id, uid, img->mime, w, h, bytes, sha, img->thumb ? "true" : "false"};
+  st = tryon_db_exec(c,
+                     "INSERT INTO uploads (id, user_id, origin, mime, width, height, bytes,"
+                     " sha256, has_thumb) VALUES ($1::uuid, $2::bigint, 'upload', $3, $4::int,"
+                     " $5::int, $6::bigint, decode($7, 'hex'), $8::boolean)"
+                     " RETURNING " UPLOAD_COLUMNS,
+                     8, ins, &res, err);
+  if (st == TRYON_OK && out != NULL)
+    row_to_upload(res, 0, out);
+out:
+  PQclear(res);
+  return st;
+}
+
+tryon_status tryon_uploads_get(tryon_db_conn *c, int64_t user_id, const char *id, tryon_upload *out,
+                               tryon_err *err) {
+  char uid[24];
+  PGresult *res = NULL;
+  tryon_status st;
+
+  if (!uuid_ok(id))
+    return tryon_err_set(err, TRYON_E_NOT_FOUND, "no such upload");
+  snprintf(uid, sizeof uid, "%" PRId64, user_id);
+  const char *p[] = {id, uid};
+  st = tryon_db_exec(c,
+                     "SELECT " UPLOAD_COLUMNS " FROM uploads WHERE id = $1::uuid"
+                     " AND user_id = $2::bigint AND deleted_at IS NULL",
+                     2, p, &res, err);
+  if (st == TRYON_OK && PQntuples(res) == 0)
+    st = tryon_err_set(err, TRYON_E_NOT_FOUND, "no such upload");
+  else if (st == TRYON_OK)
+    row_to_upload(res, 0, out);
+  PQclear(res);
+  return st;
+}
+
+/* The cursor is "<created_at microseconds>.<id>": the keyset of the last row shown. */
+static bool cursor_parse(const char *cursor, char *us, size_t us_cap, char *id) {
+  const char *dot = strchr(cursor, '.');
+  if (dot == NULL || dot == cursor || (size_t)(dot - cursor) >= us_cap ||
+      strspn(cursor, "0123456789") != (size_t)(dot - cursor) || !uuid_ok(dot + 1))
+    return false;
+  snprintf(us, us_cap, "%.*s", (int)(dot - cursor), cursor);
+  snprintf(id, TRYON_UUID_STR_LEN, "%s", dot + 1);
+  return true;
+}
+
+tryon_status tryon_uploads_list(tryon_db_conn *c, int64_t user_id, int limit, const char *cursor,
+                                tryon_upload *out, size_t *n, char *next, tryon_err *err) {
+  char uid[24], lim[16], us[24] = "", cid[TRYON_UUID_STR_LEN] = "";
+  PGresult *res = NULL;
+  tryon_status st;
+
+  *n = 0;
+  next[0] = '\0';
+  if (limit < 1 || limit > 100)
+    return tryon_err_set(err, TRYON_E_INVALID, "limit must be from 1 to 100");
+  bool paged = cursor != NULL && cursor[0] != '\0';
+  if (paged && !cursor_parse(cursor, us, sizeof us, cid))
+    return tryon_err_set(err, TRYON_E_INVALID, "the cursor is not valid");
+  snprintf(uid, sizeof uid, "%" PRId64, user_id);
+  /* One more row than asked tells whether there is a next page. */
+  snprintf(lim, sizeof lim, "%d", limit + 1);
+  const char *p[] = {uid, lim, paged ? us : NULL, paged ? cid : NULL};
+  st = tryon_db_exec(c,
+                     "SELECT " UPLOAD_COLUMNS " FROM uploads"
+                     " WHERE user_id = $1::bigint AND origin = 'upload' AND deleted_at IS NULL"
+                     " AND ($3::bigint IS NULL OR (created_at, id) <"
+                     " (timestamptz 'epoch' + $3::bigint * interval '1 microsecond', $4::uuid))"
+                     " ORDER BY created_at DESC, id DESC LIMIT $2::int",
+                     4, p, &res, err);
+  if (st != TRYON_OK)
+    goto out;
+  int rows = PQntuples(res);
+  for (int i = 0; i < rows && i < limit; i++)
+    row_to_upload(res, i, &out[i]);
+  *n = (size_t)(rows < limit ? rows : limit);
+  if (rows > limit)
+    snprintf(next, TRYON_UPLOADS_CURSOR_MAX, "%" PRId64 ".%s", out[limit - 1].created_at_us,
+             out[limit - 1].id);
+out:
+  PQclear(res);
+  return st;
+}
+
+tryon_status tryon_uploads_delete(tryon_db_conn *c, int64_t user_id, const char *id,
+                                  tryon_err *err) {
+  char uid[24];
+  PGresult *res = NULL;
+  tryon_status st;
+
+  if (!uuid_ok(id))
+    return tryon_err_set(err, TRYON_E_NOT_FOUND, "no such upload");
+  snprintf(uid, sizeof uid, "%" PRId64, user_id);
+  const char *p[] = {id, uid};
+  /* The row goes unless a generation or a chat still points at the image; then it is
+   * marked deleted (its file goes all the same). Decided in one statement, so no
+   * half-state is ever visible. */
+  st = tryon_db_exec(c,
+                     "WITH target AS (SELECT id FROM uploads WHERE id = $1::uuid"
+                     "   AND user_id = $2::bigint AND deleted_at IS NULL FOR UPDATE),"
+                     " used AS (SELECT EXISTS (SELECT 1 FROM generations g, target t"
+                     "   WHERE t.id IN (g.person_upload_id, g.item_upload_id,"
+                     "   g.source_upload_id, g.result_upload_id))"
+                     "   OR EXISTS (SELECT 1 FROM chats ch, target t"
+                     "   WHERE ch.current_upload_id = t.id) AS yes),"
+                     " marked AS (UPDATE uploads SET deleted_at = now() WHERE id IN"
+                     "   (SELECT id FROM target) AND (SELECT yes FROM used) RETURNING id),"
+                     " removed AS (DELETE FROM uploads WHERE id IN (SELECT id FROM target)"
+                     "   AND NOT (SELECT yes FROM used) RETURNING id)"
+                     " SELECT (SELECT count(*) FROM marked) + (SELECT count(*) FROM removed)",
+                     2, p, &res, err);
+  if (st == TRYON_OK && strcmp(PQgetvalue(res, 0, 0), "0") == 0)
+    st = tryon_err_set(err, TRYON_E_NOT_FOUND, "no such upload");
+  PQclear(res);
+  return st;
+}
