@@ -17,9 +17,11 @@
 
 #include <cjson/cJSON.h>
 #include <tryon/auth.h>
+#include <tryon/billing.h>
 #include <tryon/core.h>
 #include <tryon/db.h>
 #include <tryon/files.h>
+#include <tryon/users.h>
 
 #include "app.h"
 
@@ -602,15 +604,890 @@ static int cmd_file(int argc, char **argv) {
   return rc;
 }
 
+/* ------------------------------------------------------------ shared by user and credits */
+
+/* The options a user or credits subcommand may take. */
+enum {
+  OPT_JSON = 1u << 0,
+  OPT_REASON = 1u << 1,
+  OPT_KEY = 1u << 2,
+  OPT_LIMIT = 1u << 3,
+};
+
+#define CTL_MAX_POSITIONAL 2
+
+/* A subcommand's arguments once parsed (strings borrowed from argv). */
+typedef struct ctl_args {
+  const char *name; /* "credits grant": for messages */
+  const char *usage;
+  const char *pos[CTL_MAX_POSITIONAL];
+  bool json;
+  const char *reason; /* NULL: not given */
+  const char *key;
+  const char *limit;
+} ctl_args;
+
+typedef struct subcommand {
+  const char *name;
+  const char *usage;
+  const char *help;
+  unsigned opts;                             /* OPT_* it takes */
+  const char *pos_names[CTL_MAX_POSITIONAL]; /* its positional arguments, all required */
+  int (*run)(const ctl_args *a);
+} subcommand;
+
+/* Parses the arguments of subcommand `sub` (argv[0] is its name) and runs it. */
+static int run_subcommand(const char *group, const subcommand *sub, int argc, char **argv) {
+  char name[64];
+  ctl_args a;
+  int npos = 0, want = 0;
+
+  memset(&a, 0, sizeof a);
+  snprintf(name, sizeof name, "%s %s", group, sub->name);
+  a.name = name;
+  a.usage = sub->usage;
+  while (want < CTL_MAX_POSITIONAL && sub->pos_names[want] != NULL)
+    want++;
+  for (int i = 1; i < argc; i++) {
+    const char *arg = argv[i];
+    const char **slot = NULL;
+    unsigned opt = 0;
+
+    if (is_help(arg)) {
+      printf("usage: %s\n\n%s", sub->usage, sub->help);
+      return EXIT_OK;
+    }
+    if (strcmp(arg, "--json") == 0) {
+      opt = OPT_JSON;
+    } else if (strcmp(arg, "--reason") == 0) {
+      opt = OPT_REASON;
+      slot = &a.reason;
+    } else if (strcmp(arg, "--key") == 0) {
+      opt = OPT_KEY;
+      slot = &a.key;
+    } else if (strcmp(arg, "--limit") == 0) {
+      opt = OPT_LIMIT;
+      slot = &a.limit;
+    } else if (arg[0] == '-' && arg[1] != '\0' && !(arg[1] >= '0' && arg[1] <= '9')) {
+      /* "-5" is not an option but a bad number, left for the value checks to name. */
+      return usage_error(sub->usage, "unknown argument", arg);
+    }
+    if (opt != 0 && (sub->opts & opt) == 0)
+      return usage_error(sub->usage, "unknown argument", arg);
+    if (opt == OPT_JSON)
+      a.json = true;
+    else if (slot != NULL) {
+      if (i + 1 >= argc)
+        return usage_error(sub->usage, "missing value after", arg);
+      *slot = argv[++i];
+    } else if (npos >= want)
+      return usage_error(sub->usage, "unexpected argument", arg);
+    else
+      a.pos[npos++] = arg;
+  }
+  if (npos < want)
+    return usage_error(sub->usage, "missing", sub->pos_names[npos]);
+  return sub->run(&a);
+}
+
+/* Runs the subcommand named by argv[1] of a group ("user", "credits"). */
+static int run_group(const char *usage, const char *help, const subcommand *subs, size_t n,
+                     int argc, char **argv) {
+  if (argc < 2)
+    return usage_error(usage, "missing subcommand after", argv[0]);
+  if (is_help(argv[1])) {
+    printf("usage: %s\n\n%s", usage, help);
+    return EXIT_OK;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (strcmp(argv[1], subs[i].name) == 0)
+      return run_subcommand(argv[0], &subs[i], argc - 1, argv + 1);
+  }
+  return usage_error(usage, "unknown subcommand", argv[1]);
+}
+
+/* USER: a Telegram id, a positive integer. */
+static bool parse_telegram_id(const ctl_args *a, int64_t *out, int *rc) {
+  if (parse_positive(a->pos[0], out))
+    return true;
+  *rc = usage_error(a->usage, "USER must be a Telegram id (a positive integer), got", a->pos[0]);
+  return false;
+}
+
+/* Characters (not bytes) of a UTF-8 string. */
+static size_t utf8_chars(const char *s) {
+  size_t n = 0;
+
+  for (; *s != '\0'; s++)
+    n += ((unsigned char)*s & 0xC0) != 0x80;
+  return n;
+}
+
+/* A reason (block reason or ledger note): present when required, not empty, at most
+ * 1000 characters (the schema's limit for both). */
+static bool check_reason(const ctl_args *a, bool required, int *rc) {
+  if (a->reason == NULL) {
+    if (required)
+      *rc = usage_error(a->usage, "missing required option", "--reason");
+    return !required;
+  }
+  if (a->reason[0] == '\0') {
+    *rc = usage_error(a->usage, "empty value after", "--reason");
+    return false;
+  }
+  if (utf8_chars(a->reason) > 1000) {
+    *rc = usage_error(a->usage, "--reason is longer than", "1000 characters");
+    return false;
+  }
+  return true;
+}
+
+/* One command's database: the configuration and a pool of one connection, leased. */
+typedef struct ctl_db {
+  tryon_config cfg;
+  tryon_db *db;
+  tryon_db_conn *conn;
+} ctl_db;
+
+/* Loads the configuration and leases the connection. false: refused, and either `err`
+ * says why or (bad configuration) tryon_app_init already did on stderr. */
+static bool ctl_db_open(ctl_db *s, tryon_err *err) {
+  memset(s, 0, sizeof *s);
+  if (tryon_app_init("tryonctl", TRYON_CONFIG_NEED_DB, &s->cfg) != 0)
+    return false;
+  /* Operators read the command's own output; routine info lines would only clutter it. */
+  if (s->cfg.log_level < TRYON_LOG_WARN && s->cfg.log_level != TRYON_LOG_DEBUG)
+    tryon_log_set_level(TRYON_LOG_WARN);
+  tryon_db_options opt = {.conninfo = s->cfg.database_url,
+                          .pool_size = 1,
+                          .acquire_timeout_ms = s->cfg.db_pool_timeout_ms,
+                          .application_name = "tryonctl"};
+  return tryon_db_new(&opt, &s->db, err) == TRYON_OK &&
+         tryon_db_acquire(s->db, &s->conn, err) == TRYON_OK;
+}
+
+static void ctl_db_close(ctl_db *s) {
+  tryon_db_release(s->conn);
+  tryon_db_free(s->db);
+  tryon_config_release(&s->cfg);
+  memset(s, 0, sizeof *s);
+}
+
+/* A refusal (exit 1): the error as JSON on stdout with --json, and always
+ * "tryonctl: <command>: <message>" on stderr. Nothing when `err` holds no status (a
+ * bad configuration, already reported). `extra` (optional, taken) adds fields to the
+ * JSON error object. */
+static int refuse(const ctl_args *a, const tryon_err *err, cJSON *extra) {
+  if (err->status != TRYON_OK) {
+    if (a->json) {
+      cJSON *doc = cJSON_CreateObject();
+      cJSON *e = cJSON_AddObjectToObject(doc, "error");
+      cJSON_AddStringToObject(e, "code", tryon_status_code(err->status));
+      cJSON_AddStringToObject(e, "message", tryon_err_message(err));
+      for (cJSON *it = extra ? extra->child : NULL; it != NULL; it = it->next)
+        cJSON_AddItemToObject(e, it->string, cJSON_Duplicate(it, true));
+      print_json(doc);
+    }
+    fprintf(stderr, "tryonctl: %s: %s\n", a->name, tryon_err_message(err));
+  }
+  cJSON_Delete(extra);
+  return EXIT_REFUSED;
+}
+
+/* A time as ISO 8601 into `o`, or null for 0 (never / none). */
+static void add_time(cJSON *o, const char *name, int64_t ms) {
+  char ts[TRYON_TIME_ISO8601_LEN];
+
+  if (ms == 0) {
+    cJSON_AddNullToObject(o, name);
+    return;
+  }
+  tryon_time_format_iso8601(ms, ts);
+  cJSON_AddStringToObject(o, name, ts);
+}
+
+/* A time for people: ISO 8601, or `none` for 0. Returns `out`. */
+static const char *human_time(int64_t ms, const char *none, char out[TRYON_TIME_ISO8601_LEN]) {
+  if (ms == 0)
+    snprintf(out, TRYON_TIME_ISO8601_LEN, "%s", none);
+  else
+    tryon_time_format_iso8601(ms, out);
+  return out;
+}
+
+static const char *plan_code(tryon_plan plan) {
+  const tryon_product *p = tryon_billing_plan_product(plan);
+  return p != NULL ? p->code : "none";
+}
+
+/* {"user","total","period","pack","plan","period_ends_at","queued_until","watermark"};
+ * "user" is the Telegram id, as operators name users. */
+static cJSON *balance_json(int64_t telegram_id, const tryon_balance *b) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddNumberToObject(o, "user", (double)telegram_id);
+  cJSON_AddNumberToObject(o, "total", (double)b->total);
+  cJSON_AddNumberToObject(o, "period", (double)b->period);
+  cJSON_AddNumberToObject(o, "pack", (double)b->pack);
+  cJSON_AddStringToObject(o, "plan", plan_code(b->plan));
+  add_time(o, "period_ends_at", b->period_ends_ms);
+  add_time(o, "queued_until", b->queued_until_ms);
+  cJSON_AddBoolToObject(o, "watermark", b->watermark);
+  return o;
+}
+
+/* The plan and watermark lines under a "... N credits (period P, pack K)" line. */
+static void print_balance_details(const tryon_balance *b) {
+  char ts[TRYON_TIME_ISO8601_LEN];
+
+  printf("  plan        %s", plan_code(b->plan));
+  if (b->period_ends_ms != 0)
+    printf(", period ends %s", human_time(b->period_ends_ms, "-", ts));
+  if (b->queued_until_ms != 0)
+    printf(", paid until %s", human_time(b->queued_until_ms, "-", ts));
+  printf("\n  watermark   %s\n", b->watermark ? "yes (next spend takes free credits)" : "no");
+}
+
+/* Opens the database and loads the user of Telegram id `telegram_id`; false with `err`
+ * set (or a bad configuration already reported) otherwise. */
+static bool load_user(ctl_db *s, int64_t telegram_id, tryon_user *u, tryon_err *err) {
+  return ctl_db_open(s, err) &&
+         tryon_users_get_by_telegram(s->conn, telegram_id, u, err) == TRYON_OK;
+}
+
+/* ------------------------------------------------------------------------------- user */
+
+static const char user_usage[] = "tryonctl user show USER [--json]\n"
+                                 "       tryonctl user block USER [--reason TEXT] [--json]\n"
+                                 "       tryonctl user unblock USER [--json]";
+
+static const char user_help[] =
+    "Looks up, blocks and unblocks users. USER is always a Telegram id. Each subcommand\n"
+    "takes --help. Exit 1 (not_found) for a Telegram id no user has.\n"
+    "\n"
+    "  show     the user and their credits\n"
+    "  block    refuse the user everywhere (403), with an optional reason\n"
+    "  unblock  lift a block\n";
+
+static const char user_show_usage[] = "tryonctl user show USER [--json]";
+static const char user_show_help[] =
+    "Prints the user with Telegram id USER (names, username, language, premium, block,\n"
+    "sign-up and last sign-in) and their credits (total, period and pack credits, plan,\n"
+    "period end, watermark). Reading the credits brings the wallet up to date, as the\n"
+    "app does: it may create the wallet and grant this month's free allowance.\n"
+    "\n"
+    "  --json  print {\"user\":{...},\"balance\":{...}}\n";
+
+static const char user_block_usage[] = "tryonctl user block USER [--reason TEXT] [--json]";
+static const char user_block_help[] =
+    "Blocks the user with Telegram id USER: every request of theirs is refused (403).\n"
+    "Blocking a blocked user keeps the time of the first block; --reason replaces its\n"
+    "reason, no --reason keeps it.\n"
+    "\n"
+    "  --reason TEXT  why (at most 1000 characters); shown by user show\n"
+    "  --json         print {\"user\",\"blocked\",\"reason\",\"blocked_at\",\"changed\"}\n";
+
+static const char user_unblock_usage[] = "tryonctl user unblock USER [--json]";
+static const char user_unblock_help[] =
+    "Lifts the block of the user with Telegram id USER (and forgets its reason).\n"
+    "Unblocking a user who is not blocked changes nothing.\n"
+    "\n"
+    "  --json  print {\"user\",\"blocked\",\"changed\"}\n";
+
+static cJSON *db_user_json(const tryon_user *u) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddNumberToObject(o, "id", (double)u->id);
+  cJSON_AddNumberToObject(o, "telegram_id", (double)u->telegram_id);
+  cJSON_AddStringToObject(o, "first_name", u->first_name);
+  cJSON_AddStringToObject(o, "last_name", u->last_name);
+  cJSON_AddStringToObject(o, "username", u->username);
+  cJSON_AddStringToObject(o, "language_code", u->language_code);
+  cJSON_AddBoolToObject(o, "is_premium", u->is_premium);
+  cJSON_AddBoolToObject(o, "blocked", u->blocked);
+  if (u->blocked && u->blocked_reason[0] != '\0')
+    cJSON_AddStringToObject(o, "blocked_reason", u->blocked_reason);
+  else
+    cJSON_AddNullToObject(o, "blocked_reason");
+  add_time(o, "blocked_at", u->blocked_at_ms);
+  add_time(o, "created_at", u->created_at_ms);
+  add_time(o, "last_login_at", u->last_login_at_ms);
+  return o;
+}
+
+static void print_user(const tryon_user *u) {
+  char ts[TRYON_TIME_ISO8601_LEN];
+
+  printf("user %lld (id %lld)\n", (long long)u->telegram_id, (long long)u->id);
+  if (u->first_name[0] == '\0' && u->last_name[0] == '\0')
+    printf("  name        -\n");
+  else
+    printf("  name        %s%s%s\n", u->first_name,
+           u->first_name[0] != '\0' && u->last_name[0] != '\0' ? " " : "", u->last_name);
+  printf("  username    %s%s\n", u->username[0] != '\0' ? "@" : "",
+         u->username[0] != '\0' ? u->username : "-");
+  printf("  language    %s\n", u->language_code[0] != '\0' ? u->language_code : "-");
+  printf("  premium     %s\n", u->is_premium ? "yes" : "no");
+  if (u->blocked)
+    printf("  blocked     yes, since %s%s%s\n", human_time(u->blocked_at_ms, "-", ts),
+           u->blocked_reason[0] != '\0' ? ": " : "", u->blocked_reason);
+  else
+    printf("  blocked     no\n");
+  printf("  created     %s\n", human_time(u->created_at_ms, "-", ts));
+  printf("  last login  %s\n", human_time(u->last_login_at_ms, "never", ts));
+}
+
+static int cmd_user_show(const ctl_args *a) {
+  ctl_db s = {0};
+  tryon_user u;
+  tryon_balance b;
+  tryon_err err;
+  int64_t tg = 0;
+  int rc = EXIT_OK;
+
+  tryon_err_clear(&err);
+  if (!parse_telegram_id(a, &tg, &rc))
+    return rc;
+  if (!load_user(&s, tg, &u, &err) ||
+      tryon_billing_balance(s.conn, u.id, tryon_clock_now_ms(NULL), &b, &err) != TRYON_OK) {
+    rc = refuse(a, &err, NULL);
+    goto out;
+  }
+  if (a->json) {
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddItemToObject(doc, "user", db_user_json(&u));
+    cJSON_AddItemToObject(doc, "balance", balance_json(tg, &b));
+    print_json(doc);
+  } else {
+    print_user(&u);
+    printf("credits       %lld (period %lld, pack %lld)\n", (long long)b.total, (long long)b.period,
+           (long long)b.pack);
+    print_balance_details(&b);
+  }
+out:
+  ctl_db_close(&s);
+  return rc;
+}
+
+/* block and unblock: the same steps, the other way round. */
+static int block_user(const ctl_args *a, bool block) {
+  ctl_db s = {0};
+  tryon_user before, after;
+  tryon_err err;
+  int64_t tg = 0;
+  int rc = EXIT_OK;
+
+  tryon_err_clear(&err);
+  if (!parse_telegram_id(a, &tg, &rc) || !check_reason(a, false, &rc))
+    return rc;
+  if (!load_user(&s, tg, &before, &err) ||
+      tryon_users_set_blocked(s.conn, before.id, block, a->reason, &err) != TRYON_OK ||
+      tryon_users_get(s.conn, before.id, &after, &err) != TRYON_OK) {
+    rc = refuse(a, &err, NULL);
+    goto out;
+  }
+  bool changed = before.blocked != after.blocked;
+  if (a->json) {
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddNumberToObject(doc, "user", (double)tg);
+    cJSON_AddBoolToObject(doc, "blocked", after.blocked);
+    if (block) {
+      if (after.blocked_reason[0] != '\0')
+        cJSON_AddStringToObject(doc, "reason", after.blocked_reason);
+      else
+        cJSON_AddNullToObject(doc, "reason");
+      add_time(doc, "blocked_at", after.blocked_at_ms);
+    }
+    cJSON_AddBoolToObject(doc, "changed", changed);
+    print_json(doc);
+  } else if (block) {
+    char ts[TRYON_TIME_ISO8601_LEN];
+    printf(changed ? "blocked user %lld (since %s)%s%s\n"
+                   : "user %lld was already blocked (since %s)%s%s\n",
+           (long long)tg, human_time(after.blocked_at_ms, "-", ts),
+           after.blocked_reason[0] != '\0' ? ": " : "", after.blocked_reason);
+  } else if (changed)
+    printf("unblocked user %lld\n", (long long)tg);
+  else
+    printf("user %lld was not blocked; nothing changed\n", (long long)tg);
+out:
+  ctl_db_close(&s);
+  return rc;
+}
+
+static int cmd_user_block(const ctl_args *a) {
+  return block_user(a, true);
+}
+
+static int cmd_user_unblock(const ctl_args *a) {
+  return block_user(a, false);
+}
+
+static const subcommand user_subcommands[] = {
+    {"show", user_show_usage, user_show_help, OPT_JSON, {"USER"}, cmd_user_show},
+    {"block", user_block_usage, user_block_help, OPT_JSON | OPT_REASON, {"USER"}, cmd_user_block},
+    {"unblock", user_unblock_usage, user_unblock_help, OPT_JSON, {"USER"}, cmd_user_unblock},
+};
+
+static int cmd_user(int argc, char **argv) {
+  return run_group(user_usage, user_help, user_subcommands,
+                   sizeof user_subcommands / sizeof user_subcommands[0], argc, argv);
+}
+
+/* ---------------------------------------------------------------------------- credits */
+
+static const char credits_usage[] =
+    "tryonctl credits grant USER AMOUNT --reason TEXT [--key KEY] [--json]\n"
+    "       tryonctl credits revoke USER AMOUNT --reason TEXT [--key KEY] [--json]\n"
+    "       tryonctl credits balance USER [--json]\n"
+    "       tryonctl credits history USER [--limit N] [--json]\n"
+    "       tryonctl credits audit [--json]";
+
+static const char credits_help[] =
+    "Operators' view of and corrections to credits. USER is always a Telegram id. Every\n"
+    "change is a ledger entry under an idempotency key, so repeating a command with the\n"
+    "same --key changes nothing. Each subcommand takes --help.\n"
+    "\n"
+    "  grant    add pack credits (they never expire)\n"
+    "  revoke   take credits away, pack credits first; never below zero\n"
+    "  balance  the user's credits now\n"
+    "  history  the user's ledger entries, newest first\n"
+    "  audit    check every wallet against the sums of its ledger\n";
+
+static const char grant_usage[] =
+    "tryonctl credits grant USER AMOUNT --reason TEXT [--key KEY] [--json]";
+static const char grant_help[] =
+    "Adds AMOUNT (1 to 1000000) pack credits to the user with Telegram id USER. A\n"
+    "Telegram id no user has yet gets a user row (never signed in), so credits can be\n"
+    "granted before a first sign-in; the output says so. Blocked users may receive\n"
+    "grants. Repeating a grant with the same KEY changes nothing and prints the first\n"
+    "result (exit 0, \"duplicate\":true); a KEY first used for a different change is\n"
+    "refused (conflict).\n"
+    "\n"
+    "  --reason TEXT  why (required, at most 1000 characters): the ledger entry's note\n"
+    "  --key KEY      the idempotency key (default grant:<new uuid>, printed); \"grant:\"\n"
+    "                 is put in front of a KEY without a \"kind:\" prefix; the kinds\n"
+    "                 the system writes (free, sub, expire, job, payment) are refused\n"
+    "  --json         print {\"key\",\"user\",\"amount\",\"result\":{...},\"duplicate\",\n"
+    "                 \"created_user\"}\n";
+
+static const char revoke_usage[] =
+    "tryonctl credits revoke USER AMOUNT --reason TEXT [--key KEY] [--json]";
+static const char revoke_help[] =
+    "Takes AMOUNT (1 to 1000000) credits from the user with Telegram id USER, pack\n"
+    "credits first, then period credits. A user with fewer credits is refused (exit 1,\n"
+    "insufficient_credits, with the balance) and nothing changes. Repeating a revoke\n"
+    "with the same KEY changes nothing and prints the first result; a KEY first used\n"
+    "for a different change is refused (conflict).\n"
+    "\n"
+    "  --reason TEXT  why (required, at most 1000 characters): the ledger entry's note\n"
+    "  --key KEY      the idempotency key (default revoke:<new uuid>, printed); \"revoke:\"\n"
+    "                 is put in front of a KEY without a \"kind:\" prefix; the kinds\n"
+    "                 the system writes (free, sub, expire, job, payment) are refused\n"
+    "  --json         print {\"key\",\"user\",\"amount\",\"result\":{...},\"duplicate\"}\n";
+
+static const char balance_usage[] = "tryonctl credits balance USER [--json]";
+static const char balance_help[] =
+    "Prints the credits of the user with Telegram id USER: total, period and pack\n"
+    "credits, the plan and the end of its period, and whether the next spend would be\n"
+    "watermarked. Brings the wallet up to date first (may grant this month's free\n"
+    "allowance), as the app does.\n"
+    "\n"
+    "  --json  print {\"user\",\"total\",\"period\",\"pack\",\"plan\",\"period_ends_at\",\n"
+    "          \"queued_until\",\"watermark\"} (times ISO 8601 or null)\n";
+
+static const char history_usage[] = "tryonctl credits history USER [--limit N] [--json]";
+static const char history_help[] =
+    "Prints the ledger entries of the user with Telegram id USER, newest first.\n"
+    "\n"
+    "  --limit N  at most N entries (1 to 1000, default 50)\n"
+    "  --json     print {\"user\",\"entries\":[{\"id\",\"key\",\"reason\",\"delta_period\",\n"
+    "             \"delta_pack\",\"period_after\",\"pack_after\",\"from_free\",\"note\",\n"
+    "             \"created_at\"}]}\n";
+
+static const char audit_usage[] = "tryonctl credits audit [--json]";
+static const char audit_help[] =
+    "Checks every user's wallet against the sums of their ledger entries. Exit 0 when\n"
+    "all agree; exit 1 listing each user whose wallet differs (Telegram id, the\n"
+    "wallet's period/pack credits and the ledger's).\n"
+    "\n"
+    "  --json  print {\"ok\",\"offenders\",\"problems\":[{\"user\",\"user_id\",\"wallet\":\n"
+    "          {\"period\",\"pack\"},\"ledger\":{\"period\",\"pack\"}}]}\n";
+
+#define CREDITS_AMOUNT_MAX 1000000
+#define LEDGER_KEY_MAX 200
+#define HISTORY_DEFAULT 50
+#define HISTORY_MAX 1000
+#define AUDIT_LIST_MAX 1000
+
+/* Whether `s` starts with a ledger key kind: [a-z][a-z_]*':'. */
+static bool has_key_kind(const char *s) {
+  size_t i = 0;
+
+  if (!(s[0] >= 'a' && s[0] <= 'z'))
+    return false;
+  while ((s[i] >= 'a' && s[i] <= 'z') || s[i] == '_')
+    i++;
+  return s[i] == ':';
+}
+
+/* The kinds of key the system itself writes (free allowance, subscription periods,
+ * expiry, job charges and refunds, payments). An operator's key of one of these kinds
+ * could take the key a later payment or charge needs, which would then be refused. */
+static const char *const reserved_key_kinds[] = {"free", "sub", "expire", "job", "payment"};
+
+static bool key_kind_reserved(const char *key) {
+  size_t len = (size_t)(strchr(key, ':') - key);
+
+  for (size_t i = 0; i < sizeof reserved_key_kinds / sizeof reserved_key_kinds[0]; i++) {
+    if (strlen(reserved_key_kinds[i]) == len && strncmp(key, reserved_key_kinds[i], len) == 0)
+      return true;
+  }
+  return false;
+}
+
+/* The idempotency key of a grant or revoke into `out`: KEY as given when it has a
+ * "kind:" prefix, else "<kind>:KEY"; without KEY "<kind>:<new uuid v4>". Refuses (usage)
+ * what the ledger would (spaces, an empty rest, more than 200 bytes) and the system's
+ * own kinds. */
+static bool make_key(const ctl_args *a, const char *kind, char out[LEDGER_KEY_MAX + 1], int *rc,
+                     tryon_err *err) {
+  char id[TRYON_UUID_STR_LEN];
+  tryon_uuid u;
+  int n;
+
+  if (a->key == NULL) {
+    if (tryon_uuid_v4(&u) != TRYON_OK) {
+      tryon_err_set(err, TRYON_E_INTERNAL, "cannot make a random key");
+      *rc = refuse(a, err, NULL);
+      return false;
+    }
+    tryon_uuid_format(&u, id);
+    snprintf(out, LEDGER_KEY_MAX + 1, "%s:%s", kind, id);
+    return true;
+  }
+  n = has_key_kind(a->key) ? snprintf(out, LEDGER_KEY_MAX + 1, "%s", a->key)
+                           : snprintf(out, LEDGER_KEY_MAX + 1, "%s:%s", kind, a->key);
+  bool ok = n > 0 && n <= LEDGER_KEY_MAX && strchr(out, ':')[1] != '\0';
+  for (const char *p = out; ok && *p != '\0'; p++)
+    ok = !(*p == ' ' || (*p >= '\t' && *p <= '\r'));
+  if (!ok)
+    *rc = usage_error(a->usage, "--key must be kind:text without spaces, at most 200 bytes, got",
+                      a->key);
+  else if (key_kind_reserved(out)) {
+    *rc = usage_error(a->usage, "--key of a kind the system writes itself, got", a->key);
+    ok = false;
+  }
+  return ok;
+}
+
+static cJSON *result_json(const tryon_billing_result *r) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddNumberToObject(o, "ledger_id", (double)r->ledger_id);
+  cJSON_AddNumberToObject(o, "delta_period", (double)r->delta_period);
+  cJSON_AddNumberToObject(o, "delta_pack", (double)r->delta_pack);
+  cJSON_AddNumberToObject(o, "period_after", (double)r->period_after);
+  cJSON_AddNumberToObject(o, "pack_after", (double)r->pack_after);
+  return o;
+}
+
+/* USER AMOUNT --reason TEXT [--key KEY]: what grant and revoke both take. */
+static bool parse_change(const ctl_args *a, int64_t *tg, int64_t *amount, int *rc) {
+  if (!parse_telegram_id(a, tg, rc))
+    return false;
+  if (!parse_positive(a->pos[1], amount) || *amount > CREDITS_AMOUNT_MAX) {
+    *rc = usage_error(a->usage, "AMOUNT must be an integer from 1 to 1000000, got", a->pos[1]);
+    return false;
+  }
+  return check_reason(a, true, rc);
+}
+
+/* grant (sign +1) and revoke (sign -1): the same steps. */
+static int change_credits(const ctl_args *a, bool grant) {
+  const char *kind = grant ? "grant" : "revoke";
+  char key[LEDGER_KEY_MAX + 1];
+  ctl_db s = {0};
+  tryon_user u;
+  tryon_billing_result res = {0};
+  tryon_err err;
+  bool created = false;
+  int64_t tg = 0, amount = 0, now = tryon_clock_now_ms(NULL);
+  int rc = EXIT_OK;
+  tryon_status st;
+
+  tryon_err_clear(&err);
+  if (!parse_change(a, &tg, &amount, &rc) || !make_key(a, kind, key, &rc, &err))
+    return rc;
+  if (!ctl_db_open(&s, &err)) {
+    rc = refuse(a, &err, NULL);
+    goto out;
+  }
+  /* A grant may come before the person's first sign-in; a revoke needs credits, so a
+   * user it would have to create could only be refused. */
+  st = grant ? tryon_users_ensure_telegram(s.conn, tg, &u, &created, &err)
+             : tryon_users_get_by_telegram(s.conn, tg, &u, &err);
+  if (st == TRYON_OK)
+    st = grant ? tryon_billing_grant(s.conn, u.id, amount, key, "tryonctl", a->reason, now, &res,
+                                     &err)
+               : tryon_billing_revoke(s.conn, u.id, amount, key, "tryonctl", a->reason, now, &res,
+                                      &err);
+  if (st == TRYON_E_INSUFFICIENT_CREDITS) {
+    /* revoke reports no balance with its refusal: read it (nothing changed). */
+    tryon_balance b;
+    tryon_err berr;
+    tryon_err_clear(&berr);
+    cJSON *extra = cJSON_CreateObject();
+    if (tryon_billing_balance(s.conn, u.id, now, &b, &berr) == TRYON_OK) {
+      cJSON_AddNumberToObject(extra, "balance", (double)b.total);
+      tryon_err_set(&err, st, "user %lld has %lld credits, cannot revoke %lld", (long long)tg,
+                    (long long)b.total, (long long)amount);
+    }
+    cJSON_AddNumberToObject(extra, "amount", (double)amount);
+    rc = refuse(a, &err, extra);
+    goto out;
+  }
+  /* A replayed key returns the first result; it must be this very change, not another
+   * one that happened to use the key (the result does not name its user). */
+  if (st == TRYON_E_DUPLICATE && (grant ? res.delta_pack != amount || res.delta_period != 0
+                                        : res.delta_pack > 0 || res.delta_period > 0 ||
+                                              res.delta_pack + res.delta_period != -amount)) {
+    st = tryon_err_set(&err, TRYON_E_CONFLICT,
+                       "key %s was used before for another change (period %+lld, pack %+lld)", key,
+                       (long long)res.delta_period, (long long)res.delta_pack);
+  }
+  if (st != TRYON_OK && st != TRYON_E_DUPLICATE) {
+    rc = refuse(a, &err, NULL);
+    goto out;
+  }
+  bool duplicate = st == TRYON_E_DUPLICATE;
+  if (a->json) {
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "key", key);
+    cJSON_AddNumberToObject(doc, "user", (double)tg);
+    cJSON_AddNumberToObject(doc, "amount", (double)amount);
+    cJSON_AddItemToObject(doc, "result", result_json(&res));
+    cJSON_AddBoolToObject(doc, "duplicate", duplicate);
+    if (grant)
+      cJSON_AddBoolToObject(doc, "created_user", created);
+    print_json(doc);
+    goto out;
+  }
+  if (created)
+    printf("created user %lld (no user had this Telegram id; never signed in)\n", (long long)tg);
+  if (duplicate)
+    printf("already done: key %s was used before; nothing changed (ledger entry %lld:"
+           " %s %lld credit%s %s %lld)\n",
+           key, (long long)res.ledger_id, grant ? "granted" : "revoked", (long long)amount,
+           amount == 1 ? "" : "s", grant ? "to" : "from", (long long)tg);
+  else
+    printf("%s %lld credit%s %s %lld (key %s)\n", grant ? "granted" : "revoked", (long long)amount,
+           amount == 1 ? "" : "s", grant ? "to" : "from", (long long)tg, key);
+  printf("%s: period %lld, pack %lld\n", duplicate ? "that entry left" : "balance now",
+         (long long)res.period_after, (long long)res.pack_after);
+out:
+  ctl_db_close(&s);
+  return rc;
+}
+
+static int cmd_credits_grant(const ctl_args *a) {
+  return change_credits(a, true);
+}
+
+static int cmd_credits_revoke(const ctl_args *a) {
+  return change_credits(a, false);
+}
+
+static int cmd_credits_balance(const ctl_args *a) {
+  ctl_db s = {0};
+  tryon_user u;
+  tryon_balance b;
+  tryon_err err;
+  int64_t tg = 0;
+  int rc = EXIT_OK;
+
+  tryon_err_clear(&err);
+  if (!parse_telegram_id(a, &tg, &rc))
+    return rc;
+  if (!load_user(&s, tg, &u, &err) ||
+      tryon_billing_balance(s.conn, u.id, tryon_clock_now_ms(NULL), &b, &err) != TRYON_OK) {
+    rc = refuse(a, &err, NULL);
+    goto out;
+  }
+  if (a->json)
+    print_json(balance_json(tg, &b));
+  else {
+    printf("user %lld: %lld credits (period %lld, pack %lld)\n", (long long)tg, (long long)b.total,
+           (long long)b.period, (long long)b.pack);
+    print_balance_details(&b);
+  }
+out:
+  ctl_db_close(&s);
+  return rc;
+}
+
+static int cmd_credits_history(const ctl_args *a) {
+  ctl_db s = {0};
+  tryon_user u;
+  tryon_ledger_entry *entries = NULL;
+  size_t n = 0;
+  tryon_err err;
+  int64_t tg = 0, limit = HISTORY_DEFAULT;
+  int rc = EXIT_OK;
+
+  tryon_err_clear(&err);
+  if (!parse_telegram_id(a, &tg, &rc))
+    return rc;
+  if (a->limit != NULL && (!parse_positive(a->limit, &limit) || limit > HISTORY_MAX))
+    return usage_error(a->usage, "--limit must be an integer from 1 to 1000, got", a->limit);
+  entries = calloc((size_t)limit, sizeof *entries);
+  if (entries == NULL) {
+    rc = refuse(a, &(tryon_err){.status = TRYON_E_NOMEM}, NULL);
+    goto out;
+  }
+  if (!load_user(&s, tg, &u, &err) ||
+      tryon_billing_history(s.conn, u.id, (size_t)limit, entries, &n, &err) != TRYON_OK) {
+    rc = refuse(a, &err, NULL);
+    goto out;
+  }
+  if (a->json) {
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddNumberToObject(doc, "user", (double)tg);
+    cJSON *arr = cJSON_AddArrayToObject(doc, "entries");
+    for (size_t i = 0; i < n; i++) {
+      const tryon_ledger_entry *e = &entries[i];
+      cJSON *o = cJSON_CreateObject();
+      cJSON_AddItemToArray(arr, o);
+      cJSON_AddNumberToObject(o, "id", (double)e->id);
+      cJSON_AddStringToObject(o, "key", e->key);
+      cJSON_AddStringToObject(o, "reason", e->reason);
+      cJSON_AddNumberToObject(o, "delta_period", (double)e->delta_period);
+      cJSON_AddNumberToObject(o, "delta_pack", (double)e->delta_pack);
+      cJSON_AddNumberToObject(o, "period_after", (double)e->period_after);
+      cJSON_AddNumberToObject(o, "pack_after", (double)e->pack_after);
+      cJSON_AddBoolToObject(o, "from_free", e->from_free);
+      cJSON_AddStringToObject(o, "note", e->note);
+      add_time(o, "created_at", e->created_ms);
+    }
+    print_json(doc);
+    goto out;
+  }
+  if (n == 0) {
+    printf("user %lld has no ledger entries\n", (long long)tg);
+    goto out;
+  }
+  printf("%-8s  %-24s  %-18s  %7s  %7s  %13s  %s\n", "ID", "WHEN", "REASON", "PERIOD", "PACK",
+         "AFTER (P/K)", "KEY / NOTE");
+  for (size_t i = 0; i < n; i++) {
+    const tryon_ledger_entry *e = &entries[i];
+    char ts[TRYON_TIME_ISO8601_LEN], after[48];
+    snprintf(after, sizeof after, "%lld/%lld", (long long)e->period_after,
+             (long long)e->pack_after);
+    printf("%-8lld  %-24s  %-18s  %+7lld  %+7lld  %13s  %s%s%s\n", (long long)e->id,
+           human_time(e->created_ms, "-", ts), e->reason, (long long)e->delta_period,
+           (long long)e->delta_pack, after, e->key, e->note[0] != '\0' ? " / " : "", e->note);
+  }
+out:
+  free(entries);
+  ctl_db_close(&s);
+  return rc;
+}
+
+static int cmd_credits_audit(const ctl_args *a) {
+  ctl_db s = {0};
+  tryon_audit_problem *problems = NULL;
+  size_t n = 0;
+  tryon_err err;
+  int rc = EXIT_OK;
+
+  tryon_err_clear(&err);
+  problems = calloc(AUDIT_LIST_MAX, sizeof *problems);
+  if (problems == NULL) {
+    rc = refuse(a, &(tryon_err){.status = TRYON_E_NOMEM}, NULL);
+    goto out;
+  }
+  if (!ctl_db_open(&s, &err) ||
+      tryon_billing_audit(s.conn, problems, AUDIT_LIST_MAX, &n, &err) != TRYON_OK) {
+    rc = refuse(a, &err, NULL);
+    goto out;
+  }
+  size_t listed = n < AUDIT_LIST_MAX ? n : AUDIT_LIST_MAX;
+  if (a->json) {
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddBoolToObject(doc, "ok", n == 0);
+    cJSON_AddNumberToObject(doc, "offenders", (double)n);
+    cJSON *arr = cJSON_AddArrayToObject(doc, "problems");
+    for (size_t i = 0; i < listed; i++) {
+      const tryon_audit_problem *p = &problems[i];
+      cJSON *o = cJSON_CreateObject(), *w = NULL, *l = NULL;
+      cJSON_AddItemToArray(arr, o);
+      cJSON_AddNumberToObject(o, "user", (double)p->telegram_id);
+      cJSON_AddNumberToObject(o, "user_id", (double)p->user_id);
+      w = cJSON_AddObjectToObject(o, "wallet");
+      cJSON_AddNumberToObject(w, "period", (double)p->wallet_period);
+      cJSON_AddNumberToObject(w, "pack", (double)p->wallet_pack);
+      l = cJSON_AddObjectToObject(o, "ledger");
+      cJSON_AddNumberToObject(l, "period", (double)p->ledger_period);
+      cJSON_AddNumberToObject(l, "pack", (double)p->ledger_pack);
+    }
+    print_json(doc);
+  } else if (n == 0)
+    printf("audit ok: every wallet equals the sums of its ledger\n");
+  else {
+    printf("%-14s  %-10s  %-17s  %s\n", "USER", "ID", "WALLET (P/K)", "LEDGER (P/K)");
+    for (size_t i = 0; i < listed; i++) {
+      const tryon_audit_problem *p = &problems[i];
+      char wallet[48];
+      snprintf(wallet, sizeof wallet, "%lld/%lld", (long long)p->wallet_period,
+               (long long)p->wallet_pack);
+      printf("%-14lld  %-10lld  %-17s  %lld/%lld\n", (long long)p->telegram_id,
+             (long long)p->user_id, wallet, (long long)p->ledger_period, (long long)p->ledger_pack);
+    }
+    if (listed < n)
+      printf("... and %zu more\n", n - listed);
+  }
+  if (n > 0) {
+    fprintf(stderr, "tryonctl: %s: %zu user(s) whose wallet differs from the ledger\n", a->name, n);
+    rc = EXIT_REFUSED;
+  }
+out:
+  free(problems);
+  ctl_db_close(&s);
+  return rc;
+}
+
+static const subcommand credits_subcommands[] = {
+    {"grant",
+     grant_usage,
+     grant_help,
+     OPT_JSON | OPT_REASON | OPT_KEY,
+     {"USER", "AMOUNT"},
+     cmd_credits_grant},
+    {"revoke",
+     revoke_usage,
+     revoke_help,
+     OPT_JSON | OPT_REASON | OPT_KEY,
+     {"USER", "AMOUNT"},
+     cmd_credits_revoke},
+    {"balance", balance_usage, balance_help, OPT_JSON, {"USER"}, cmd_credits_balance},
+    {"history", history_usage, history_help, OPT_JSON | OPT_LIMIT, {"USER"}, cmd_credits_history},
+    {"audit", audit_usage, audit_help, OPT_JSON, {NULL}, cmd_credits_audit},
+};
+
+static int cmd_credits(int argc, char **argv) {
+  return run_group(credits_usage, credits_help, credits_subcommands,
+                   sizeof credits_subcommands / sizeof credits_subcommands[0], argc, argv);
+}
+
 /* ------------------------------------------------------------------------------- main */
 
 static const command commands[] = {
+    {"credits", "grant, revoke and inspect credits; audit wallets against the ledger",
+     credits_usage, cmd_credits},
     {"file", "check and normalise an image as an upload would be (file check)", file_usage,
      cmd_file},
     {"initdata", "verify Telegram initData read from stdin (initdata verify)", initdata_usage,
      cmd_initdata},
     {"migrate", "apply database migrations, or list them with --status", migrate_usage,
      cmd_migrate},
+    {"user", "show, block and unblock users", user_usage, cmd_user},
     {"version", "print the version", version_usage, cmd_version},
 };
 

@@ -89,7 +89,9 @@ extern "C" {
   X(E_CORRUPT_IMAGE, "corrupt_image", "the image is damaged and cannot be read")          \
   X(E_IMAGE_TOO_LARGE_DIMENSIONS, "image_too_large_dimensions",                           \
     "the image is larger than 8192 pixels a side or 40 megapixels")                       \
-  X(E_QUOTA_EXCEEDED, "quota_exceeded", "storage quota exceeded")
+  X(E_QUOTA_EXCEEDED, "quota_exceeded", "storage quota exceeded")                         \
+  X(E_INSUFFICIENT_CREDITS, "insufficient_credits", "not enough credits")                 \
+  X(E_DUPLICATE, "duplicate", "already done: this key was used before")
 
 typedef enum tryon_status {
 #define TRYON__STATUS_ENUM(suffix, code, msg) TRYON_##suffix,

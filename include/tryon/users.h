@@ -22,6 +22,10 @@
 extern "C" {
 #endif
 
+/* An operator's reason for a block: at most 1000 characters of up to 4 bytes, and a NUL. */
+#define TRYON_USER_BLOCKED_REASON_CHARS 1000
+#define TRYON_USER_BLOCKED_REASON_MAX (4 * TRYON_USER_BLOCKED_REASON_CHARS + 1)
+
 typedef struct tryon_user {
   int64_t id;          /* users.id: what session tokens carry as `sub` */
   int64_t telegram_id; /* Telegram's user id */
@@ -34,6 +38,8 @@ typedef struct tryon_user {
   bool blocked;
   int64_t created_at_ms;
   int64_t last_login_at_ms; /* 0: never signed in (created by an operator) */
+  int64_t blocked_at_ms;    /* 0 unless blocked */
+  char blocked_reason[TRYON_USER_BLOCKED_REASON_MAX]; /* "" unless blocked with a reason */
 } tryon_user;
 
 /*
@@ -51,6 +57,26 @@ TRYON_API tryon_status tryon_users_upsert_telegram(tryon_db_conn *c, const tryon
 /* Loads user `id` into `out`. TRYON_E_NOT_FOUND when there is none. */
 TRYON_API tryon_status tryon_users_get(tryon_db_conn *c, int64_t id, tryon_user *out,
                                        tryon_err *err);
+
+/* Loads the user with Telegram id `telegram_id`. TRYON_E_NOT_FOUND when there is none;
+ * TRYON_E_INVALID for an id <= 0. */
+TRYON_API tryon_status tryon_users_get_by_telegram(tryon_db_conn *c, int64_t telegram_id,
+                                                   tryon_user *out, tryon_err *err);
+
+/* The user with Telegram id `telegram_id`, created (no names yet, never signed in) when
+ * absent — for operators granting credits before a first sign-in. `created` optional.
+ * One statement: safe against a concurrent sign-in of the same person. An existing row
+ * is returned unchanged (only its updated_at moves). TRYON_E_INVALID for an id <= 0. */
+TRYON_API tryon_status tryon_users_ensure_telegram(tryon_db_conn *c, int64_t telegram_id,
+                                                   tryon_user *out, bool *created, tryon_err *err);
+
+/* Blocks (with `reason`, optional, at most 1000 characters) or unblocks user `id`.
+ * TRYON_E_NOT_FOUND when there is none. Idempotent. Blocking a blocked user keeps its
+ * blocked_at; a `reason` replaces the stored one ("" clears it), NULL keeps it.
+ * Unblocking clears both (`reason` is ignored). `reason` is borrowed for the call.
+ * TRYON_E_INVALID for a reason over 1000 characters. */
+TRYON_API tryon_status tryon_users_set_blocked(tryon_db_conn *c, int64_t id, bool blocked,
+                                               const char *reason, tryon_err *err);
 
 #ifdef __cplusplus
 }

@@ -107,6 +107,16 @@ void tryon__api_h_file(tryon_api *api, const tryon_api_request *req, tryon_api_r
 void tryon__api_h_file_thumb(tryon_api *api, const tryon_api_request *req,
                              tryon_api_response *resp);
 
+/* ---- billing (handlers_billing.c) */
+typedef struct tryon_balance tryon_balance;
+cJSON *tryon__api_balance_json(const tryon_balance *b);
+/* Reads the user's balance (bringing the wallet up to date); on failure fills resp. */
+bool tryon__api_balance(tryon_api *api, int64_t user_id, tryon_balance *b,
+                        tryon_api_response *resp);
+/* 402 {"error":{"code":"insufficient_credits","message","balance","cost"}}. */
+void tryon__api_fail_insufficient(tryon_api_response *resp, int64_t balance, int64_t cost);
+void tryon__api_h_billing(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp);
+
 /* Waits (up to 30 s) for one of the image-decode slots; false if none came free. */
 bool tryon__api_image_slot_take(tryon_api *api);
 void tryon__api_image_slot_give(tryon_api *api);

@@ -3,6 +3,8 @@
  */
 #include "api/api_internal.h"
 
+#include <tryon/billing.h>
+
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -160,10 +162,13 @@ out:
 
 static void h_me(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp) {
   tryon_user user;
-  if (!tryon__api_session(api, req, resp, &user))
+  tryon_balance balance;
+  if (!tryon__api_session(api, req, resp, &user) ||
+      !tryon__api_balance(api, user.id, &balance, resp))
     return;
   cJSON *doc = cJSON_CreateObject();
   cJSON_AddItemToObject(doc, "user", tryon__api_user_json(&user));
+  cJSON_AddItemToObject(doc, "balance", tryon__api_balance_json(&balance));
   tryon__api_json(resp, 200, doc);
 }
 
@@ -182,6 +187,7 @@ const tryon__api_route tryon__api_routes[] = {
     {"GET", "/metrics", h_metrics, 0, false, true, 0, NULL},
     {"POST", "/api/auth/telegram", h_auth_telegram, AUTH_BODY_MAX, true, true, 0, NULL},
     {"GET", "/api/me", h_me, 0, true, true, 0, NULL},
+    {"GET", "/api/billing", tryon__api_h_billing, 0, true, true, 0, NULL},
     {"POST", "/api/uploads", tryon__api_h_upload_create, UPLOAD_BODY_MAX, true, true,
      UPLOAD_PART_MAX, "file_too_large"},
     {"GET", "/api/uploads", tryon__api_h_upload_list, 0, true, true, 0, NULL},

@@ -1,5 +1,5 @@
 /*
- * The users table: sign-in upsert and lookup.
+ * The users table: sign-in upsert, lookup, operators' ensure and block.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -13,7 +13,12 @@
   "id, telegram_id, first_name, coalesce(last_name, ''), coalesce(username, '')," \
   " coalesce(language_code, ''), coalesce(photo_url, ''), is_premium, blocked,"   \
   " (extract(epoch FROM created_at) * 1000)::bigint,"                             \
-  " coalesce((extract(epoch FROM last_login_at) * 1000)::bigint, 0)"
+  " coalesce((extract(epoch FROM last_login_at) * 1000)::bigint, 0),"             \
+  " coalesce((extract(epoch FROM blocked_at) * 1000)::bigint, 0),"                \
+  " coalesce(blocked_reason, '')"
+
+/* RETURNING column of the upserts after USER_COLUMNS: whether the row is new. */
+#define USER_CREATED_COLUMN 13
 
 /* The schema allows more bytes than the struct holds (256 characters of up to 4 bytes):
  * cut at a character boundary, never inside one. */
@@ -34,6 +39,8 @@ static void row_to_user(PGresult *res, int row, tryon_user *u) {
   u->blocked = PQgetvalue(res, row, 8)[0] == 't';
   u->created_at_ms = strtoll(PQgetvalue(res, row, 9), NULL, 10);
   u->last_login_at_ms = strtoll(PQgetvalue(res, row, 10), NULL, 10);
+  u->blocked_at_ms = strtoll(PQgetvalue(res, row, 11), NULL, 10);
+  copy_field(u->blocked_reason, sizeof u->blocked_reason, PQgetvalue(res, row, 12));
 }
 
 tryon_status tryon_users_upsert_telegram(tryon_db_conn *c, const tryon_tg_user *tg, tryon_user *out,
@@ -74,7 +81,7 @@ tryon_status tryon_users_upsert_telegram(tryon_db_conn *c, const tryon_tg_user *
     goto out;
   row_to_user(res, 0, out);
   if (created != NULL)
-    *created = PQgetvalue(res, 0, 11)[0] == 't';
+    *created = PQgetvalue(res, 0, USER_CREATED_COLUMN)[0] == 't';
 out:
   PQclear(res);
   return st;
@@ -98,6 +105,103 @@ tryon_status tryon_users_get(tryon_db_conn *c, int64_t id, tryon_user *out, tryo
     goto out;
   }
   row_to_user(res, 0, out);
+out:
+  PQclear(res);
+  return st;
+}
+
+tryon_status tryon_users_get_by_telegram(tryon_db_conn *c, int64_t telegram_id, tryon_user *out,
+                                         tryon_err *err) {
+  char tgid[24];
+  PGresult *res = NULL;
+  tryon_status st;
+
+  if (c == NULL || out == NULL || telegram_id <= 0)
+    return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_users_get_by_telegram");
+  snprintf(tgid, sizeof tgid, "%" PRId64, telegram_id);
+  const char *params[] = {tgid};
+  st = tryon_db_exec(c, "SELECT " USER_COLUMNS " FROM users WHERE telegram_id = $1::bigint", 1,
+                     params, &res, err);
+  if (st != TRYON_OK)
+    goto out;
+  if (PQntuples(res) == 0) {
+    st = tryon_err_set(err, TRYON_E_NOT_FOUND, "no user with telegram id %" PRId64, telegram_id);
+    goto out;
+  }
+  row_to_user(res, 0, out);
+out:
+  PQclear(res);
+  return st;
+}
+
+tryon_status tryon_users_ensure_telegram(tryon_db_conn *c, int64_t telegram_id, tryon_user *out,
+                                         bool *created, tryon_err *err) {
+  char tgid[24];
+  PGresult *res = NULL;
+  tryon_status st;
+
+  if (c == NULL || out == NULL || telegram_id <= 0)
+    return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_users_ensure_telegram");
+  snprintf(tgid, sizeof tgid, "%" PRId64, telegram_id);
+  const char *params[] = {tgid};
+  /* DO UPDATE rather than DO NOTHING plus a SELECT: DO NOTHING returns no row for a
+   * person inserted meanwhile by a concurrent sign-in, and a SELECT in the same
+   * statement cannot see that row. The no-op update locks and returns it; the profile
+   * fields stay as they are. */
+  st = tryon_db_exec(c,
+                     "INSERT INTO users AS u (telegram_id) VALUES ($1::bigint)"
+                     " ON CONFLICT (telegram_id) DO UPDATE SET telegram_id = EXCLUDED.telegram_id"
+                     " RETURNING " USER_COLUMNS ", (xmax = 0)",
+                     1, params, &res, err);
+  if (st != TRYON_OK)
+    goto out;
+  row_to_user(res, 0, out);
+  if (created != NULL)
+    *created = PQgetvalue(res, 0, USER_CREATED_COLUMN)[0] == 't';
+out:
+  PQclear(res);
+  return st;
+}
+
+/* Characters (not bytes) of a UTF-8 string: every byte but continuation bytes. */
+static size_t utf8_chars(const char *s) {
+  size_t n = 0;
+
+  for (; *s != '\0'; s++)
+    n += ((unsigned char)*s & 0xC0) != 0x80;
+  return n;
+}
+
+tryon_status tryon_users_set_blocked(tryon_db_conn *c, int64_t id, bool blocked, const char *reason,
+                                     tryon_err *err) {
+  char idstr[24];
+  PGresult *res = NULL;
+  tryon_status st;
+
+  if (c == NULL)
+    return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_users_set_blocked");
+  /* The schema would refuse it too, but as a bare constraint violation. */
+  if (blocked && reason != NULL && utf8_chars(reason) > TRYON_USER_BLOCKED_REASON_CHARS)
+    return tryon_err_set(err, TRYON_E_INVALID, "block reason longer than %d characters",
+                         TRYON_USER_BLOCKED_REASON_CHARS);
+  snprintf(idstr, sizeof idstr, "%" PRId64, id);
+  const char *params[] = {idstr, blocked ? "true" : "false",
+                          blocked && reason != NULL ? reason : NULL};
+  /* The CHECKs want blocked_at exactly when blocked and a reason only when blocked: one
+   * UPDATE sets all three together. A repeated block keeps the first blocked_at, so the
+   * record says since when the user has been blocked, and (reason NULL) its reason, so
+   * repeating a block without one loses nothing. */
+  st = tryon_db_exec(c,
+                     "UPDATE users SET blocked = $2::boolean,"
+                     " blocked_at = CASE WHEN $2::boolean THEN coalesce(blocked_at, now()) END,"
+                     " blocked_reason = CASE WHEN $2::boolean THEN"
+                     " CASE WHEN $3::text IS NULL THEN blocked_reason ELSE NULLIF($3, '') END END"
+                     " WHERE id = $1::bigint RETURNING id",
+                     3, params, &res, err);
+  if (st != TRYON_OK)
+    goto out;
+  if (PQntuples(res) == 0)
+    st = tryon_err_set(err, TRYON_E_NOT_FOUND, "no user %" PRId64, id);
 out:
   PQclear(res);
   return st;

@@ -11,19 +11,9 @@ MANIFEST=$2
 : "${TRYON_FILES_CORPUS:?run through ctest, which generates the corpus and sets TRYON_FILES_CORPUS}"
 CORPUS=$TRYON_FILES_CORPUS
 
-passed=0
-failed=0
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$work" || exit 1
 unset TRYON_LOG_LEVEL
-
-ok() { echo "ok   $1"; passed=$((passed + 1)); }
-fail() {
-  echo "FAIL $1: $2"
-  [ -n "${3:-}" ] && while IFS= read -r line; do echo "    $line"; done <<<"$3"
-  failed=$((failed + 1))
-}
 
 # What tryonctl derives from a file name; the manifest's declared column must agree,
 # or the library test and this one would check different things.
@@ -91,21 +81,6 @@ while IFS=$'\t' read -r name declared want mime size; do
   fi
 done <"$MANIFEST"
 
-# check NAME WANT_EXIT GREP_PATTERN -- COMMAND...
-check() {
-  local name=$1 want=$2 pattern=$3
-  shift 4
-  local out rc
-  out=$("$@" 2>&1)
-  rc=$?
-  if [ "$rc" -ne "$want" ]; then
-    fail "$name" "exit $rc, want $want" "$out"
-  elif [ -n "$pattern" ] && ! grep -Eq -- "$pattern" <<<"$out"; then
-    fail "$name" "output lacks /$pattern/" "$out"
-  else
-    ok "$name"
-  fi
-}
 
 check "file check --help"              0 "--thumb-out"              -- "$CTL" file check --help
 check "file without a subcommand"      2 "missing subcommand"       -- "$CTL" file
@@ -128,5 +103,4 @@ else
   ok "no temporary files left"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

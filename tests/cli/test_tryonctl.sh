@@ -5,41 +5,12 @@
 set -uo pipefail
 CTL=$1
 MIG=$2
-: "${TRYON_TEST_DATABASE_URL:?run through scripts/test, which sets TRYON_TEST_DATABASE_URL}"
 
-passed=0
-failed=0
-work=$(mktemp -d)
-db="tryon_cli_$$_$RANDOM"
-cleanup() {
-  psql -X -q "$TRYON_TEST_DATABASE_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-psql -X -q "$TRYON_TEST_DATABASE_URL" -c "CREATE DATABASE $db" >/dev/null || exit 1
-url="${TRYON_TEST_DATABASE_URL/dbname=postgres/dbname=$db}"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+scratch_db tryon_cli
 # Run from an empty folder so no .env is picked up, with a clean TRYON_ environment.
 cd "$work"
 unset TRYON_ENV_FILE TRYON_MIGRATIONS_DIR
-
-# check NAME WANT_EXIT GREP_PATTERN -- COMMAND...
-check() {
-  local name=$1 want=$2 pattern=$3
-  shift 4
-  local out rc
-  out=$("$@" 2>&1)
-  rc=$?
-  if [ "$rc" -ne "$want" ]; then
-    echo "FAIL $name: exit $rc, want $want"; echo "$out" | sed 's/^/    /'
-    failed=$((failed + 1)); return
-  fi
-  if [ -n "$pattern" ] && ! grep -Eq -- "$pattern" <<<"$out"; then
-    echo "FAIL $name: output lacks /$pattern/"; echo "$out" | sed 's/^/    /'
-    failed=$((failed + 1)); return
-  fi
-  echo "ok   $name"
-  passed=$((passed + 1))
-}
 
 ctl() { env TRYON_DATABASE_URL="$url" "$CTL" "$@"; }
 
@@ -111,11 +82,9 @@ rc=$?
 canon_hash=${canon##*hash=}
 if [ "$rc" -ne 1 ] || ! grep -q initdata_bad_hash <<<"$out" ||
    grep -qF -e "$canon_token" -e "$canon_hash" -e "Kibenkp" <<<"$out"; then
-  echo "FAIL initdata refusal quotes a secret or the data"; echo "$out" | sed 's/^/    /'
-  failed=$((failed + 1))
+  fail "initdata refusal" "it quotes a secret or the data" "$out"
 else
-  echo "ok   initdata refusal quotes no secret"; passed=$((passed + 1))
+  ok "initdata refusal quotes no secret"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -166,6 +166,53 @@ static void test_server__blocked_user_is_refused(void **state) {
   tryon_reply_free(&a);
 }
 
+static void test_server__wallet_shows_the_free_month(void **state) {
+  (void)state;
+  tryon_reply a = tryon_test_sign_in(555000555, "Nina");
+  assert_int_equal(a.status, 200);
+  char *token = tryon_reply_token(&a);
+  char auth[1024];
+  snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+  const char *h[] = {auth, NULL};
+
+  tryon_reply me = tryon_test_get_me(token);
+  assert_int_equal(me.status, 200);
+  const cJSON *bal = cJSON_GetObjectItemCaseSensitive(me.json, "balance");
+  assert_int_equal(cJSON_GetObjectItemCaseSensitive(bal, "total")->valuedouble, 10);
+  assert_string_equal(cJSON_GetObjectItemCaseSensitive(bal, "plan")->valuestring, "free");
+  assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(bal, "watermark")));
+  tryon_reply_free(&me);
+
+  tryon_reply b = tryon_test_http("GET", "/api/billing", h, NULL, 0);
+  assert_int_equal(b.status, 200);
+  bal = cJSON_GetObjectItemCaseSensitive(b.json, "balance");
+  assert_int_equal(cJSON_GetObjectItemCaseSensitive(bal, "period")->valuedouble, 10);
+  assert_int_equal(cJSON_GetObjectItemCaseSensitive(bal, "pack")->valuedouble, 0);
+  const cJSON *products = cJSON_GetObjectItemCaseSensitive(b.json, "products");
+  assert_int_equal(cJSON_GetArraySize(products), 5);
+  const cJSON *start = cJSON_GetArrayItem(products, 1);
+  assert_string_equal(cJSON_GetObjectItemCaseSensitive(start, "code")->valuestring, "start");
+  assert_string_equal(cJSON_GetObjectItemCaseSensitive(start, "price")->valuestring, "299.00");
+  assert_int_equal(cJSON_GetObjectItemCaseSensitive(start, "price_kopecks")->valuedouble, 29900);
+  const cJSON *costs = cJSON_GetObjectItemCaseSensitive(b.json, "costs");
+  assert_int_equal(cJSON_GetObjectItemCaseSensitive(costs, "tryon")->valuedouble, 2);
+  const cJSON *hist = cJSON_GetObjectItemCaseSensitive(b.json, "history");
+  assert_int_equal(cJSON_GetArraySize(hist), 1);
+  assert_string_equal(
+      cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(hist, 0), "reason")->valuestring,
+      "free_grant");
+  tryon_reply_free(&b);
+  /* Reading again grants nothing more. */
+  char *n = tryon_testserver_db_value(
+      "SELECT count(*) FROM credit_ledger l JOIN users u ON u.id = l.user_id"
+      " WHERE u.telegram_id = 555000555");
+  assert_string_equal(n, "1");
+  free(n);
+  tryon_expect_error(tryon_test_http("GET", "/api/billing", NULL, NULL, 0), 401, "token_missing");
+  free(token);
+  tryon_reply_free(&a);
+}
+
 static void test_server__operations_and_headers(void **state) {
   (void)state;
   tryon_reply h = tryon_test_http("GET", "/healthz", NULL, NULL, 0);
@@ -192,6 +239,7 @@ int main(void) {
       cmocka_unit_test(test_server__bad_sign_in_data_is_refused),
       cmocka_unit_test(test_server__malformed_requests_get_their_status),
       cmocka_unit_test(test_server__blocked_user_is_refused),
+      cmocka_unit_test(test_server__wallet_shows_the_free_month),
       cmocka_unit_test(test_server__operations_and_headers),
   };
   return cmocka_run_group_tests_name("server", tests, tryon_testserver_start,

@@ -1,5 +1,6 @@
 #include "testsupport.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,10 +53,18 @@ static void admin_exec_on_db(const tryon_testdb *t, const char *fmt) {
   char sql[256];
   snprintf(sql, sizeof sql, "%.*s%s%s", (int)(pct - fmt), fmt, ident, pct + 2);
   PQfreemem(ident);
-  PGresult *res = PQexec(pg, sql);
-  if (PQresultStatus(res) != PGRES_COMMAND_OK)
-    fail_msg("%s: %s", sql, PQerrorMessage(pg));
-  PQclear(res);
+  /* A background process of the server's own (an autovacuum worker) may hold the
+   * database for a moment, and a non-superuser cannot make it go: try again briefly. */
+  for (int attempt = 0;; attempt++) {
+    PGresult *res = PQexec(pg, sql);
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    if (ok)
+      break;
+    if (attempt == 50)
+      fail_msg("%s: %s", sql, PQerrorMessage(pg));
+    usleep(100 * 1000);
+  }
   PQfinish(pg);
 }
 

@@ -11,6 +11,8 @@
 
 #include <tryon/api.h>
 
+#include "api/api_internal.h"
+
 #include "testsupport.h"
 
 /* ------------------------------------------------------------------- rate limiting */
@@ -402,6 +404,24 @@ static void test_api__new_refuses_unusable_settings(void **state) {
   }
 }
 
+static void test_api__insufficient_credits_is_402_with_numbers(void **state) {
+  (void)state;
+  tryon_api_response r;
+  tryon_api_response_init(&r);
+  tryon__api_fail_insufficient(&r, 1, 2);
+  assert_int_equal(r.status, 402);
+  cJSON *doc = cJSON_Parse(r.body.data);
+  const cJSON *e = cJSON_GetObjectItemCaseSensitive(doc, "error");
+  assert_string_equal(cJSON_GetObjectItemCaseSensitive(e, "code")->valuestring,
+                      "insufficient_credits");
+  assert_int_equal(cJSON_GetObjectItemCaseSensitive(e, "balance")->valuedouble, 1);
+  assert_int_equal(cJSON_GetObjectItemCaseSensitive(e, "cost")->valuedouble, 2);
+  assert_non_null(strstr(cJSON_GetObjectItemCaseSensitive(e, "message")->valuestring,
+                         "you have 1, this costs 2"));
+  cJSON_Delete(doc);
+  tryon_api_response_release(&r);
+}
+
 int main(void) {
   tryon_test_log_init();
   const struct CMUnitTest tests[] = {
@@ -409,6 +429,7 @@ int main(void) {
       cmocka_unit_test(test_api__ratelimit_retry_after_rounds_up),
       cmocka_unit_test(test_api__ratelimit_memory_is_bounded),
       cmocka_unit_test(test_api__new_refuses_unusable_settings),
+      cmocka_unit_test(test_api__insufficient_credits_is_402_with_numbers),
       cmocka_unit_test_setup_teardown(test_api__routing_answers_404_405_and_health, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_api__every_response_has_security_headers, setup,
