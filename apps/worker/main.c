@@ -11,12 +11,33 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <tryon/billing.h>
 #include <tryon/core.h>
 #include <tryon/db.h>
 
 #include "app.h"
 
+/* How often the housekeeping sweep runs. Reads bring wallets up to date lazily, so
+ * the sweep only makes expiry visible without a read; missing one grants nothing. */
+#define SWEEP_INTERVAL_MS 60000
+
 static volatile sig_atomic_t stopping;
+
+/* Periodic housekeeping: subscription periods and free months that ended. */
+static void sweep(tryon_db *db) {
+  tryon_db_conn *c = NULL;
+  size_t n = 0;
+  tryon_err err;
+  tryon_err_clear(&err);
+  tryon_status st = tryon_db_acquire(db, &c, &err);
+  if (st == TRYON_OK)
+    st = tryon_billing_expire_due(c, tryon_clock_now_ms(NULL), &n, &err);
+  tryon_db_release(c);
+  if (st != TRYON_OK)
+    TRYON_LOG_WARN("housekeeping failed", TRYON_LF_STR("error", tryon_err_message(&err)));
+  else if (n > 0)
+    TRYON_LOG_INFO("wallets brought up to date", TRYON_LF_INT("count", (int64_t)n));
+}
 
 static void on_signal(int sig) {
   (void)sig;
@@ -41,7 +62,7 @@ int main(void) {
   sigaction(SIGINT, &sa, NULL);
 
   tryon_db_options opt = {.conninfo = cfg.database_url,
-                          .pool_size = 1,
+                          .pool_size = 2, /* one listens, one sweeps */
                           .acquire_timeout_ms = cfg.db_pool_timeout_ms,
                           .application_name = "tryon-worker"};
   if (tryon_db_new(&opt, &db, &err) != TRYON_OK)
@@ -63,7 +84,12 @@ int main(void) {
                  TRYON_LF_INT("job_kinds", 0));
 
   PGconn *pg = tryon_db_conn_pg(c);
+  int64_t next_sweep = 0;
   while (!stopping) {
+    if (tryon_time_monotonic_ms() >= next_sweep) {
+      sweep(db);
+      next_sweep = tryon_time_monotonic_ms() + SWEEP_INTERVAL_MS;
+    }
     struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN};
     int n = poll(&p, 1, 1000);
     if (n < 0 && errno != EINTR)
