@@ -1254,7 +1254,12 @@ static int change_credits(const ctl_args *a, bool grant) {
                        (long long)res.delta_period, (long long)res.delta_pack);
   }
   if (st != TRYON_OK && st != TRYON_E_DUPLICATE) {
-    rc = refuse(a, &err, NULL);
+    /* The outcome may be unknown (a connection lost at COMMIT): the key lets the
+     * operator retry safely, so it is always shown. */
+    cJSON *extra = cJSON_CreateObject();
+    cJSON_AddStringToObject(extra, "key", key);
+    fprintf(stderr, "tryonctl: %s: to retry safely, run it again with --key %s\n", a->name, key);
+    rc = refuse(a, &err, extra);
     goto out;
   }
   bool duplicate = st == TRYON_E_DUPLICATE;
@@ -1426,6 +1431,7 @@ static int cmd_credits_audit(const ctl_args *a) {
       l = cJSON_AddObjectToObject(o, "ledger");
       cJSON_AddNumberToObject(l, "period", (double)p->ledger_period);
       cJSON_AddNumberToObject(l, "pack", (double)p->ledger_pack);
+      cJSON_AddBoolToObject(o, "chain_broken", p->chain_broken);
     }
     print_json(doc);
   } else if (n == 0)
@@ -1437,8 +1443,9 @@ static int cmd_credits_audit(const ctl_args *a) {
       char wallet[48];
       snprintf(wallet, sizeof wallet, "%lld/%lld", (long long)p->wallet_period,
                (long long)p->wallet_pack);
-      printf("%-14lld  %-10lld  %-17s  %lld/%lld\n", (long long)p->telegram_id,
-             (long long)p->user_id, wallet, (long long)p->ledger_period, (long long)p->ledger_pack);
+      printf("%-14lld  %-10lld  %-17s  %lld/%lld%s\n", (long long)p->telegram_id,
+             (long long)p->user_id, wallet, (long long)p->ledger_period, (long long)p->ledger_pack,
+             p->chain_broken ? "  (running balances broken)" : "");
     }
     if (listed < n)
       printf("... and %zu more\n", n - listed);

@@ -109,6 +109,7 @@ typedef struct tryon_billing_result {
   int64_t period_after; /* balances right after this entry */
   int64_t pack_after;
   bool from_free; /* a spend took free-allowance credits: watermark the result */
+  bool refunded;  /* a replayed charge (TRYON_E_DUPLICATE) that has been refunded since */
 } tryon_billing_result;
 
 /* Details of a refused spend (TRYON_E_INSUFFICIENT_CREDITS). */
@@ -122,13 +123,17 @@ typedef struct tryon_billing_refusal {
  * under the idempotency key `key` (e.g. "job:<id>:charge"): period credits first, then
  * pack credits. Statuses:
  *   TRYON_OK — `out` says what was taken and whether any came from the free allowance;
- *   TRYON_E_DUPLICATE — `key` was used before: `out` is the first result, nothing changed;
+ *   TRYON_E_DUPLICATE — `key` was used before: `out` is the first result (with
+ *     `refunded` set if that charge was refunded since: the work is not paid), nothing
+ *     changed;
  *   TRYON_E_INSUFFICIENT_CREDITS — nothing changed; `refusal` (optional) has the
  *     balance and the cost;
  *   TRYON_E_FORBIDDEN — the user is blocked; TRYON_E_NOT_FOUND — no such user;
  *   TRYON_E_INVALID — bad arguments (a key not of the form "kind:rest").
  * `inside_tx`: false runs its own transaction; true runs inside the caller's open
- * transaction on `c` (so a job and its charge commit together).
+ * transaction on `c` (so a job and its charge commit together), under a savepoint: on
+ * any status but TRYON_OK nothing of the call remains and the caller's transaction is
+ * still usable. Amounts are at most 1,000,000,000.
  */
 TRYON_API tryon_status tryon_billing_spend(tryon_db_conn *c, int64_t user_id, int64_t cost,
                                            const char *key, const char *job_id, int64_t now_ms,
@@ -150,9 +155,12 @@ TRYON_API tryon_status tryon_billing_refund(tryon_db_conn *c, const char *charge
 /* -------------------------------------------------------- 4. Grants and subscriptions */
 
 /*
- * Adds `amount` (>= 1) pack credits (they never expire) under `key` ("grant:<uuid>" for
- * operators), recording `actor` and `note` (both optional, no secrets). Blocked users
- * may receive grants. TRYON_E_DUPLICATE for a used key (first result in `out`).
+ * Adds `amount` (1..1,000,000,000) pack credits (they never expire) under `key`
+ * ("grant:<uuid>" for operators), recording `actor` and `note` (both optional, no
+ * secrets). Blocked users may receive grants. TRYON_E_DUPLICATE for a used key (first
+ * result in `out`); TRYON_E_INVALID for a key used for another operation or of a kind
+ * the system owns (free:, sub:, expire:, job:, payment:); TRYON_E_NOT_FOUND for an
+ * unknown user.
  */
 TRYON_API tryon_status tryon_billing_grant(tryon_db_conn *c, int64_t user_id, int64_t amount,
                                            const char *key, const char *actor, const char *note,
@@ -169,7 +177,8 @@ TRYON_API tryon_status tryon_billing_revoke(tryon_db_conn *c, int64_t user_id, i
                                             tryon_err *err);
 
 /* Adds a pack purchase (product "pack") paid by `payment_id` (payments.id, UUID text),
- * under key "payment:<provider payment id>" given as `key`. */
+ * under key "payment:<provider payment id>" given as `key`. TRYON_E_CONFLICT when that
+ * payment (its key or its id) already bought something else, e.g. a subscription. */
 TRYON_API tryon_status tryon_billing_add_pack(tryon_db_conn *c, int64_t user_id,
                                               const char *payment_id, const char *key,
                                               int64_t now_ms, tryon_billing_result *out,
@@ -200,8 +209,10 @@ typedef struct tryon_subscription {
  *     to after the new one (TRYON_SUBSCRIBE_UPGRADED).
  *   An active subscription of the same or a higher plan → a period queued after the
  *     last one; its credits are granted when it starts (TRYON_SUBSCRIBE_QUEUED).
- * TRYON_E_DUPLICATE for a used key (`out` describes that subscription). Blocked users
- * may be subscribed (a payment must never be lost).
+ * TRYON_E_DUPLICATE for a used key (`out` describes that subscription; its effect is
+ * reported as STARTED or QUEUED from its state). TRYON_E_CONFLICT when the payment (key
+ * or id) already bought something else. Blocked users may be subscribed (a payment
+ * must never be lost).
  */
 TRYON_API tryon_status tryon_billing_subscribe(tryon_db_conn *c, int64_t user_id, tryon_plan plan,
                                                const char *key, const char *payment_id,
@@ -239,11 +250,13 @@ typedef struct tryon_audit_problem {
   int64_t telegram_id;
   int64_t wallet_period, wallet_pack; /* what the wallet says */
   int64_t ledger_period, ledger_pack; /* what the ledger sums to */
+  bool chain_broken; /* an entry's balances-after differ from the running sums before it */
 } tryon_audit_problem;
 
 /*
- * Checks every user: the wallet's buckets equal the sums of the ledger's deltas (and a
- * user with ledger rows has a wallet). Up to `max` offenders into `out`; `*n` how many
+ * Checks every user: the wallet's buckets equal the sums of the ledger's deltas, every
+ * entry's period_after/pack_after equal the running sums up to it, and a user with
+ * ledger rows has a wallet. Up to `max` offenders into `out`; `*n` how many
  * were found in all (may exceed max). TRYON_OK whether or not there are offenders.
  */
 TRYON_API tryon_status tryon_billing_audit(tryon_db_conn *c, tryon_audit_problem *out, size_t max,

@@ -89,6 +89,20 @@ static int64_t col64(PGresult *res, int row, int col) {
 }
 
 /* "kind:rest", the shape the ledger's CHECK wants; at most 200 characters. */
+/* Key kinds the module writes itself or that callers' flows own: an operator's grant
+ * or revoke under one of them could take a key a later grant, charge or payment needs. */
+static bool key_reserved(const char *key) {
+  static const char *const kinds[] = {"free:", "sub:", "expire:", "job:", "payment:"};
+  for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+    if (strncmp(key, kinds[i], strlen(kinds[i])) == 0)
+      return true;
+  }
+  return false;
+}
+
+/* No single change is larger than this; with it, sums cannot overflow. */
+#define AMOUNT_MAX 1000000000LL
+
 static bool key_ok(const char *key) {
   if (key == NULL || strlen(key) > 200 || !(key[0] >= 'a' && key[0] <= 'z'))
     return false;
@@ -157,6 +171,11 @@ static void result_from_row(PGresult *res, int row, tryon_billing_result *out) {
 static tryon_status ledger_add(tryon_db_conn *c, wallet *w, const entry *e, bool if_new,
                                bool *inserted, tryon_billing_result *out, tryon_err *err) {
   PGresult *res = NULL;
+  int64_t check;
+  if (__builtin_add_overflow(w->period, e->delta_period, &check) ||
+      __builtin_add_overflow(w->pack, e->delta_pack, &check) ||
+      __builtin_add_overflow(w->period + e->delta_period, w->pack + e->delta_pack, &check))
+    return tryon_err_set(err, TRYON_E_INVALID, "the balance would be out of range");
   num uid = n64(w->user_id), dp = n64(e->delta_period), dk = n64(e->delta_pack);
   num pa = n64(w->period + e->delta_period), ka = n64(w->pack + e->delta_pack);
   num rof = n64(e->refund_of);
@@ -375,7 +394,9 @@ static tryon_status refresh(tryon_db_conn *c, wallet *w, int64_t now_ms, tryon_e
         st = start_period(c, w, id, plan, credits, ends, err);
       continue;
     }
-    if (w->plan == TRYON_PLAN_FREE && strcmp(w->period_key, w->month) != 0) {
+    /* Only a month that is over ends: a host whose clock is behind (an earlier "now")
+     * must not expire a month that has already begun. */
+    if (w->plan == TRYON_PLAN_FREE && strcmp(w->period_key, w->month) < 0) {
       st = end_period(c, w, err);
       continue;
     }
@@ -409,6 +430,10 @@ static tryon_status open_wallet(tryon_db_conn *c, int64_t user_id, int64_t now_m
   tryon_status st = wallet_lock(c, user_id, now_ms, w, err);
   if (st == TRYON_OK)
     st = refresh(c, w, now_ms, err);
+  /* Saved at once: the refresh's ledger rows and the wallet must agree whatever the
+   * operation then decides (a refusal that returns early included). */
+  if (st == TRYON_OK)
+    st = wallet_save(c, w, err);
   return st;
 }
 
@@ -447,10 +472,41 @@ static tryon_status check_key(tryon_db_conn *c, const char *key, int64_t user_id
   return tryon_err_set(err, TRYON_E_DUPLICATE, "already done under this key");
 }
 
+/* Whether a payment (by its key or its id) already bought something: a pack (ledger) or
+ * a subscription period (queued ones have no ledger row yet). One payment buys one
+ * thing, once. */
+static tryon_status payment_used(tryon_db_conn *c, const char *key, const char *payment_id,
+                                 bool *used, tryon_err *err) {
+  PGresult *res = NULL;
+  const char *p[] = {key, payment_id};
+  tryon_status st =
+      tryon_db_exec(c,
+                    "SELECT EXISTS (SELECT 1 FROM subscriptions WHERE idempotency_key = $1"
+                    "   OR ($2::uuid IS NOT NULL AND payment_id = $2::uuid))"
+                    " OR EXISTS (SELECT 1 FROM credit_ledger WHERE idempotency_key = $1"
+                    "   OR ($2::uuid IS NOT NULL AND payment_id = $2::uuid))",
+                    2, p, &res, err);
+  *used = st == TRYON_OK && PQgetvalue(res, 0, 0)[0] == 't';
+  PQclear(res);
+  return st;
+}
+
 /* Runs `fn` in its own transaction, or in the caller's. */
 static tryon_status run(tryon_db_conn *c, bool inside_tx, tryon_db_tx_fn fn, void *ud,
                         tryon_err *err) {
-  return inside_tx ? fn(c, ud, err) : tryon_db_tx(c, fn, ud, err);
+  if (!inside_tx)
+    return tryon_db_tx(c, fn, ud, err);
+  /* Inside the caller's transaction, a savepoint makes "nothing changed" true for a
+   * refusal or a replay, and keeps the caller's transaction usable after an error. */
+  tryon_err ignored;
+  tryon_status st = tryon_db_exec(c, "SAVEPOINT tryon_billing", 0, NULL, NULL, err);
+  if (st != TRYON_OK)
+    return st;
+  st = fn(c, ud, err);
+  tryon_db_exec(
+      c, st == TRYON_OK ? "RELEASE SAVEPOINT tryon_billing" : "ROLLBACK TO SAVEPOINT tryon_billing",
+      0, NULL, NULL, &ignored);
+  return st;
 }
 
 /* ------------------------------------------------------------------------ balance */
@@ -561,6 +617,18 @@ static tryon_status spend_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
   tryon_status st = open_wallet(c, op->user_id, op->now_ms, &w, err);
   if (st == TRYON_OK)
     st = check_key(c, op->key, op->user_id, "charge", op->out, err);
+  if (st == TRYON_E_DUPLICATE && op->out != NULL) {
+    /* A replay of a charge that was refunded since: the caller must not treat the work
+     * as paid. */
+    PGresult *res = NULL;
+    num id = n64(op->out->ledger_id);
+    const char *p[] = {id.s};
+    tryon_err ignored;
+    if (tryon_db_exec(c, "SELECT 1 FROM credit_ledger WHERE refund_of = $1::bigint", 1, p, &res,
+                      &ignored) == TRYON_OK)
+      op->out->refunded = PQntuples(res) == 1;
+    PQclear(res);
+  }
   if (st != TRYON_OK)
     return st;
   if (w.blocked)
@@ -597,7 +665,7 @@ tryon_status tryon_billing_spend(tryon_db_conn *c, int64_t user_id, int64_t cost
                                  const char *job_id, int64_t now_ms, bool inside_tx,
                                  tryon_billing_result *out, tryon_billing_refusal *refusal,
                                  tryon_err *err) {
-  if (c == NULL || cost < 1 || !key_ok(key) || !uuid_ok(job_id))
+  if (c == NULL || cost < 1 || cost > AMOUNT_MAX || !key_ok(key) || !uuid_ok(job_id))
     return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_billing_spend");
   spend_op op = {.user_id = user_id,
                  .cost = cost,
@@ -712,6 +780,12 @@ static tryon_status adjust_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
   tryon_status st = open_wallet(c, op->user_id, op->now_ms, &w, err);
   if (st == TRYON_OK)
     st = check_key(c, op->key, op->user_id, op->reason, op->out, err);
+  if (st == TRYON_OK && op->payment_id != NULL) {
+    bool used = false;
+    st = payment_used(c, op->key, op->payment_id, &used, err);
+    if (st == TRYON_OK && used)
+      st = tryon_err_set(err, TRYON_E_CONFLICT, "this payment was already credited");
+  }
   if (st != TRYON_OK)
     return st;
   entry e = {.key = op->key,
@@ -741,7 +815,7 @@ static tryon_status adjust_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
 tryon_status tryon_billing_grant(tryon_db_conn *c, int64_t user_id, int64_t amount, const char *key,
                                  const char *actor, const char *note, int64_t now_ms,
                                  tryon_billing_result *out, tryon_err *err) {
-  if (c == NULL || amount < 1 || !key_ok(key))
+  if (c == NULL || amount < 1 || amount > AMOUNT_MAX || !key_ok(key) || key_reserved(key))
     return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_billing_grant");
   adjust_op op = {.user_id = user_id,
                   .amount = amount,
@@ -757,7 +831,7 @@ tryon_status tryon_billing_grant(tryon_db_conn *c, int64_t user_id, int64_t amou
 tryon_status tryon_billing_revoke(tryon_db_conn *c, int64_t user_id, int64_t amount,
                                   const char *key, const char *actor, const char *note,
                                   int64_t now_ms, tryon_billing_result *out, tryon_err *err) {
-  if (c == NULL || amount < 1 || !key_ok(key))
+  if (c == NULL || amount < 1 || amount > AMOUNT_MAX || !key_ok(key) || key_reserved(key))
     return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_billing_revoke");
   adjust_op op = {.user_id = user_id,
                   .amount = -amount,
@@ -854,6 +928,12 @@ static tryon_status subscribe_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
   }
   PQclear(res);
   res = NULL;
+  bool used = false;
+  st = payment_used(c, op->key, op->payment_id, &used, err);
+  if (st == TRYON_OK && used)
+    st = tryon_err_set(err, TRYON_E_CONFLICT, "this payment was already credited");
+  if (st != TRYON_OK)
+    goto out;
 
   const tryon_product *prod = tryon_billing_plan_product(op->plan);
   if (!is_paid(w.plan)) {
@@ -997,13 +1077,18 @@ tryon_status tryon_billing_audit(tryon_db_conn *c, tryon_audit_problem *out, siz
   tryon_status st = tryon_db_exec(
       c,
       "WITH sums AS (SELECT user_id, sum(delta_period) AS p, sum(delta_pack) AS k"
-      "   FROM credit_ledger GROUP BY user_id)"
+      "   FROM credit_ledger GROUP BY user_id),"
+      " chain AS (SELECT DISTINCT user_id FROM (SELECT user_id, period_after, pack_after,"
+      "   sum(delta_period) OVER (PARTITION BY user_id ORDER BY id) AS rp,"
+      "   sum(delta_pack) OVER (PARTITION BY user_id ORDER BY id) AS rk"
+      "   FROM credit_ledger) x WHERE period_after <> rp OR pack_after <> rk)"
       " SELECT u.id, u.telegram_id, coalesce(w.period_credits, 0), coalesce(w.pack_credits, 0),"
-      "   coalesce(s.p, 0), coalesce(s.k, 0)"
+      "   coalesce(s.p, 0), coalesce(s.k, 0), ch.user_id IS NOT NULL"
       " FROM wallets w FULL JOIN sums s ON s.user_id = w.user_id"
       " JOIN users u ON u.id = coalesce(w.user_id, s.user_id)"
+      " LEFT JOIN chain ch ON ch.user_id = u.id"
       " WHERE w.user_id IS NULL OR coalesce(s.p, 0) <> w.period_credits"
-      "   OR coalesce(s.k, 0) <> w.pack_credits"
+      "   OR coalesce(s.k, 0) <> w.pack_credits OR ch.user_id IS NOT NULL"
       " ORDER BY u.id",
       0, NULL, &res, err);
   for (int i = 0; st == TRYON_OK && i < PQntuples(res); i++) {
@@ -1015,6 +1100,7 @@ tryon_status tryon_billing_audit(tryon_db_conn *c, tryon_audit_problem *out, siz
       a->wallet_pack = col64(res, i, 3);
       a->ledger_period = col64(res, i, 4);
       a->ledger_pack = col64(res, i, 5);
+      a->chain_broken = PQgetvalue(res, i, 6)[0] == 't';
     }
     (*n)++;
   }

@@ -212,7 +212,7 @@ q "UPDATE wallets SET pack_credits = pack_credits + 1
    WHERE user_id = (SELECT id FROM users WHERE telegram_id = 1002)" >/dev/null
 check "audit finds the corrupted wallet"  1 "^1002 +[0-9]+ +[0-9]+/3 +[0-9]+/2$" -- ctl credits audit
 check "audit names only that user"        1 "1 user\(s\) whose wallet differs" -- ctl credits audit
-check "audit JSON names it"               1 '^\{"ok":false,"offenders":1,"problems":\[\{"user":1002,"user_id":[0-9]+,"wallet":\{"period":[0-9]+,"pack":3\},"ledger":\{"period":[0-9]+,"pack":2\}\}\]\}$' -- \
+check "audit JSON names it"               1 '^\{"ok":false,"offenders":1,"problems":\[\{"user":1002,"user_id":[0-9]+,"wallet":\{"period":[0-9]+,"pack":3\},"ledger":\{"period":[0-9]+,"pack":2\},"chain_broken":false\}\]\}$' -- \
   ctl credits audit --json
 
 finish

@@ -1619,6 +1619,146 @@ static void test_billing__spend_inside_caller_transaction(void **state) {
   check_books(f, u);
 }
 
+/* ----------------------------------------------------------- 12. review regressions */
+
+/* A refused or replayed call inside the caller's committed transaction leaves the
+ * wallet and the ledger in agreement (the refresh it did is kept consistent). */
+static void test_billing__refusals_inside_caller_transaction_keep_books(void **state) {
+  fixture *f = *state;
+  int64_t u = new_user(f, 19001);
+  int64_t march = ms_of("2026-03-31T20:59:00Z"), april = ms_of("2026-03-31T21:01:00Z");
+  job j = new_job();
+  tryon_billing_result r;
+  tryon_billing_refusal ref;
+  tryon_err err;
+  tryon_err_clear(&err);
+  do_spend(f, u, 2, &j, march);
+  /* A worker's retry in the next month: a replay inside its transaction, committed. */
+  EXPECT_STATUS(tryon_db_exec(f->c, "BEGIN", 0, NULL, NULL, &err), TRYON_OK, &err, "begin");
+  EXPECT_STATUS(tryon_billing_spend(f->c, u, 2, j.charge, j.id, april, true, &r, &ref, &err),
+                TRYON_E_DUPLICATE, &err, "replay in tx");
+  job big = new_job();
+  EXPECT_STATUS(tryon_billing_spend(f->c, u, 500, big.charge, big.id, april, true, &r, &ref, &err),
+                TRYON_E_INSUFFICIENT_CREDITS, &err, "refused in tx");
+  EXPECT_STATUS(tryon_db_exec(f->c, "COMMIT", 0, NULL, NULL, &err), TRYON_OK, &err, "commit");
+  check_books(f, u);
+  expect_balance(f, u, april + MIN_MS, 10, 0, TRYON_PLAN_FREE, "April works afterwards");
+  check_books(f, u);
+}
+
+/* A host whose clock is behind must not undo a month that has begun elsewhere. */
+static void test_billing__clock_behind_does_not_expire_a_new_month(void **state) {
+  fixture *f = *state;
+  int64_t u = new_user(f, 19002);
+  expect_balance(f, u, ms_of("2026-03-31T21:00:01Z"), 10, 0, TRYON_PLAN_FREE, "April");
+  tryon_balance b = expect_balance(f, u, ms_of("2026-03-31T20:59:59Z"), 10, 0, TRYON_PLAN_FREE,
+                                   "a reader two seconds behind");
+  (void)b;
+  expect_balance(f, u, ms_of("2026-04-02T10:00:00Z"), 10, 0, TRYON_PLAN_FREE, "April, later");
+  EXPECT_I64(count_reason(f, u, "expire"), 0, "nothing expired");
+  check_books(f, u);
+}
+
+/* One payment buys one thing: a pack and a subscription cannot share it. */
+static void test_billing__one_payment_buys_one_thing(void **state) {
+  fixture *f = *state;
+  int64_t u = new_user(f, 19003);
+  int64_t t = ms_of("2026-05-05T10:00:00Z");
+  char *pay = insert_payment(f, u, "pack", 19900, "yk-one");
+  tryon_billing_result r;
+  tryon_subscription s;
+  tryon_err err;
+  tryon_err_clear(&err);
+  EXPECT_STATUS(tryon_billing_add_pack(f->c, u, pay, "payment:yk-one", t, &r, &err), TRYON_OK, &err,
+                "pack");
+  EXPECT_STATUS(
+      tryon_billing_subscribe(f->c, u, TRYON_PLAN_MAX, "payment:yk-one", pay, t, &s, &err),
+      TRYON_E_CONFLICT, &err, "the same payment for a subscription");
+  EXPECT_STATUS(
+      tryon_billing_subscribe(f->c, u, TRYON_PLAN_MAX, "payment:yk-other", pay, t, &s, &err),
+      TRYON_E_CONFLICT, &err, "the same payment id under another key");
+  char *pay2 = insert_payment(f, u, "start", 29900, "yk-two");
+  EXPECT_STATUS(
+      tryon_billing_subscribe(f->c, u, TRYON_PLAN_START, "payment:yk-two", pay2, t, &s, &err),
+      TRYON_OK, &err, "a subscription");
+  EXPECT_STATUS(tryon_billing_add_pack(f->c, u, pay2, "payment:yk-two", t, &r, &err),
+                TRYON_E_CONFLICT, &err, "the same payment for a pack");
+  expect_buckets(f, u, t, 50, 100, "one pack and one period, nothing more");
+  check_books(f, u);
+  free(pay);
+  free(pay2);
+}
+
+/* Operators cannot take keys the system owns, nor overflow a balance. */
+static void test_billing__grants_keep_off_system_keys_and_bounds(void **state) {
+  fixture *f = *state;
+  int64_t u = new_user(f, 19004);
+  int64_t t = ms_of("2026-03-10T10:00:00Z");
+  char key[96];
+  tryon_billing_result r;
+  tryon_err err;
+  static const char *const kinds[] = {"free", "sub", "expire", "job", "payment"};
+  for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+    snprintf(key, sizeof key, "%s:%lld:2026-04", kinds[i], (long long)u);
+    EXPECT_STATUS(tryon_billing_grant(f->c, u, 5, key, "test", NULL, t, &r, &err), TRYON_E_INVALID,
+                  &err, kinds[i]);
+  }
+  grant_key(key);
+  EXPECT_STATUS(tryon_billing_grant(f->c, u, 1000000001LL, key, "test", NULL, t, &r, &err),
+                TRYON_E_INVALID, &err, "over the amount bound");
+  expect_balance(f, u, ms_of("2026-04-02T10:00:00Z"), 10, 0, TRYON_PLAN_FREE,
+                 "April's allowance still arrives");
+  check_books(f, u);
+}
+
+/* The audit also checks each entry's balances-after against the running sums. */
+static void test_billing__audit_detects_a_broken_chain(void **state) {
+  fixture *f = *state;
+  int64_t u = new_user(f, 19006);
+  int64_t t = ms_of("2026-03-10T10:00:00Z");
+  tryon_audit_problem probs[4];
+  size_t n = 0;
+  tryon_err err;
+  do_grant(f, u, 5, t);
+  do_grant(f, u, 7, t);
+  /* Only a table owner switching the append-only trigger off can do this. */
+  EXPECT_STATUS(
+      tryon_db_exec_script(
+          f->c, "ALTER TABLE credit_ledger DISABLE TRIGGER credit_ledger_no_update", &err),
+      TRYON_OK, &err, "disable");
+  free(qs(f->c,
+          "UPDATE credit_ledger SET pack_after = pack_after + 1 WHERE user_id = $1"
+          " AND reason = 'grant' AND delta_pack = 5 RETURNING id",
+          u));
+  EXPECT_STATUS(tryon_db_exec_script(
+                    f->c, "ALTER TABLE credit_ledger ENABLE TRIGGER credit_ledger_no_update", &err),
+                TRYON_OK, &err, "enable");
+  EXPECT_STATUS(tryon_billing_audit(f->c, probs, 4, &n, &err), TRYON_OK, &err, "audit");
+  EXPECT_I64((int64_t)n, 1, "one offender");
+  assert_true(probs[0].chain_broken);
+  EXPECT_I64(probs[0].wallet_pack, probs[0].ledger_pack, "the sums still agree");
+}
+
+/* Replaying a charge that was refunded says so: the work is not paid. */
+static void test_billing__replayed_refunded_charge_says_refunded(void **state) {
+  fixture *f = *state;
+  int64_t u = new_user(f, 19005);
+  int64_t t = ms_of("2026-03-10T10:00:00Z");
+  job j = new_job();
+  tryon_billing_result r;
+  tryon_err err;
+  do_spend(f, u, 2, &j, t);
+  EXPECT_STATUS(tryon_billing_spend(f->c, u, 2, j.charge, j.id, t, false, &r, NULL, &err),
+                TRYON_E_DUPLICATE, &err, "replay before the refund");
+  assert_false(r.refunded);
+  EXPECT_STATUS(tryon_billing_refund(f->c, j.charge, j.refund, t, false, &r, &err), TRYON_OK, &err,
+                "refund");
+  EXPECT_STATUS(tryon_billing_spend(f->c, u, 2, j.charge, j.id, t, false, &r, NULL, &err),
+                TRYON_E_DUPLICATE, &err, "replay after the refund");
+  assert_true(r.refunded);
+  check_books(f, u);
+}
+
 /* ------------------------------------------------------------------- 11. concurrency */
 
 typedef struct race {
@@ -1981,6 +2121,12 @@ int main(void) {
       T(test_billing__revoke_takes_pack_first_then_period),
       T(test_billing__add_pack_credits_a_payment_once),
       T(test_billing__spend_inside_caller_transaction),
+      T(test_billing__refusals_inside_caller_transaction_keep_books),
+      T(test_billing__clock_behind_does_not_expire_a_new_month),
+      T(test_billing__one_payment_buys_one_thing),
+      T(test_billing__grants_keep_off_system_keys_and_bounds),
+      T(test_billing__replayed_refunded_charge_says_refunded),
+      T(test_billing__audit_detects_a_broken_chain),
       T(test_billing__concurrent_spends_never_overdraw),
       T(test_billing__concurrent_replays_of_one_key_charge_once),
       T(test_billing__history_is_newest_first_with_fields),
