@@ -427,7 +427,11 @@ tryon_status tryon_http_start(tryon_api *api, const tryon_config *cfg, int dispa
       (uint16_t)cfg->http_port, NULL, NULL, on_request, srv, MHD_OPTION_NOTIFY_COMPLETED,
       on_completed, srv, MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_threads,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60, MHD_OPTION_CONNECTION_LIMIT,
-      (unsigned int)4096, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024, MHD_OPTION_END);
+      (unsigned int)4096, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024,
+      /* Exposed directly, one address may hold at most this many connections; behind
+       * our proxy every connection comes from it, and the proxy limits clients. */
+      MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)(cfg->client_ip_header ? 0 : 128),
+      MHD_OPTION_END);
   if (srv->daemon == NULL) {
     st = tryon_err_set(err, TRYON_E_IO, "cannot listen on port %d", cfg->http_port);
     goto out;

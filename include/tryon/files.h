@@ -34,6 +34,12 @@ extern "C" {
 #define TRYON_FILES_MAX_PIXELS 40000000LL          /* width * height */
 #define TRYON_FILES_THUMB_SIDE 512                 /* the thumbnail's longer side, at most */
 #define TRYON_FILES_JPEG_QUALITY 90
+/* What is kept is bounded, whatever the input: larger images are scaled down to this
+ * longer side (JPEG) or this (PNG with alpha, which expands most), and a re-encoding
+ * over TRYON_FILES_MAX_OUTPUT_BYTES is refused (TRYON_E_IMAGE_TOO_LARGE_DIMENSIONS). */
+#define TRYON_FILES_MAX_OUTPUT_SIDE 4096
+#define TRYON_FILES_MAX_OUTPUT_SIDE_ALPHA 2048
+#define TRYON_FILES_MAX_OUTPUT_BYTES (16u * 1024u * 1024u)
 
 /*
  * Starts libvips (once per process; later calls do nothing) and sets it up for

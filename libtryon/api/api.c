@@ -379,10 +379,17 @@ void tryon_api_plan_request(tryon_api *api, const tryon_api_request *req, tryon_
   } else if (plan->route < 0) {
     plan->done = true;
     tryon__api_fail(resp, 404, "not_found", "no such endpoint");
-  } else if (tryon__api_routes[plan->route].rate_limited) {
+  } else {
+    const tryon__api_route *r = &tryon__api_routes[plan->route];
     char key[80];
+    int64_t uid = 0;
     address_key(req->client_ip, key, sizeof key);
-    plan->done = !admit(api, api->ip_limit, &api->ip_refused, key, resp);
+    if (r->rate_limited)
+      plan->done = !admit(api, api->ip_limit, &api->ip_refused, key, resp);
+    /* A large body is read only for a signed-in user: the token is checked (no
+     * database) before a byte of it is buffered. */
+    if (!plan->done && r->part_limit > 0)
+      plan->done = !tryon__api_authenticate(api, req, resp, &uid);
   }
   if (plan->done)
     finish(api, req, resp);
@@ -414,10 +421,8 @@ void tryon_api_error(tryon_api *api, const tryon_api_request *req, tryon_api_res
 }
 
 bool tryon__api_image_slot_take(tryon_api *api) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts); /* sem_timedwait takes a wall-clock deadline */
-  ts.tv_sec += 30;
-  while (sem_timedwait(&api->image_slots, &ts) != 0) {
+  /* Never wait: a dispatch thread waiting here would stall every other endpoint. */
+  while (sem_trywait(&api->image_slots) != 0) {
     if (errno != EINTR)
       return false;
   }
@@ -462,8 +467,9 @@ tryon_status tryon_api_new(const tryon_api_options *opt, tryon_api **out, tryon_
     st = tryon_err_set(err, TRYON_E_NOMEM, "out of memory");
     goto out;
   }
+  /* One decode per core, at most 4: a hostile 40 MP file peaks near 700 MiB. */
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  if (sem_init(&api->image_slots, 0, cores > 0 && cores < 64 ? (unsigned)cores : 2) != 0) {
+  if (sem_init(&api->image_slots, 0, cores > 0 && cores < 4 ? (unsigned)cores : 4) != 0) {
     st = tryon_err_set(err, TRYON_E_INTERNAL, "cannot set up the image slots");
     free(api); /* nothing else made yet; tryon_api_free would destroy the semaphore */
     api = NULL;

@@ -117,7 +117,7 @@ bool tryon__api_balance(tryon_api *api, int64_t user_id, tryon_balance *b,
 void tryon__api_fail_insufficient(tryon_api_response *resp, int64_t balance, int64_t cost);
 void tryon__api_h_billing(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp);
 
-/* Waits (up to 30 s) for one of the image-decode slots; false if none came free. */
+/* Takes one of the image-decode slots, without waiting; false if none is free. */
 bool tryon__api_image_slot_take(tryon_api *api);
 void tryon__api_image_slot_give(tryon_api *api);
 

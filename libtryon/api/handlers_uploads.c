@@ -9,8 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
-/* A stored image is at most 5 MiB; a thumbnail far less. */
-#define SERVE_MAX (TRYON_FILES_MAX_BYTES + 1024u * 1024u)
+/* A stored image is at most TRYON_FILES_MAX_OUTPUT_BYTES; a thumbnail far less. */
+#define SERVE_MAX (TRYON_FILES_MAX_OUTPUT_BYTES + 1024u * 1024u)
 
 /* -------------------------------------------------------------------------- helpers */
 
@@ -90,6 +90,39 @@ static void remove_files(tryon_api *api, const char *id) {
 
 /* --------------------------------------------------------------------------- upload */
 
+/* The non-locking quota check before the expensive work (the locked one is at insert). */
+static bool under_quota(tryon_api *api, int64_t user_id, tryon_api_response *resp) {
+  tryon_db_conn *c = NULL;
+  PGresult *res = NULL;
+  char uid[24], q[16];
+  tryon_err err;
+  tryon_err_clear(&err);
+  snprintf(uid, sizeof uid, "%lld", (long long)user_id);
+  snprintf(q, sizeof q, "%d", api->cfg->upload_quota);
+  const char *p[] = {uid, q};
+  tryon_status st = tryon_db_acquire(api->db, &c, &err);
+  if (st == TRYON_OK)
+    st = tryon_db_exec(c,
+                       "SELECT count(*) >= $2::int FROM uploads WHERE user_id = $1::bigint"
+                       " AND origin = 'upload' AND deleted_at IS NULL",
+                       2, p, &res, &err);
+  bool full = st == TRYON_OK && PQgetvalue(res, 0, 0)[0] == 't';
+  PQclear(res);
+  tryon_db_release(c);
+  if (st != TRYON_OK) {
+    tryon__api_fail_status(resp, st);
+    return false;
+  }
+  if (full) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "You already keep %d photos; delete some to upload more",
+             api->cfg->upload_quota);
+    tryon__api_fail(resp, 409, "upload_quota_exceeded", msg);
+    return false;
+  }
+  return true;
+}
+
 typedef struct insert_ctx {
   int64_t user_id;
   const char *id;
@@ -137,11 +170,14 @@ void tryon__api_h_upload_create(tryon_api *api, const tryon_api_request *req,
   const char *declared = file->content_type && strncasecmp(file->content_type, "image/", 6) == 0
                              ? file->content_type
                              : NULL;
-  /* Decoding a large photo takes up to ~300 MiB and a core for half a second: a few at
-   * a time, whatever the number of dispatch threads. */
+  /* A quick look at the quota first: a user at it gets the answer before any decode. */
+  if (!under_quota(api, user.id, resp))
+    goto out;
+  /* Decoding a large photo takes up to ~700 MiB and a core for seconds: a few at a
+   * time, whatever the number of dispatch threads, and never by waiting for a slot. */
   if (!tryon__api_image_slot_take(api)) {
     tryon__api_fail(resp, 503, "server_busy", "many photos are being processed; try again");
-    tryon_api_response_header(resp, "Retry-After", "2");
+    tryon_api_response_header(resp, "Retry-After", "3");
     goto out;
   }
   st = tryon_image_normalise(file->data, file->len, declared, &img, &err);
@@ -180,6 +216,10 @@ void tryon__api_h_upload_create(tryon_api *api, const tryon_api_request *req,
   if (st != TRYON_OK) {
     TRYON_LOG_ERROR("cannot record an upload", TRYON_LF_STR("error", tryon_err_message(&err)));
     tryon__api_fail_status(resp, st);
+    /* A lost connection may have lost it after COMMIT: keep the files then (a row must
+     * never point at nothing); the cleanup removes them if no row came to be. */
+    if (st == TRYON_E_DB_UNAVAILABLE)
+      stored = false;
     goto out;
   }
   stored = false; /* recorded: the files stay */
@@ -221,7 +261,8 @@ void tryon__api_h_upload_list(tryon_api *api, const tryon_api_request *req,
                             &err);
   tryon_db_release(c);
   if (st == TRYON_E_INVALID) {
-    tryon__api_fail(resp, 422, "invalid_request", tryon_err_message(&err));
+    /* Our own words: the database's (a value out of range) say nothing useful. */
+    tryon__api_fail(resp, 422, "invalid_request", "the cursor or limit is not valid");
     return;
   }
   if (st != TRYON_OK) {
@@ -253,6 +294,11 @@ void tryon__api_h_upload_delete(tryon_api *api, const tryon_api_request *req,
   if (!tryon__api_segment(req, 2, id, sizeof id)) { /* /api/uploads/{id} */
     tryon__api_fail(resp, 404, "not_found", "no such photo");
     return;
+  }
+  /* One spelling: the database matches either case, storage keys are lower-case. */
+  for (char *p = id; *p; p++) {
+    if (*p >= 'A' && *p <= 'F')
+      *p = (char)(*p - 'A' + 'a');
   }
   st = tryon_db_acquire(api->db, &c, &err);
   if (st == TRYON_OK)

@@ -24,6 +24,8 @@
 #include <tryon/core.h>
 #include <tryon/files.h>
 
+#include "files/files_internal.h"
+
 /* Progressive JPEGs from cameras, browsers, jpegtran and mozjpeg have 10 to about 20
  * scans; each scan is a pass over the whole coefficient buffer, so a file with
  * thousands of tiny scans costs minutes of CPU while staying small ("scan bomb"). */
@@ -433,6 +435,30 @@ static tryon_status vips_failed(tryon_err *err, tryon_status st, const char *sta
 }
 
 /* Saves `img` as JPEG, or PNG when it has alpha, with no metadata at all. */
+/* Whether an ICC profile is safe to hand to lcms: at most 1 MiB and 100 tags, every
+ * tag inside the profile, and none of the multi-process-element kind (D2Bx/B2Dx tags,
+ * type 'mpet'), whose pipelines cost lcms time quadratic in their length: a few
+ * kilobytes can ask for hours. */
+bool tryon__files_icc_safe(const void *data, size_t len) {
+  const unsigned char *p = data;
+  if (p == NULL || len < 132 || len > 1024 * 1024)
+    return false;
+  uint32_t declared = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+  uint32_t count = (uint32_t)p[128] << 24 | (uint32_t)p[129] << 16 | (uint32_t)p[130] << 8 | p[131];
+  if (declared > len || count > 100 || 132 + (size_t)count * 12 > len)
+    return false;
+  for (uint32_t i = 0; i < count; i++) {
+    const unsigned char *e = p + 132 + (size_t)i * 12;
+    uint32_t off = (uint32_t)e[4] << 24 | (uint32_t)e[5] << 16 | (uint32_t)e[6] << 8 | e[7];
+    uint32_t size = (uint32_t)e[8] << 24 | (uint32_t)e[9] << 16 | (uint32_t)e[10] << 8 | e[11];
+    if (off > len || size > len - off || size < 4)
+      return false;
+    if ((memcmp(e, "D2B", 3) == 0 || memcmp(e, "B2D", 3) == 0) || memcmp(p + off, "mpet", 4) == 0)
+      return false;
+  }
+  return true;
+}
+
 static int save(VipsImage *img, bool png, void **buf, size_t *len) {
   if (png)
     return vips_pngsave_buffer(img, buf, len, "strip", TRUE, NULL);
@@ -485,11 +511,19 @@ static tryon_status transcode(image_format fmt, const unsigned char *src, size_t
    * print tools): convert through it so that colours survive dropping it. A profile
    * lcms refuses, or one that does not fit the bands, is ignored like any metadata. */
   if (vips_image_get_typeof(img, VIPS_META_ICC_NAME) != 0) {
-    if (vips_icc_transform(img, &t[1], "srgb", "embedded", TRUE, "depth", 8, "intent",
-                           VIPS_INTENT_RELATIVE, NULL) == 0)
+    const void *icc = NULL;
+    size_t icc_len = 0;
+    if (vips_image_get_blob(img, VIPS_META_ICC_NAME, &icc, &icc_len) != 0 ||
+        !tryon__files_icc_safe(icc, icc_len)) {
+      /* A profile that could make lcms work for minutes is ignored like any metadata. */
+      vips_error_clear();
+      TRYON_LOG_DEBUG("icc profile ignored", TRYON_LF_INT("bytes", (int64_t)icc_len));
+    } else if (vips_icc_transform(img, &t[1], "srgb", "embedded", TRUE, "depth", 8, "intent",
+                                  VIPS_INTENT_RELATIVE, NULL) == 0) {
       img = t[1];
-    else
+    } else {
       vips_log_reason("icc");
+    }
   }
   if (vips_image_get_interpretation(img) != VIPS_INTERPRETATION_sRGB) {
     if (vips_colourspace(img, &t[2], VIPS_INTERPRETATION_sRGB, NULL) != 0) {
@@ -523,8 +557,23 @@ static tryon_status transcode(image_format fmt, const unsigned char *src, size_t
   img = t[5];
 
   png = vips_image_hasalpha(img);
+  /* What is kept is bounded: a crafted small input must not become a huge file (a
+   * palette PNG expands to RGBA). The image models need no more pixels than this. */
+  int side = png ? TRYON_FILES_MAX_OUTPUT_SIDE_ALPHA : TRYON_FILES_MAX_OUTPUT_SIDE;
+  if (img->Xsize > side || img->Ysize > side) {
+    if (vips_thumbnail_image(img, &t[7], side, "height", side, "size", VIPS_SIZE_DOWN, NULL) != 0) {
+      st = vips_failed(err, TRYON_E_INTERNAL, "downscale", "the image could not be re-encoded");
+      goto out;
+    }
+    img = t[7];
+  }
   if (save(img, png, &main_buf, &main_len) != 0) {
     st = vips_failed(err, TRYON_E_INTERNAL, "save", "the image could not be re-encoded");
+    goto out;
+  }
+  if (main_len > TRYON_FILES_MAX_OUTPUT_BYTES) {
+    st = tryon_err_set(err, TRYON_E_IMAGE_TOO_LARGE_DIMENSIONS,
+                       "the image holds too much detail to keep; try a smaller one");
     goto out;
   }
   if (vips_thumbnail_image(img, &t[6], TRYON_FILES_THUMB_SIDE, "height", TRYON_FILES_THUMB_SIDE,

@@ -107,8 +107,9 @@ tryon_status tryon_uploads_get(tryon_db_conn *c, int64_t user_id, const char *id
 /* The cursor is "<created_at microseconds>.<id>": the keyset of the last row shown. */
 static bool cursor_parse(const char *cursor, char *us, size_t us_cap, char *id) {
   const char *dot = strchr(cursor, '.');
-  if (dot == NULL || dot == cursor || (size_t)(dot - cursor) >= us_cap ||
-      strspn(cursor, "0123456789") != (size_t)(dot - cursor) || !uuid_ok(dot + 1))
+  if (dot == NULL || dot == cursor || (size_t)(dot - cursor) > 16 ||
+      (size_t)(dot - cursor) >= us_cap || strspn(cursor, "0123456789") != (size_t)(dot - cursor) ||
+      !uuid_ok(dot + 1))
     return false;
   snprintf(us, us_cap, "%.*s", (int)(dot - cursor), cursor);
   snprintf(id, TRYON_UUID_STR_LEN, "%s", dot + 1);

@@ -10,6 +10,7 @@
 
 #include <tryon/files.h>
 
+#include "files/files_internal.h"
 #include "testsupport.h"
 
 #define ID "3f2a9c1e-7b4d-4e8a-9c21-0a1b2c3d4e5f"
@@ -188,12 +189,70 @@ static void test_links__sign_verify_and_tamper(void **state) {
                    TRYON_E_INVALID);
 }
 
+/* ------------------------------------------------------------------- ICC profiles */
+
+static void put32(unsigned char *p, uint32_t v) {
+  p[0] = (unsigned char)(v >> 24);
+  p[1] = (unsigned char)(v >> 16);
+  p[2] = (unsigned char)(v >> 8);
+  p[3] = (unsigned char)v;
+}
+
+/* A profile of `len` bytes with one tag `sig` of type `type` at offset 144. */
+static void make_profile(unsigned char *p, size_t len, const char *sig, const char *type,
+                         uint32_t count, uint32_t tag_size) {
+  memset(p, 0, len);
+  put32(p, (uint32_t)len);
+  put32(p + 128, count);
+  memcpy(p + 132, sig, 4);
+  put32(p + 136, 144);
+  put32(p + 140, tag_size);
+  memcpy(p + 144, type, 4);
+}
+
+static void test_files__icc_profiles_lcms_may_not_see(void **state) {
+  (void)state;
+  static unsigned char p[2048];
+  static const struct {
+    const char *name;
+    const char *sig;
+    const char *type;
+    uint32_t count;
+    uint32_t tag_size;
+    size_t len;
+    bool safe;
+  } cases[] = {
+      {"a plain curve", "rTRC", "curv", 1, 16, 512, true},
+      {"a D2B0 tag", "D2B0", "mpet", 1, 16, 512, false},
+      {"a B2D1 tag", "B2D1", "mAB ", 1, 16, 512, false},
+      {"an mpet type under another name", "A2B0", "mpet", 1, 16, 512, false},
+      {"a tag past the end", "rTRC", "curv", 1, 4096, 512, false},
+      {"more tags than the profile holds", "rTRC", "curv", 200, 16, 512, false},
+      {"too short", "rTRC", "curv", 1, 16, 100, false},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    if (cases[i].len >= 148)
+      make_profile(p, cases[i].len, cases[i].sig, cases[i].type, cases[i].count, cases[i].tag_size);
+    if (tryon__files_icc_safe(p, cases[i].len) != cases[i].safe)
+      fail_msg("%s: want %s", cases[i].name, cases[i].safe ? "safe" : "unsafe");
+  }
+  assert_false(tryon__files_icc_safe(NULL, 0));
+  /* Over 1 MiB is refused whatever it holds. */
+  size_t big = 1024 * 1024 + 1;
+  unsigned char *b = calloc(1, big);
+  make_profile(b, 512, "rTRC", "curv", 1, 16);
+  put32(b, (uint32_t)big);
+  assert_false(tryon__files_icc_safe(b, big));
+  free(b);
+}
+
 int main(void) {
   tryon_test_log_init();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_storage__put_get_remove, setup, teardown),
       cmocka_unit_test_setup_teardown(test_storage__keys_are_ours_only, setup, teardown),
       cmocka_unit_test(test_links__sign_verify_and_tamper),
+      cmocka_unit_test(test_files__icc_profiles_lcms_may_not_see),
   };
   return cmocka_run_group_tests_name("storage", tests, NULL, NULL);
 }
