@@ -21,6 +21,7 @@
 #include <tryon/core.h>
 #include <tryon/db.h>
 #include <tryon/files.h>
+#include <tryon/jobs.h>
 #include <tryon/users.h>
 
 #include "app.h"
@@ -612,6 +613,8 @@ enum {
   OPT_REASON = 1u << 1,
   OPT_KEY = 1u << 2,
   OPT_LIMIT = 1u << 3,
+  OPT_STATE = 1u << 4,
+  OPT_USER = 1u << 5,
 };
 
 #define CTL_MAX_POSITIONAL 2
@@ -625,6 +628,8 @@ typedef struct ctl_args {
   const char *reason; /* NULL: not given */
   const char *key;
   const char *limit;
+  const char *state;
+  const char *user;
 } ctl_args;
 
 typedef struct subcommand {
@@ -668,6 +673,12 @@ static int run_subcommand(const char *group, const subcommand *sub, int argc, ch
     } else if (strcmp(arg, "--limit") == 0) {
       opt = OPT_LIMIT;
       slot = &a.limit;
+    } else if (strcmp(arg, "--state") == 0) {
+      opt = OPT_STATE;
+      slot = &a.state;
+    } else if (strcmp(arg, "--user") == 0) {
+      opt = OPT_USER;
+      slot = &a.user;
     } else if (arg[0] == '-' && arg[1] != '\0' && !(arg[1] >= '0' && arg[1] <= '9')) {
       /* "-5" is not an option but a bad number, left for the value checks to name. */
       return usage_error(sub->usage, "unknown argument", arg);
@@ -1483,6 +1494,215 @@ static int cmd_credits(int argc, char **argv) {
                    sizeof credits_subcommands / sizeof credits_subcommands[0], argc, argv);
 }
 
+/* ------------------------------------------------------------------------------- jobs */
+
+static const char jobs_usage[] =
+    "tryonctl jobs list [--state S] [--user USER] [--limit N] [--json]\n"
+    "       tryonctl jobs show ID [--json]\n"
+    "       tryonctl jobs retry ID\n"
+    "       tryonctl jobs cancel ID";
+static const char jobs_help[] =
+    "Inspects and steers background jobs. USER is a Telegram id. Each subcommand takes\n"
+    "--help.\n"
+    "\n"
+    "  list    newest first; --state queued|running|succeeded|failed|cancelled\n"
+    "  show    one job: state, attempts, progress, lease, payload, result, error\n"
+    "  retry   queue a failed or cancelled job again with fresh attempts\n"
+    "  cancel  cancel a queued job (a running one cannot be)\n";
+static const char jobs_list_usage[] =
+    "tryonctl jobs list [--state S] [--user USER] [--limit N] [--json]";
+static const char jobs_list_help[] = "Lists jobs, newest first (default 50, at most 1000).\n";
+static const char jobs_show_usage[] = "tryonctl jobs show ID [--json]";
+static const char jobs_show_help[] = "Shows one job. Exit 1 (not_found) for an unknown id.\n";
+static const char jobs_retry_usage[] = "tryonctl jobs retry ID [--json]";
+static const char jobs_retry_help[] =
+    "Queues a failed or cancelled job again with a fresh set of attempts. Exit 1\n"
+    "(conflict) for a job in another state.\n";
+static const char jobs_cancel_usage[] = "tryonctl jobs cancel ID [--json]";
+static const char jobs_cancel_help[] =
+    "Cancels a queued job. Exit 1 (conflict) when it is running or finished. The refund\n"
+    "of what it charged is the worker's failure hook (not run from here).\n";
+
+static cJSON *job_json(const tryon_job *j) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "id", j->id);
+  cJSON_AddStringToObject(o, "kind", j->kind);
+  cJSON_AddStringToObject(o, "state", tryon_job_state_name(j->state));
+  cJSON_AddNumberToObject(o, "user_id", (double)j->user_id);
+  cJSON_AddNumberToObject(o, "attempts", j->attempts);
+  cJSON_AddNumberToObject(o, "max_attempts", j->max_attempts);
+  cJSON_AddNumberToObject(o, "progress", j->progress);
+  cJSON_AddStringToObject(o, "stage", j->stage);
+  cJSON_AddStringToObject(o, "lease_owner", j->lease_owner);
+  add_time(o, "lease_expires_at", j->lease_expires_ms);
+  add_time(o, "run_after", j->run_after_ms);
+  add_time(o, "created_at", j->created_ms);
+  add_time(o, "started_at", j->started_ms);
+  add_time(o, "finished_at", j->finished_ms);
+  const char *texts[] = {j->payload, j->result, j->error};
+  const char *names[] = {"payload", "result", "error"};
+  for (int i = 0; i < 3; i++) {
+    cJSON *v = texts[i] ? cJSON_Parse(texts[i]) : NULL;
+    if (v != NULL)
+      cJSON_AddItemToObject(o, names[i], v);
+    else
+      cJSON_AddNullToObject(o, names[i]);
+  }
+  return o;
+}
+
+static int cmd_jobs_list(const ctl_args *a) {
+  ctl_db s = {0};
+  tryon_job *jobs = NULL;
+  size_t n = 0;
+  int64_t limit = 50, tg = 0, uid = 0;
+  tryon_err err;
+  int rc = EXIT_OK;
+
+  tryon_err_clear(&err);
+  if (a->limit != NULL && (!parse_positive(a->limit, &limit) || limit > 1000))
+    return usage_error(a->usage, "--limit must be from 1 to 1000, got", a->limit);
+  if (a->state != NULL && strcmp(a->state, "queued") != 0 && strcmp(a->state, "running") != 0 &&
+      strcmp(a->state, "succeeded") != 0 && strcmp(a->state, "failed") != 0 &&
+      strcmp(a->state, "cancelled") != 0)
+    return usage_error(a->usage, "unknown state", a->state);
+  if (a->user != NULL && !parse_positive(a->user, &tg))
+    return usage_error(a->usage, "--user must be a Telegram id, got", a->user);
+  jobs = calloc((size_t)limit, sizeof *jobs);
+  if (jobs == NULL || !ctl_db_open(&s, &err)) {
+    rc = refuse(a, &err, NULL);
+    goto out;
+  }
+  if (tg != 0) {
+    tryon_user u;
+    if (tryon_users_get_by_telegram(s.conn, tg, &u, &err) != TRYON_OK) {
+      rc = refuse(a, &err, NULL);
+      goto out;
+    }
+    uid = u.id;
+  }
+  if (tryon_jobs_list(s.conn, a->state, uid, (size_t)limit, jobs, &n, &err) != TRYON_OK) {
+    rc = refuse(a, &err, NULL);
+    goto out;
+  }
+  if (a->json) {
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(doc, "jobs");
+    for (size_t i = 0; i < n; i++)
+      cJSON_AddItemToArray(arr, job_json(&jobs[i]));
+    print_json(doc);
+  } else {
+    char ts[TRYON_TIME_ISO8601_LEN];
+    printf("%-36s  %-12s  %-9s  %-8s  %-4s  %s\n", "ID", "KIND", "STATE", "ATTEMPTS", "%",
+           "CREATED");
+    for (size_t i = 0; i < n; i++) {
+      char att[16];
+      snprintf(att, sizeof att, "%d/%d", jobs[i].attempts, jobs[i].max_attempts);
+      tryon_time_format_iso8601(jobs[i].created_ms, ts);
+      printf("%-36s  %-12s  %-9s  %-8s  %-4d  %s\n", jobs[i].id, jobs[i].kind,
+             tryon_job_state_name(jobs[i].state), att, jobs[i].progress, ts);
+    }
+    printf("%zu job(s)\n", n);
+  }
+out:
+  for (size_t i = 0; jobs != NULL && i < n; i++)
+    tryon_job_release(&jobs[i]);
+  free(jobs);
+  ctl_db_close(&s);
+  return rc;
+}
+
+static int cmd_jobs_show(const ctl_args *a) {
+  ctl_db s = {0};
+  tryon_job j;
+  tryon_err err;
+  int rc = EXIT_OK;
+
+  memset(&j, 0, sizeof j);
+  tryon_err_clear(&err);
+  if (!ctl_db_open(&s, &err) || tryon_jobs_get(s.conn, a->pos[0], 0, &j, &err) != TRYON_OK) {
+    rc = refuse(a, &err, NULL);
+    goto out;
+  }
+  cJSON *doc = job_json(&j);
+  if (a->json) {
+    print_json(doc);
+  } else {
+    char *text = cJSON_Print(doc);
+    printf("%s\n", text ? text : "");
+    cJSON_free(text);
+    cJSON_Delete(doc);
+  }
+out:
+  tryon_job_release(&j);
+  ctl_db_close(&s);
+  return rc;
+}
+
+/* retry and cancel: one change, one line of output. */
+static int change_job(const ctl_args *a, bool retry) {
+  ctl_db s = {0};
+  tryon_err err;
+  int rc = EXIT_OK;
+  tryon_status st;
+
+  tryon_err_clear(&err);
+  if (!ctl_db_open(&s, &err)) {
+    rc = refuse(a, &err, NULL);
+    goto out;
+  }
+  if (retry) {
+    st = tryon_jobs_retry(s.conn, a->pos[0], tryon_clock_now_ms(NULL), &err);
+  } else {
+    /* cancel runs inside a transaction: the worker's hook would run in the same one. */
+    st = tryon_db_exec(s.conn, "BEGIN", 0, NULL, NULL, &err);
+    if (st == TRYON_OK)
+      st = tryon_jobs_cancel(s.conn, a->pos[0], 0, tryon_clock_now_ms(NULL), &err);
+    tryon_err ignored;
+    tryon_db_exec(s.conn, st == TRYON_OK ? "COMMIT" : "ROLLBACK", 0, NULL, NULL, &ignored);
+  }
+  if (st != TRYON_OK) {
+    rc = refuse(a, &err, NULL);
+    goto out;
+  }
+  if (a->json) {
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "id", a->pos[0]);
+    cJSON_AddStringToObject(doc, "state", retry ? "queued" : "cancelled");
+    print_json(doc);
+  } else {
+    printf("job %s %s\n", a->pos[0], retry ? "queued again" : "cancelled");
+  }
+out:
+  ctl_db_close(&s);
+  return rc;
+}
+
+static int cmd_jobs_retry(const ctl_args *a) {
+  return change_job(a, true);
+}
+
+static int cmd_jobs_cancel(const ctl_args *a) {
+  return change_job(a, false);
+}
+
+static const subcommand jobs_subcommands[] = {
+    {"list",
+     jobs_list_usage,
+     jobs_list_help,
+     OPT_JSON | OPT_STATE | OPT_USER | OPT_LIMIT,
+     {NULL},
+     cmd_jobs_list},
+    {"show", jobs_show_usage, jobs_show_help, OPT_JSON, {"ID"}, cmd_jobs_show},
+    {"retry", jobs_retry_usage, jobs_retry_help, OPT_JSON, {"ID"}, cmd_jobs_retry},
+    {"cancel", jobs_cancel_usage, jobs_cancel_help, OPT_JSON, {"ID"}, cmd_jobs_cancel},
+};
+
+static int cmd_jobs(int argc, char **argv) {
+  return run_group(jobs_usage, jobs_help, jobs_subcommands,
+                   sizeof jobs_subcommands / sizeof jobs_subcommands[0], argc, argv);
+}
+
 /* ------------------------------------------------------------------------------- main */
 
 static const command commands[] = {
@@ -1492,6 +1712,7 @@ static const command commands[] = {
      cmd_file},
     {"initdata", "verify Telegram initData read from stdin (initdata verify)", initdata_usage,
      cmd_initdata},
+    {"jobs", "list, show, retry and cancel background jobs", jobs_usage, cmd_jobs},
     {"migrate", "apply database migrations, or list them with --status", migrate_usage,
      cmd_migrate},
     {"user", "show, block and unblock users", user_usage, cmd_user},

@@ -170,6 +170,21 @@ TRYON_API tryon_status tryon_db_status_from_sqlstate(const char *sqlstate);
 TRYON_API tryon_status tryon_db_conninfo_with_dbname(const char *conninfo, const char *dbname,
                                                      char **out, tryon_err *err);
 
+/* An int64 as the text of a $n parameter. */
+typedef struct tryon_db_num {
+  char s[24];
+} tryon_db_num;
+TRYON_API tryon_db_num tryon_db_num_i64(int64_t v);
+
+/* A result cell as int64; 0 for SQL NULL. */
+TRYON_API int64_t tryon_db_get_i64(const PGresult *res, int row, int col);
+
+/* SQL fragments for times as milliseconds since the epoch, exactly (no floating point):
+ * TRYON_DB_TS(3) is the timestamptz of bigint parameter $3; TRYON_DB_MS("col") the
+ * bigint milliseconds of a timestamptz expression (NULL stays NULL). */
+#define TRYON_DB_TS(n) "(timestamptz 'epoch' + $" #n "::bigint * interval '1 millisecond')"
+#define TRYON_DB_MS(col) "(extract(epoch FROM " col ") * 1000)::bigint"
+
 #ifdef __cplusplus
 }
 #endif

@@ -71,22 +71,8 @@ static bool is_paid(tryon_plan p) {
 /* ------------------------------------------------------------------- SQL helpers */
 
 /* A timestamptz from a bigint of milliseconds, exactly (no floating point). */
-#define TS(n) "(timestamptz 'epoch' + $" #n "::bigint * interval '1 millisecond')"
-#define MS(col) "(extract(epoch FROM " col ") * 1000)::bigint"
-
-typedef struct num {
-  char s[24];
-} num;
-
-static num n64(int64_t v) {
-  num n;
-  snprintf(n.s, sizeof n.s, "%" PRId64, v);
-  return n;
-}
-
-static int64_t col64(PGresult *res, int row, int col) {
-  return PQgetisnull(res, row, col) ? 0 : strtoll(PQgetvalue(res, row, col), NULL, 10);
-}
+#define TS(n) TRYON_DB_TS(n)
+#define MS(col) TRYON_DB_MS(col)
 
 /* "kind:rest", the shape the ledger's CHECK wants; at most 200 characters. */
 /* Key kinds the module writes itself or that callers' flows own: an operator's grant
@@ -155,11 +141,11 @@ typedef struct entry {
 static void result_from_row(PGresult *res, int row, tryon_billing_result *out) {
   if (out == NULL)
     return;
-  out->ledger_id = col64(res, row, 0);
-  out->delta_period = col64(res, row, 1);
-  out->delta_pack = col64(res, row, 2);
-  out->period_after = col64(res, row, 3);
-  out->pack_after = col64(res, row, 4);
+  out->ledger_id = tryon_db_get_i64(res, row, 0);
+  out->delta_period = tryon_db_get_i64(res, row, 1);
+  out->delta_pack = tryon_db_get_i64(res, row, 2);
+  out->period_after = tryon_db_get_i64(res, row, 3);
+  out->pack_after = tryon_db_get_i64(res, row, 4);
   out->from_free = PQgetvalue(res, row, 5)[0] == 't';
 }
 
@@ -176,9 +162,11 @@ static tryon_status ledger_add(tryon_db_conn *c, wallet *w, const entry *e, bool
       __builtin_add_overflow(w->pack, e->delta_pack, &check) ||
       __builtin_add_overflow(w->period + e->delta_period, w->pack + e->delta_pack, &check))
     return tryon_err_set(err, TRYON_E_INVALID, "the balance would be out of range");
-  num uid = n64(w->user_id), dp = n64(e->delta_period), dk = n64(e->delta_pack);
-  num pa = n64(w->period + e->delta_period), ka = n64(w->pack + e->delta_pack);
-  num rof = n64(e->refund_of);
+  tryon_db_num uid = tryon_db_num_i64(w->user_id), dp = tryon_db_num_i64(e->delta_period),
+               dk = tryon_db_num_i64(e->delta_pack);
+  tryon_db_num pa = tryon_db_num_i64(w->period + e->delta_period),
+               ka = tryon_db_num_i64(w->pack + e->delta_pack);
+  tryon_db_num rof = tryon_db_num_i64(e->refund_of);
   const char *p[] = {uid.s,
                      e->key,
                      e->reason,
@@ -226,7 +214,8 @@ out:
 static tryon_status wallet_save(tryon_db_conn *c, wallet *w, tryon_err *err) {
   if (!w->dirty)
     return TRYON_OK;
-  num uid = n64(w->user_id), per = n64(w->period), pk = n64(w->pack), ends = n64(w->ends_ms);
+  tryon_db_num uid = tryon_db_num_i64(w->user_id), per = tryon_db_num_i64(w->period),
+               pk = tryon_db_num_i64(w->pack), ends = tryon_db_num_i64(w->ends_ms);
   bool none = w->plan == TRYON_PLAN_NONE;
   const char *p[] = {
       uid.s, per.s, pk.s, plan_source(w->plan), none ? NULL : w->period_key, none ? NULL : ends.s};
@@ -245,7 +234,7 @@ static tryon_status wallet_save(tryon_db_conn *c, wallet *w, tryon_err *err) {
 static tryon_status wallet_lock(tryon_db_conn *c, int64_t user_id, int64_t now_ms, wallet *w,
                                 tryon_err *err) {
   PGresult *res = NULL;
-  num uid = n64(user_id), now = n64(now_ms);
+  tryon_db_num uid = tryon_db_num_i64(user_id), now = tryon_db_num_i64(now_ms);
   const char *p[] = {uid.s, now.s};
   tryon_status st = TRYON_OK;
 
@@ -285,14 +274,14 @@ static tryon_status wallet_lock(tryon_db_conn *c, int64_t user_id, int64_t now_m
     st = tryon_err_set(err, TRYON_E_NOT_FOUND, "no such user");
     goto out;
   }
-  w->period = col64(res, 0, 0);
-  w->pack = col64(res, 0, 1);
+  w->period = tryon_db_get_i64(res, 0, 0);
+  w->pack = tryon_db_get_i64(res, 0, 1);
   w->plan = source_plan(PQgetvalue(res, 0, 2));
   snprintf(w->period_key, sizeof w->period_key, "%s", PQgetvalue(res, 0, 3));
-  w->ends_ms = col64(res, 0, 4);
+  w->ends_ms = tryon_db_get_i64(res, 0, 4);
   w->blocked = PQgetvalue(res, 0, 5)[0] == 't';
   snprintf(w->month, sizeof w->month, "%s", PQgetvalue(res, 0, 6));
-  w->month_end_ms = col64(res, 0, 7);
+  w->month_end_ms = tryon_db_get_i64(res, 0, 7);
 out:
   PQclear(res);
   return st;
@@ -352,7 +341,7 @@ static tryon_status next_queued(tryon_db_conn *c, int64_t user_id, char *id, try
                                 int64_t *credits, int64_t *starts_ms, int64_t *ends_ms, bool *found,
                                 tryon_err *err) {
   PGresult *res = NULL;
-  num uid = n64(user_id);
+  tryon_db_num uid = tryon_db_num_i64(user_id);
   const char *p[] = {uid.s};
   tryon_status st = tryon_db_exec(
       c,
@@ -364,9 +353,9 @@ static tryon_status next_queued(tryon_db_conn *c, int64_t user_id, char *id, try
   if (*found) {
     snprintf(id, TRYON_UUID_STR_LEN, "%s", PQgetvalue(res, 0, 0));
     *plan = source_plan(PQgetvalue(res, 0, 1));
-    *credits = col64(res, 0, 2);
-    *starts_ms = col64(res, 0, 3);
-    *ends_ms = col64(res, 0, 4);
+    *credits = tryon_db_get_i64(res, 0, 2);
+    *starts_ms = tryon_db_get_i64(res, 0, 3);
+    *ends_ms = tryon_db_get_i64(res, 0, 4);
   }
   PQclear(res);
   return st;
@@ -450,7 +439,7 @@ static tryon_status find_key(tryon_db_conn *c, const char *key, bool *found, int
   *found = st == TRYON_OK && PQntuples(res) == 1;
   if (*found) {
     result_from_row(res, 0, out);
-    *user_id = col64(res, 0, 6);
+    *user_id = tryon_db_get_i64(res, 0, 6);
     snprintf(reason, reason_cap, "%s", PQgetvalue(res, 0, 7));
   }
   PQclear(res);
@@ -526,7 +515,7 @@ static tryon_status balance_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
     st = wallet_save(c, &w, err);
   if (st != TRYON_OK)
     return st;
-  num uid = n64(op->user_id);
+  tryon_db_num uid = tryon_db_num_i64(op->user_id);
   const char *p[] = {uid.s};
   st = tryon_db_exec(
       c,
@@ -541,7 +530,7 @@ static tryon_status balance_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
     b->total = w.period + w.pack;
     b->plan = w.plan;
     b->period_ends_ms = w.ends_ms;
-    b->queued_until_ms = col64(res, 0, 0);
+    b->queued_until_ms = tryon_db_get_i64(res, 0, 0);
     b->watermark = w.plan == TRYON_PLAN_FREE && w.period > 0;
   }
   PQclear(res);
@@ -553,7 +542,7 @@ static tryon_status balance_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
 static tryon_status peek(tryon_db_conn *c, int64_t user_id, int64_t now_ms, tryon_balance *b,
                          bool *fresh, tryon_err *err) {
   PGresult *res = NULL;
-  num uid = n64(user_id), now = n64(now_ms);
+  tryon_db_num uid = tryon_db_num_i64(user_id), now = tryon_db_num_i64(now_ms);
   const char *p[] = {uid.s, now.s};
   *fresh = false;
   tryon_status st = tryon_db_exec(
@@ -575,12 +564,12 @@ static tryon_status peek(tryon_db_conn *c, int64_t user_id, int64_t now_ms, tryo
   if (st == TRYON_OK && PQntuples(res) == 1 && PQgetvalue(res, 0, 4)[0] == 't') {
     *fresh = true;
     memset(b, 0, sizeof *b);
-    b->period = col64(res, 0, 0);
-    b->pack = col64(res, 0, 1);
+    b->period = tryon_db_get_i64(res, 0, 0);
+    b->pack = tryon_db_get_i64(res, 0, 1);
     b->total = b->period + b->pack;
     b->plan = source_plan(PQgetvalue(res, 0, 2));
-    b->period_ends_ms = col64(res, 0, 3);
-    b->queued_until_ms = col64(res, 0, 5);
+    b->period_ends_ms = tryon_db_get_i64(res, 0, 3);
+    b->queued_until_ms = tryon_db_get_i64(res, 0, 5);
     b->watermark = b->plan == TRYON_PLAN_FREE && b->period > 0;
   }
   PQclear(res);
@@ -621,7 +610,7 @@ static tryon_status spend_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
     /* A replay of a charge that was refunded since: the caller must not treat the work
      * as paid. */
     PGresult *res = NULL;
-    num id = n64(op->out->ledger_id);
+    tryon_db_num id = tryon_db_num_i64(op->out->ledger_id);
     const char *p[] = {id.s};
     tryon_err ignored;
     if (tryon_db_exec(c, "SELECT 1 FROM credit_ledger WHERE refund_of = $1::bigint", 1, p, &res,
@@ -702,8 +691,8 @@ static tryon_status refund_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
     st = tryon_err_set(err, TRYON_E_NOT_FOUND, "no such charge");
     goto out;
   }
-  int64_t charge_id = col64(res, 0, 0), user_id = col64(res, 0, 1);
-  int64_t took_period = -col64(res, 0, 2), took_pack = -col64(res, 0, 3);
+  int64_t charge_id = tryon_db_get_i64(res, 0, 0), user_id = tryon_db_get_i64(res, 0, 1);
+  int64_t took_period = -tryon_db_get_i64(res, 0, 2), took_pack = -tryon_db_get_i64(res, 0, 3);
   char job_id[TRYON_UUID_STR_LEN];
   snprintf(job_id, sizeof job_id, "%s", PQgetvalue(res, 0, 4));
   PQclear(res);
@@ -713,7 +702,7 @@ static tryon_status refund_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
   if (st != TRYON_OK)
     goto out;
   /* Refunded already, under whatever key: the first refund stands. */
-  num cid = n64(charge_id);
+  tryon_db_num cid = tryon_db_num_i64(charge_id);
   const char *rp[] = {cid.s};
   st = tryon_db_exec(c, "SELECT " RESULT_COLUMNS " FROM credit_ledger WHERE refund_of = $1::bigint",
                      1, rp, &res, err);
@@ -874,8 +863,8 @@ typedef struct subscribe_op {
 static void subscription_from_row(PGresult *res, tryon_subscription *s) {
   snprintf(s->id, sizeof s->id, "%s", PQgetvalue(res, 0, 0));
   s->plan = source_plan(PQgetvalue(res, 0, 1));
-  s->starts_ms = col64(res, 0, 2);
-  s->ends_ms = col64(res, 0, 3);
+  s->starts_ms = tryon_db_get_i64(res, 0, 2);
+  s->ends_ms = tryon_db_get_i64(res, 0, 3);
 }
 
 #define SUB_COLUMNS "id::text, plan, " MS("starts_at") ", " MS("ends_at") ", status"
@@ -885,8 +874,9 @@ static tryon_status insert_subscription(tryon_db_conn *c, const subscribe_op *op
                                         tryon_subscription *s, tryon_err *err) {
   PGresult *res = NULL;
   const tryon_product *prod = tryon_billing_plan_product(op->plan);
-  num uid = n64(op->user_id), st_ms = n64(starts_ms),
-      en_ms = n64(starts_ms + (int64_t)prod->period_days * 86400000), cr = n64(prod->credits);
+  tryon_db_num uid = tryon_db_num_i64(op->user_id), st_ms = tryon_db_num_i64(starts_ms),
+               en_ms = tryon_db_num_i64(starts_ms + (int64_t)prod->period_days * 86400000),
+               cr = tryon_db_num_i64(prod->credits);
   const char *p[] = {uid.s, prod->code, status, st_ms.s, en_ms.s, cr.s, op->payment_id, op->key};
   tryon_status st = tryon_db_exec(
       c,
@@ -916,7 +906,7 @@ static tryon_status subscribe_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
   if (st != TRYON_OK)
     goto out;
   if (PQntuples(res) == 1) {
-    if (col64(res, 0, 5) != op->user_id) {
+    if (tryon_db_get_i64(res, 0, 5) != op->user_id) {
       st = tryon_err_set(err, TRYON_E_INVALID, "this key was used for another operation");
       goto out;
     }
@@ -956,7 +946,8 @@ static tryon_status subscribe_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
     if (st == TRYON_OK)
       st = insert_subscription(c, op, "queued", op->now_ms, s, err);
     if (st == TRYON_OK) {
-      num uid = n64(op->user_id), shift = n64(s->ends_ms - old_end);
+      tryon_db_num uid = tryon_db_num_i64(op->user_id),
+                   shift = tryon_db_num_i64(s->ends_ms - old_end);
       const char *sp[] = {uid.s, shift.s, s->id};
       st = tryon_db_exec(c,
                          "UPDATE subscriptions SET starts_at = starts_at + $2::bigint *"
@@ -970,13 +961,13 @@ static tryon_status subscribe_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
     s->effect = TRYON_SUBSCRIBE_UPGRADED;
   } else {
     /* Same or lower plan: a period after the last one, credited when it starts. */
-    num uid = n64(op->user_id);
+    tryon_db_num uid = tryon_db_num_i64(op->user_id);
     const char *lp[] = {uid.s};
     st = tryon_db_exec(c,
                        "SELECT " MS("max(ends_at)") " FROM subscriptions WHERE user_id = $1::bigint"
                                                     " AND status IN ('active', 'queued')",
                        1, lp, &res, err);
-    int64_t last_end = st == TRYON_OK ? col64(res, 0, 0) : 0;
+    int64_t last_end = st == TRYON_OK ? tryon_db_get_i64(res, 0, 0) : 0;
     if (last_end < w.ends_ms)
       last_end = w.ends_ms;
     if (st == TRYON_OK)
@@ -1010,7 +1001,7 @@ tryon_status tryon_billing_subscribe(tryon_db_conn *c, int64_t user_id, tryon_pl
 tryon_status tryon_billing_expire_due(tryon_db_conn *c, int64_t now_ms, size_t *count,
                                       tryon_err *err) {
   PGresult *res = NULL;
-  num now = n64(now_ms);
+  tryon_db_num now = tryon_db_num_i64(now_ms);
   const char *p[] = {now.s};
   size_t changed = 0;
   tryon_status st = tryon_db_exec(
@@ -1021,13 +1012,14 @@ tryon_status tryon_billing_expire_due(tryon_db_conn *c, int64_t now_ms, size_t *
     tryon_err one;
     /* One transaction per wallet: a long sweep never holds many locks at once, and one
      * wallet that fails does not stop the others (only a lost database does). */
-    tryon_status w = tryon_billing_balance(c, col64(res, i, 0), now_ms, &b, &one);
+    tryon_status w = tryon_billing_balance(c, tryon_db_get_i64(res, i, 0), now_ms, &b, &one);
     if (w == TRYON_OK)
       changed++;
     else if (w == TRYON_E_DB_UNAVAILABLE)
       st = tryon_err_set(err, w, "%s", one.message);
     else
-      TRYON_LOG_ERROR("cannot bring a wallet up to date", TRYON_LF_INT("user", col64(res, i, 0)),
+      TRYON_LOG_ERROR("cannot bring a wallet up to date",
+                      TRYON_LF_INT("user", tryon_db_get_i64(res, i, 0)),
                       TRYON_LF_STR("error", tryon_err_message(&one)));
   }
   if (count != NULL)
@@ -1041,7 +1033,8 @@ tryon_status tryon_billing_expire_due(tryon_db_conn *c, int64_t now_ms, size_t *
 tryon_status tryon_billing_history(tryon_db_conn *c, int64_t user_id, size_t max,
                                    tryon_ledger_entry *out, size_t *n, tryon_err *err) {
   PGresult *res = NULL;
-  num uid = n64(user_id), lim = n64((int64_t)(max > 10000 ? 10000 : max));
+  tryon_db_num uid = tryon_db_num_i64(user_id),
+               lim = tryon_db_num_i64((int64_t)(max > 10000 ? 10000 : max));
   const char *p[] = {uid.s, lim.s};
   *n = 0;
   tryon_status st = tryon_db_exec(
@@ -1054,16 +1047,16 @@ tryon_status tryon_billing_history(tryon_db_conn *c, int64_t user_id, size_t max
   for (int i = 0; st == TRYON_OK && i < PQntuples(res); i++) {
     tryon_ledger_entry *e = &out[i];
     memset(e, 0, sizeof *e);
-    e->id = col64(res, i, 0);
+    e->id = tryon_db_get_i64(res, i, 0);
     snprintf(e->key, sizeof e->key, "%s", PQgetvalue(res, i, 1));
     snprintf(e->reason, sizeof e->reason, "%s", PQgetvalue(res, i, 2));
-    e->delta_period = col64(res, i, 3);
-    e->delta_pack = col64(res, i, 4);
-    e->period_after = col64(res, i, 5);
-    e->pack_after = col64(res, i, 6);
+    e->delta_period = tryon_db_get_i64(res, i, 3);
+    e->delta_pack = tryon_db_get_i64(res, i, 4);
+    e->period_after = tryon_db_get_i64(res, i, 5);
+    e->pack_after = tryon_db_get_i64(res, i, 6);
     e->from_free = PQgetvalue(res, i, 7)[0] == 't';
     tryon_utf8_copy(e->note, sizeof e->note, PQgetvalue(res, i, 8));
-    e->created_ms = col64(res, i, 9);
+    e->created_ms = tryon_db_get_i64(res, i, 9);
     (*n)++;
   }
   PQclear(res);
@@ -1094,12 +1087,12 @@ tryon_status tryon_billing_audit(tryon_db_conn *c, tryon_audit_problem *out, siz
   for (int i = 0; st == TRYON_OK && i < PQntuples(res); i++) {
     if ((size_t)i < max) {
       tryon_audit_problem *a = &out[i];
-      a->user_id = col64(res, i, 0);
-      a->telegram_id = col64(res, i, 1);
-      a->wallet_period = col64(res, i, 2);
-      a->wallet_pack = col64(res, i, 3);
-      a->ledger_period = col64(res, i, 4);
-      a->ledger_pack = col64(res, i, 5);
+      a->user_id = tryon_db_get_i64(res, i, 0);
+      a->telegram_id = tryon_db_get_i64(res, i, 1);
+      a->wallet_period = tryon_db_get_i64(res, i, 2);
+      a->wallet_pack = tryon_db_get_i64(res, i, 3);
+      a->ledger_period = tryon_db_get_i64(res, i, 4);
+      a->ledger_pack = tryon_db_get_i64(res, i, 5);
       a->chain_broken = PQgetvalue(res, i, 6)[0] == 't';
     }
     (*n)++;

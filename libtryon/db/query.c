@@ -3,6 +3,7 @@
  */
 #include "db/db_internal.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,4 +211,14 @@ tryon_status tryon_db_tx(tryon_db_conn *c, tryon_db_tx_fn fn, void *ud, tryon_er
       break;
   }
   return st;
+}
+
+tryon_db_num tryon_db_num_i64(int64_t v) {
+  tryon_db_num n;
+  snprintf(n.s, sizeof n.s, "%" PRId64, v);
+  return n;
+}
+
+int64_t tryon_db_get_i64(const PGresult *res, int row, int col) {
+  return PQgetisnull(res, row, col) ? 0 : strtoll(PQgetvalue(res, row, col), NULL, 10);
 }

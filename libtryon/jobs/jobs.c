@@ -1,0 +1,516 @@
+/*
+ * The job queue on PostgreSQL.
+ *
+ * Every change to a job is one statement that also sends its NOTIFY (a CTE around the
+ * UPDATE), so the event and the change commit together. Claims are serialised by a
+ * transaction-level advisory lock: a claim is a few milliseconds, and with it the
+ * per-user running count it checks cannot be raced by another worker's claim.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <tryon/jobs.h>
+
+#define TS(n) TRYON_DB_TS(n)
+#define MS(col) "coalesce(" TRYON_DB_MS(col) ", 0)"
+
+/* Any constant shared by all workers; distinct from the migration lock's. */
+#define CLAIM_LOCK_KEY "7305041214"
+
+#define DEFAULT_ATTEMPTS 3
+#define DEFAULT_PER_USER 2
+#define DEFAULT_LEASE_MS 60000
+#define DEFAULT_BACKOFF_MS 2000
+#define MAX_BACKOFF_MS 300000
+
+/* The NOTIFY every state or progress change sends, from the updated rows `u`. */
+#define EVENTS                                                                      \
+  "SELECT u.id::text, u.state, pg_notify('tryon_events', json_build_object('user'," \
+  " u.user_id, 'job', u.id, 'state', u.state, 'progress', u.progress)::text) FROM u"
+
+#define JOB_COLUMNS                                                                        \
+  "id::text, kind, payload::text, result::text, error::text, coalesce(user_id, 0), state," \
+  " attempts, max_attempts, progress, coalesce(stage, ''), coalesce(lease_owner, ''),"     \
+  " " MS("lease_expires_at") ", " MS("run_after") ", " MS("created_at") ", " MS(           \
+      "started_at") ", " MS("finished_at")
+
+static const char *const state_names[] = {"queued", "running", "succeeded", "failed", "cancelled"};
+
+const char *tryon_job_state_name(tryon_job_state s) {
+  return (unsigned)s < sizeof state_names / sizeof state_names[0] ? state_names[s] : "unknown";
+}
+
+static tryon_job_state parse_state(const char *s) {
+  for (size_t i = 0; i < sizeof state_names / sizeof state_names[0]; i++) {
+    if (strcmp(state_names[i], s) == 0)
+      return (tryon_job_state)i;
+  }
+  return TRYON_JOB_FAILED;
+}
+
+static bool kind_ok(const char *k) {
+  size_t n = k ? strlen(k) : 0;
+  if (n == 0 || n > 64 || !(k[0] >= 'a' && k[0] <= 'z'))
+    return false;
+  for (size_t i = 0; i < n; i++) {
+    char ch = k[i];
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '.'))
+      return false;
+  }
+  return true;
+}
+
+/* A JSON object (the schema wants objects for payloads; results and errors too). */
+static bool json_object_ok(const char *text) {
+  if (text == NULL)
+    return true;
+  cJSON *doc = cJSON_Parse(text);
+  bool ok = cJSON_IsObject(doc);
+  cJSON_Delete(doc);
+  return ok;
+}
+
+static bool id_ok(const char *id) {
+  tryon_uuid u;
+  return id != NULL && strlen(id) == 36 && tryon_uuid_parse(id, &u) == TRYON_OK;
+}
+
+static char *dup_or_null(PGresult *res, int row, int col) {
+  return PQgetisnull(res, row, col) ? NULL : strdup(PQgetvalue(res, row, col));
+}
+
+static void row_to_job(PGresult *res, int r, tryon_job *j) {
+  memset(j, 0, sizeof *j);
+  snprintf(j->id, sizeof j->id, "%s", PQgetvalue(res, r, 0));
+  snprintf(j->kind, sizeof j->kind, "%s", PQgetvalue(res, r, 1));
+  j->payload = dup_or_null(res, r, 2);
+  j->result = dup_or_null(res, r, 3);
+  j->error = dup_or_null(res, r, 4);
+  j->user_id = tryon_db_get_i64(res, r, 5);
+  j->state = parse_state(PQgetvalue(res, r, 6));
+  j->attempts = (int)tryon_db_get_i64(res, r, 7);
+  j->max_attempts = (int)tryon_db_get_i64(res, r, 8);
+  j->progress = (int)tryon_db_get_i64(res, r, 9);
+  snprintf(j->stage, sizeof j->stage, "%s", PQgetvalue(res, r, 10));
+  snprintf(j->lease_owner, sizeof j->lease_owner, "%s", PQgetvalue(res, r, 11));
+  j->lease_expires_ms = tryon_db_get_i64(res, r, 12);
+  j->run_after_ms = tryon_db_get_i64(res, r, 13);
+  j->created_ms = tryon_db_get_i64(res, r, 14);
+  j->started_ms = tryon_db_get_i64(res, r, 15);
+  j->finished_ms = tryon_db_get_i64(res, r, 16);
+}
+
+void tryon_job_release(tryon_job *job) {
+  if (job == NULL)
+    return;
+  free(job->payload);
+  free(job->result);
+  free(job->error);
+  job->payload = job->result = job->error = NULL;
+}
+
+/* ------------------------------------------------------------------------- enqueue */
+
+tryon_status tryon_jobs_enqueue(tryon_db_conn *c, const tryon_job_spec *spec, int64_t now_ms,
+                                char id_out[TRYON_UUID_STR_LEN], bool *created, tryon_err *err) {
+  PGresult *res = NULL;
+  tryon_status st;
+  if (c == NULL || spec == NULL || !kind_ok(spec->kind) || !json_object_ok(spec->payload_json) ||
+      spec->max_attempts < 0 || spec->max_attempts > 100 || spec->user_id < 0)
+    return tryon_err_set(err, TRYON_E_INVALID, "invalid job");
+  tryon_db_num uid = tryon_db_num_i64(spec->user_id),
+               att = tryon_db_num_i64(spec->max_attempts ? spec->max_attempts : DEFAULT_ATTEMPTS),
+               when = tryon_db_num_i64(spec->run_after_ms > 0 ? spec->run_after_ms : now_ms);
+  const char *p[] = {
+      spec->kind, spec->payload_json, spec->user_id ? uid.s : NULL, spec->idempotency_key, att.s,
+      when.s};
+  /* The events go out when the caller commits; a rollback sends none. */
+  st = tryon_db_exec(c,
+                     "WITH u AS (INSERT INTO jobs (kind, payload, user_id, idempotency_key,"
+                     " max_attempts, run_after) VALUES ($1, coalesce($2::jsonb, '{}'),"
+                     " $3::bigint, $4, $5::int, " TS(
+                         6) ") ON CONFLICT (idempotency_key)"
+                            " DO NOTHING RETURNING id, user_id, state, progress, kind)"
+                            " SELECT u.id::text, pg_notify('tryon_jobs', u.kind),"
+                            " pg_notify('tryon_events', json_build_object('user', u.user_id, 'job',"
+                            " u.id, 'state', u.state, 'progress', u.progress)::text) FROM u",
+                     6, p, &res, err);
+  if (st != TRYON_OK)
+    goto out;
+  if (created != NULL)
+    *created = PQntuples(res) == 1;
+  if (PQntuples(res) == 1) {
+    snprintf(id_out, TRYON_UUID_STR_LEN, "%s", PQgetvalue(res, 0, 0));
+    goto out;
+  }
+  /* The key named an existing job: that one is the answer. */
+  PQclear(res);
+  res = NULL;
+  const char *k[] = {spec->idempotency_key};
+  st = tryon_db_exec(c, "SELECT id::text FROM jobs WHERE idempotency_key = $1", 1, k, &res, err);
+  if (st == TRYON_OK && PQntuples(res) == 1)
+    snprintf(id_out, TRYON_UUID_STR_LEN, "%s", PQgetvalue(res, 0, 0));
+  else if (st == TRYON_OK)
+    st = tryon_err_set(err, TRYON_E_INTERNAL, "the job under this key vanished");
+out:
+  PQclear(res);
+  return st;
+}
+
+/* ---------------------------------------------------------------------------- claim */
+
+typedef struct claim_op {
+  const tryon_claim_options *opt;
+  int64_t now_ms;
+  tryon_job *out;
+  size_t *n;
+} claim_op;
+
+static tryon_status claim_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
+  claim_op *op = ud;
+  const tryon_claim_options *o = op->opt;
+  PGresult *res = NULL;
+  char kinds[1024] = "";
+  size_t used = 0;
+
+  /* On a retry of the transaction the previous attempt's rows are gone. */
+  for (size_t i = 0; i < *op->n; i++)
+    tryon_job_release(&op->out[i]);
+  *op->n = 0;
+  for (size_t i = 0; o->kinds != NULL && o->kinds[i] != NULL; i++) {
+    int w = snprintf(kinds + used, sizeof kinds - used, "%s%s", used ? "," : "{", o->kinds[i]);
+    if (w < 0 || (size_t)w >= sizeof kinds - used - 1)
+      return tryon_err_set(err, TRYON_E_INVALID, "too many kinds");
+    used += (size_t)w;
+  }
+  if (used > 0)
+    snprintf(kinds + used, sizeof kinds - used, "}");
+  tryon_status st =
+      tryon_db_exec(c, "SELECT pg_advisory_xact_lock(" CLAIM_LOCK_KEY ")", 0, NULL, NULL, err);
+  if (st != TRYON_OK)
+    return st;
+  tryon_db_num now = tryon_db_num_i64(op->now_ms), max = tryon_db_num_i64(o->max),
+               per = tryon_db_num_i64(o->per_user_running > 0 ? o->per_user_running
+                                                              : DEFAULT_PER_USER),
+               lease = tryon_db_num_i64(o->lease_ms > 0 ? o->lease_ms : DEFAULT_LEASE_MS),
+               scan = tryon_db_num_i64((int64_t)o->max * 20 + 100);
+  const char *p[] = {now.s, used ? kinds : NULL, max.s, per.s, o->owner, lease.s, scan.s};
+  /* The oldest due jobs (a bounded scan on the dequeue index), at most per_user_running
+   * running per user counting those running already, then the first `max` of them. */
+  st = tryon_db_exec(
+      c,
+      "WITH running AS (SELECT user_id, count(*) AS n FROM jobs WHERE state = 'running'"
+      "   AND user_id IS NOT NULL GROUP BY user_id),"
+      " due AS (SELECT j.id, j.user_id, j.run_after, j.created_at,"
+      "   row_number() OVER (PARTITION BY j.user_id ORDER BY j.run_after, j.created_at) AS k"
+      "   FROM (SELECT id, user_id, run_after, created_at FROM jobs WHERE state = 'queued'"
+      "     AND run_after <= " TS(
+          1) " AND ($2::text[] IS NULL OR kind = ANY($2::text[]))"
+             "     ORDER BY run_after, created_at LIMIT $7::int) j),"
+             " pick AS (SELECT d.id FROM due d LEFT JOIN running r ON r.user_id = d.user_id"
+             "   WHERE d.user_id IS NULL OR d.k + coalesce(r.n, 0) <= $4::int"
+             "   ORDER BY d.run_after, d.created_at LIMIT $3::int),"
+             " u AS (UPDATE jobs j SET state = 'running', attempts = j.attempts + 1,"
+             "   lease_owner = $5, lease_expires_at = " TS(
+                 1) " + $6::bigint * interval '1 millisecond',"
+                    "   started_at = " TS(
+                        1) ", progress = 0, stage = NULL"
+                           "   FROM pick WHERE j.id = pick.id RETURNING j.*)"
+                           " SELECT " JOB_COLUMNS
+                           ", pg_notify('tryon_events', json_build_object('user', user_id,"
+                           " 'job', id, 'state', state, 'progress', progress)::text)"
+                           " FROM u ORDER BY run_after, created_at",
+      7, p, &res, err);
+  if (st == TRYON_OK) {
+    for (int i = 0; i < PQntuples(res) && i < o->max; i++)
+      row_to_job(res, i, &op->out[i]);
+    *op->n = (size_t)(PQntuples(res) < o->max ? PQntuples(res) : o->max);
+  }
+  PQclear(res);
+  return st;
+}
+
+tryon_status tryon_jobs_claim(tryon_db_conn *c, const tryon_claim_options *opt, int64_t now_ms,
+                              tryon_job *out, size_t *n, tryon_err *err) {
+  if (c == NULL || opt == NULL || opt->owner == NULL || opt->owner[0] == '\0' ||
+      strlen(opt->owner) > 64 || opt->max < 1 || out == NULL || n == NULL)
+    return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_jobs_claim");
+  for (size_t i = 0; opt->kinds != NULL && opt->kinds[i] != NULL; i++) {
+    if (!kind_ok(opt->kinds[i]))
+      return tryon_err_set(err, TRYON_E_INVALID, "invalid job kind");
+  }
+  *n = 0;
+  claim_op op = {.opt = opt, .now_ms = now_ms, .out = out, .n = n};
+  return tryon_db_tx(c, claim_tx, &op, err);
+}
+
+/* ------------------------------------------------------------- lease, progress, reap */
+
+/* Runs an UPDATE … RETURNING under `sql` (with $1 id, $2 owner) and says whether it
+ * touched the job; TRYON_E_CONFLICT when it did not (the lease is not the owner's). */
+static tryon_status owned_update(tryon_db_conn *c, const char *sql, int nparams,
+                                 const char *const *p, PGresult **out, tryon_err *err) {
+  PGresult *res = NULL;
+  tryon_status st = tryon_db_exec(c, sql, nparams, p, &res, err);
+  if (st == TRYON_OK && PQntuples(res) == 0)
+    st = tryon_err_set(err, TRYON_E_CONFLICT, "this job is not running under this lease");
+  if (st == TRYON_OK && out != NULL) {
+    *out = res;
+    res = NULL;
+  }
+  PQclear(res);
+  return st;
+}
+
+tryon_status tryon_jobs_heartbeat(tryon_db_conn *c, const char *id, const char *owner,
+                                  int64_t lease_ms, int64_t now_ms, tryon_err *err) {
+  if (!id_ok(id) || owner == NULL)
+    return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_jobs_heartbeat");
+  tryon_db_num now = tryon_db_num_i64(now_ms),
+               lease = tryon_db_num_i64(lease_ms > 0 ? lease_ms : DEFAULT_LEASE_MS);
+  const char *p[] = {id, owner, now.s, lease.s};
+  return owned_update(c,
+                      "UPDATE jobs SET lease_expires_at = " TS(
+                          3) " + $4::bigint * interval"
+                             " '1 millisecond' WHERE id = $1::uuid AND state = 'running'"
+                             " AND lease_owner = $2 RETURNING id",
+                      4, p, NULL, err);
+}
+
+tryon_status tryon_jobs_progress(tryon_db_conn *c, const char *id, const char *owner, int progress,
+                                 const char *stage, const char *checkpoint_json, int64_t now_ms,
+                                 tryon_err *err) {
+  (void)now_ms;
+  if (!id_ok(id) || owner == NULL || progress < 0 || progress > 100 ||
+      !json_object_ok(checkpoint_json) || (stage != NULL && strlen(stage) > 64))
+    return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_jobs_progress");
+  tryon_db_num pr = tryon_db_num_i64(progress);
+  const char *p[] = {id, owner, pr.s, stage, checkpoint_json};
+  return owned_update(c,
+                      "WITH u AS (UPDATE jobs SET progress = $3::smallint, stage = $4,"
+                      " payload = payload || coalesce($5::jsonb, '{}') WHERE id = $1::uuid"
+                      " AND state = 'running' AND lease_owner = $2"
+                      " RETURNING id, user_id, state, progress) " EVENTS,
+                      5, p, NULL, err);
+}
+
+tryon_status tryon_jobs_reap(tryon_db_conn *c, int64_t now_ms, size_t *requeued,
+                             char (*failed)[TRYON_UUID_STR_LEN], size_t max_failed, size_t *nfailed,
+                             tryon_err *err) {
+  PGresult *res = NULL;
+  tryon_db_num now = tryon_db_num_i64(now_ms);
+  const char *p[] = {now.s};
+  size_t rq = 0, nf = 0;
+  /* One statement: the expired leases are locked, decided and announced at once. */
+  tryon_status st = tryon_db_exec(
+      c,
+      "WITH exp AS (SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at < " TS(
+          1) "   FOR UPDATE SKIP LOCKED),"
+             " u AS (UPDATE jobs j SET"
+             "   state = CASE WHEN j.attempts < j.max_attempts THEN 'queued' ELSE 'failed' END,"
+             "   run_after = " TS(
+                 1) ", lease_owner = NULL, lease_expires_at = NULL,"
+                    "   error = CASE WHEN j.attempts < j.max_attempts THEN j.error ELSE"
+                    "     '{\"code\":\"lease_expired\",\"message\":\"the worker running it "
+                    "stopped\"}'::jsonb"
+                    "     END,"
+                    "   finished_at = CASE WHEN j.attempts < j.max_attempts THEN NULL ELSE " TS(
+                        1) " END"
+                           "   FROM exp WHERE j.id = exp.id RETURNING j.id, j.user_id, j.state, "
+                           "j.progress) " EVENTS,
+      1, p, &res, err);
+  for (int i = 0; st == TRYON_OK && i < PQntuples(res); i++) {
+    if (strcmp(PQgetvalue(res, i, 1), "queued") == 0) {
+      rq++;
+    } else {
+      if (failed != NULL && nf < max_failed)
+        snprintf(failed[nf], TRYON_UUID_STR_LEN, "%s", PQgetvalue(res, i, 0));
+      nf++;
+    }
+  }
+  if (requeued != NULL)
+    *requeued = rq;
+  if (nfailed != NULL)
+    *nfailed = nf;
+  PQclear(res);
+  return st;
+}
+
+/* ----------------------------------------------------------------- succeed, fail */
+
+tryon_status tryon_jobs_succeed(tryon_db_conn *c, const char *id, const char *owner,
+                                const char *result_json, int64_t now_ms, tryon_err *err) {
+  if (!id_ok(id) || owner == NULL || !json_object_ok(result_json))
+    return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_jobs_succeed");
+  tryon_db_num now = tryon_db_num_i64(now_ms);
+  const char *p[] = {id, owner, result_json, now.s};
+  return owned_update(
+      c,
+      "WITH u AS (UPDATE jobs SET state = 'succeeded', result = $3::jsonb,"
+      " progress = 100, lease_owner = NULL, lease_expires_at = NULL,"
+      " finished_at = " TS(
+          4) " WHERE id = $1::uuid AND state = 'running'"
+             " AND lease_owner = $2 RETURNING id, user_id, state, progress) " EVENTS,
+      4, p, NULL, err);
+}
+
+tryon_status tryon_jobs_fail(tryon_db_conn *c, const char *id, const char *owner,
+                             const char *error_json, bool retryable, int64_t backoff_ms,
+                             int64_t retry_after_ms, int64_t now_ms, bool *final, tryon_err *err) {
+  PGresult *res = NULL;
+  if (final != NULL)
+    *final = false;
+  if (!id_ok(id) || owner == NULL || error_json == NULL || !json_object_ok(error_json) ||
+      backoff_ms < 0 || retry_after_ms < 0)
+    return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_jobs_fail");
+  tryon_db_num now = tryon_db_num_i64(now_ms),
+               base = tryon_db_num_i64(backoff_ms > 0 ? backoff_ms : DEFAULT_BACKOFF_MS),
+               ra = tryon_db_num_i64(retry_after_ms > MAX_BACKOFF_MS ? MAX_BACKOFF_MS
+                                                                     : retry_after_ms),
+               cap = tryon_db_num_i64(MAX_BACKOFF_MS);
+  const char *p[] = {id,    owner,  error_json, retryable ? "true" : "false",
+                     now.s, base.s, ra.s,       cap.s};
+  /* Full jitter: a random delay up to the doubled base, so retries of many jobs that
+   * failed together spread out instead of arriving together again. */
+  tryon_status st = owned_update(
+      c,
+      "WITH u AS (UPDATE jobs SET"
+      "   state = CASE WHEN $4::boolean AND attempts < max_attempts THEN 'queued'"
+      "     ELSE 'failed' END,"
+      "   run_after = CASE WHEN $4::boolean AND attempts < max_attempts THEN " TS(
+          5) "     + (CASE WHEN $7::bigint > 0 THEN $7::bigint ELSE floor(random() *"
+             "       least($8::bigint, $6::bigint * power(2, attempts - 1)))::bigint END)"
+             "       * interval '1 millisecond' ELSE run_after END,"
+             "   error = $3::jsonb, lease_owner = NULL, lease_expires_at = NULL,"
+             "   finished_at = CASE WHEN $4::boolean AND attempts < max_attempts THEN NULL"
+             "     ELSE " TS(5) " END"
+                                "   WHERE id = $1::uuid AND state = 'running' AND lease_owner = $2"
+                                "   RETURNING id, user_id, state, progress) " EVENTS,
+      8, p, &res, err);
+  if (st == TRYON_OK && final != NULL)
+    *final = strcmp(PQgetvalue(res, 0, 1), "failed") == 0;
+  PQclear(res);
+  return st;
+}
+
+/* ------------------------------------------------------------ read, cancel, retry */
+
+tryon_status tryon_jobs_get(tryon_db_conn *c, const char *id, int64_t user_id, tryon_job *out,
+                            tryon_err *err) {
+  PGresult *res = NULL;
+  if (!id_ok(id))
+    return tryon_err_set(err, TRYON_E_NOT_FOUND, "no such job");
+  tryon_db_num uid = tryon_db_num_i64(user_id);
+  const char *p[] = {id, uid.s};
+  tryon_status st = tryon_db_exec(c,
+                                  "SELECT " JOB_COLUMNS " FROM jobs WHERE id = $1::uuid"
+                                  " AND ($2::bigint = 0 OR user_id = $2::bigint)",
+                                  2, p, &res, err);
+  if (st == TRYON_OK && PQntuples(res) == 0)
+    st = tryon_err_set(err, TRYON_E_NOT_FOUND, "no such job");
+  else if (st == TRYON_OK)
+    row_to_job(res, 0, out);
+  PQclear(res);
+  return st;
+}
+
+tryon_status tryon_jobs_position(tryon_db_conn *c, const char *id, int64_t now_ms,
+                                 int64_t *position, tryon_err *err) {
+  PGresult *res = NULL;
+  (void)now_ms;
+  *position = 0;
+  if (!id_ok(id))
+    return tryon_err_set(err, TRYON_E_NOT_FOUND, "no such job");
+  const char *p[] = {id};
+  tryon_status st = tryon_db_exec(
+      c,
+      "SELECT CASE WHEN j.state <> 'queued' THEN 0 ELSE (SELECT count(*) FROM jobs q"
+      "   WHERE q.state = 'queued' AND (q.run_after, q.created_at, q.id)"
+      "   <= (j.run_after, j.created_at, j.id)) END FROM jobs j WHERE j.id = $1::uuid",
+      1, p, &res, err);
+  if (st == TRYON_OK && PQntuples(res) == 0)
+    st = tryon_err_set(err, TRYON_E_NOT_FOUND, "no such job");
+  else if (st == TRYON_OK)
+    *position = tryon_db_get_i64(res, 0, 0);
+  PQclear(res);
+  return st;
+}
+
+tryon_status tryon_jobs_cancel(tryon_db_conn *c, const char *id, int64_t user_id, int64_t now_ms,
+                               tryon_err *err) {
+  PGresult *res = NULL;
+  if (!id_ok(id))
+    return tryon_err_set(err, TRYON_E_NOT_FOUND, "no such job");
+  tryon_db_num uid = tryon_db_num_i64(user_id), now = tryon_db_num_i64(now_ms);
+  const char *p[] = {id, uid.s, now.s};
+  tryon_status st = tryon_db_exec(
+      c,
+      "WITH u AS (UPDATE jobs SET state = 'cancelled', finished_at = " TS(
+          3) "   WHERE id = $1::uuid AND ($2::bigint = 0 OR user_id = $2::bigint)"
+             "   AND state = 'queued' RETURNING id, user_id, state, progress) " EVENTS,
+      3, p, &res, err);
+  if (st == TRYON_OK && PQntuples(res) == 0) {
+    /* Not cancelled: tell a job that is not there (or not theirs) from one too late. */
+    tryon_job j;
+    st = tryon_jobs_get(c, id, user_id, &j, err);
+    if (st == TRYON_OK) {
+      tryon_job_release(&j);
+      st = tryon_err_set(err, TRYON_E_CONFLICT, "the job is already %s",
+                         tryon_job_state_name(j.state));
+    }
+  }
+  PQclear(res);
+  return st;
+}
+
+tryon_status tryon_jobs_retry(tryon_db_conn *c, const char *id, int64_t now_ms, tryon_err *err) {
+  PGresult *res = NULL;
+  if (!id_ok(id))
+    return tryon_err_set(err, TRYON_E_NOT_FOUND, "no such job");
+  tryon_db_num now = tryon_db_num_i64(now_ms);
+  const char *p[] = {id, now.s};
+  tryon_status st = tryon_db_exec(
+      c,
+      "WITH u AS (UPDATE jobs SET state = 'queued', attempts = 0, run_after = " TS(
+          2) ","
+             "   error = NULL, finished_at = NULL, progress = 0, stage = NULL"
+             "   WHERE id = $1::uuid AND state IN ('failed', 'cancelled')"
+             "   RETURNING id, user_id, state, progress, kind)"
+             " SELECT u.id::text, u.state, pg_notify('tryon_events', json_build_object('user',"
+             " u.user_id, 'job', u.id, 'state', u.state, 'progress', u.progress)::text),"
+             " pg_notify('tryon_jobs', u.kind) FROM u",
+      2, p, &res, err);
+  if (st == TRYON_OK && PQntuples(res) == 0) {
+    tryon_job j;
+    st = tryon_jobs_get(c, id, 0, &j, err);
+    if (st == TRYON_OK) {
+      tryon_job_release(&j);
+      st = tryon_err_set(err, TRYON_E_CONFLICT, "only a failed or cancelled job can be retried");
+    }
+  }
+  PQclear(res);
+  return st;
+}
+
+tryon_status tryon_jobs_list(tryon_db_conn *c, const char *state, int64_t user_id, size_t max,
+                             tryon_job *out, size_t *n, tryon_err *err) {
+  PGresult *res = NULL;
+  *n = 0;
+  tryon_db_num uid = tryon_db_num_i64(user_id),
+               lim = tryon_db_num_i64((int64_t)(max > 10000 ? 10000 : max));
+  const char *p[] = {state, uid.s, lim.s};
+  tryon_status st = tryon_db_exec(c,
+                                  "SELECT " JOB_COLUMNS " FROM jobs WHERE ($1::text IS NULL OR"
+                                  " state = $1) AND ($2::bigint = 0 OR user_id = $2::bigint)"
+                                  " ORDER BY created_at DESC, id DESC LIMIT $3::bigint",
+                                  3, p, &res, err);
+  for (int i = 0; st == TRYON_OK && i < PQntuples(res); i++) {
+    row_to_job(res, i, &out[i]);
+    (*n)++;
+  }
+  PQclear(res);
+  return st;
+}
