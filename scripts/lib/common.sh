@@ -12,6 +12,8 @@ TRYON_APT_PACKAGES=(
   libmicrohttpd-dev libwebsockets-dev libvips-dev libcmocka-dev
   # tests/data/files/generate.sh makes the upload corpus with these
   imagemagick libimage-exiftool-perl libvips-tools
+  # the CLI tests read JSON vectors and replies with it
+  python3
   postgresql
 )
 
