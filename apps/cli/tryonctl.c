@@ -217,6 +217,24 @@ out:
   return rc;
 }
 
+/* The prologue of a command with one subcommand (`initdata verify`, `file check`):
+ * --help anywhere prints the help (exit 0), a missing or other subcommand is a usage
+ * error. Returns -1 to go on, else the exit code to return. */
+static int one_subcommand(int argc, char **argv, const char *sub, const char *usage,
+                          const char *help) {
+  for (int i = 1; i < argc; i++) {
+    if (is_help(argv[i])) {
+      printf("usage: %s\n\n%s", usage, help);
+      return EXIT_OK;
+    }
+  }
+  if (argc < 2)
+    return usage_error(usage, "missing subcommand after", argv[0]);
+  if (strcmp(argv[1], sub) != 0)
+    return usage_error(usage, "unknown subcommand", argv[1]);
+  return -1;
+}
+
 /* --------------------------------------------------------------------------- initdata */
 
 static const char initdata_usage[] =
@@ -300,19 +318,10 @@ static int cmd_initdata(int argc, char **argv) {
   int rc = EXIT_OK;
 
   tryon_err_clear(&err);
-  if (argc >= 2 && is_help(argv[1])) {
-    printf("usage: %s\n\n%s", initdata_usage, initdata_help);
-    return EXIT_OK;
-  }
-  if (argc < 2)
-    return usage_error(initdata_usage, "missing subcommand after", argv[0]);
-  if (strcmp(argv[1], "verify") != 0)
-    return usage_error(initdata_usage, "unknown subcommand", argv[1]);
+  int pre = one_subcommand(argc, argv, "verify", initdata_usage, initdata_help);
+  if (pre >= 0)
+    return pre;
   for (int i = 2; i < argc; i++) {
-    if (is_help(argv[i])) {
-      printf("usage: %s\n\n%s", initdata_usage, initdata_help);
-      return EXIT_OK;
-    }
     if (strcmp(argv[i], "--ed25519") == 0)
       ed25519 = true;
     else if (strcmp(argv[i], "--test-env") == 0)
@@ -536,19 +545,10 @@ static int cmd_file(int argc, char **argv) {
   int rc = EXIT_OK;
 
   tryon_err_clear(&err);
-  if (argc >= 2 && is_help(argv[1])) {
-    printf("usage: %s\n\n%s", file_usage, file_help);
-    return EXIT_OK;
-  }
-  if (argc < 2)
-    return usage_error(file_usage, "missing subcommand after", argv[0]);
-  if (strcmp(argv[1], "check") != 0)
-    return usage_error(file_usage, "unknown subcommand", argv[1]);
+  int pre = one_subcommand(argc, argv, "check", file_usage, file_help);
+  if (pre >= 0)
+    return pre;
   for (int i = 2; i < argc; i++) {
-    if (is_help(argv[i])) {
-      printf("usage: %s\n\n%s", file_usage, file_help);
-      return EXIT_OK;
-    }
     if (strcmp(argv[i], "--out") == 0 || strcmp(argv[i], "--thumb-out") == 0) {
       if (i + 1 >= argc || argv[i + 1][0] == '\0')
         return usage_error(file_usage, "missing file after", argv[i]);

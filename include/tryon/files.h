@@ -203,6 +203,11 @@ TRYON_API tryon_status tryon_uploads_insert(tryon_db_conn *c, int64_t user_id, c
                                             const tryon_image *img, int quota, tryon_upload *out,
                                             tryon_err *err);
 
+/* Whether the user already keeps `quota` or more uploads (origin "upload", not deleted).
+ * Without a lock: a cheap early answer; tryon_uploads_insert decides under its lock. */
+TRYON_API tryon_status tryon_uploads_at_quota(tryon_db_conn *c, int64_t user_id, int quota,
+                                              bool *full, tryon_err *err);
+
 /* The user's upload `id` (not deleted). TRYON_E_NOT_FOUND when it is not theirs, does
  * not exist, is deleted, or `id` is not a UUID: one answer, so ids cannot be probed. */
 TRYON_API tryon_status tryon_uploads_get(tryon_db_conn *c, int64_t user_id, const char *id,

@@ -93,21 +93,12 @@ static void remove_files(tryon_api *api, const char *id) {
 /* The non-locking quota check before the expensive work (the locked one is at insert). */
 static bool under_quota(tryon_api *api, int64_t user_id, tryon_api_response *resp) {
   tryon_db_conn *c = NULL;
-  PGresult *res = NULL;
-  char uid[24], q[16];
+  bool full = false;
   tryon_err err;
   tryon_err_clear(&err);
-  snprintf(uid, sizeof uid, "%lld", (long long)user_id);
-  snprintf(q, sizeof q, "%d", api->cfg->upload_quota);
-  const char *p[] = {uid, q};
   tryon_status st = tryon_db_acquire(api->db, &c, &err);
   if (st == TRYON_OK)
-    st = tryon_db_exec(c,
-                       "SELECT count(*) >= $2::int FROM uploads WHERE user_id = $1::bigint"
-                       " AND origin = 'upload' AND deleted_at IS NULL",
-                       2, p, &res, &err);
-  bool full = st == TRYON_OK && PQgetvalue(res, 0, 0)[0] == 't';
-  PQclear(res);
+    st = tryon_uploads_at_quota(c, user_id, api->cfg->upload_quota, &full, &err);
   tryon_db_release(c);
   if (st != TRYON_OK) {
     tryon__api_fail_status(resp, st);

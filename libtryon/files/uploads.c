@@ -30,10 +30,26 @@ static bool uuid_ok(const char *id) {
   return id != NULL && strlen(id) == 36 && tryon_uuid_parse(id, &u) == TRYON_OK;
 }
 
+tryon_status tryon_uploads_at_quota(tryon_db_conn *c, int64_t user_id, int quota, bool *full,
+                                    tryon_err *err) {
+  char uid[24], q[16];
+  PGresult *res = NULL;
+  snprintf(uid, sizeof uid, "%" PRId64, user_id);
+  snprintf(q, sizeof q, "%d", quota);
+  const char *p[] = {uid, q};
+  tryon_status st = tryon_db_exec(c,
+                                  "SELECT count(*) >= $2::int FROM uploads WHERE user_id ="
+                                  " $1::bigint AND origin = 'upload' AND deleted_at IS NULL",
+                                  2, p, &res, err);
+  *full = st == TRYON_OK && PQgetvalue(res, 0, 0)[0] == 't';
+  PQclear(res);
+  return st;
+}
+
 tryon_status tryon_uploads_insert(tryon_db_conn *c, int64_t user_id, const char *id,
                                   const tryon_image *img, int quota, tryon_upload *out,
                                   tryon_err *err) {
-  char uid[24], w[16], h[16], bytes[24], sha[65], q[16];
+  char uid[24], w[16], h[16], bytes[24], sha[65];
   PGresult *res = NULL;
   tryon_status st;
 
@@ -49,21 +65,15 @@ tryon_status tryon_uploads_insert(tryon_db_conn *c, int64_t user_id, const char 
   }
   PQclear(res);
   res = NULL;
-  snprintf(q, sizeof q, "%d", quota);
-  const char *cnt[] = {uid, q};
-  st = tryon_db_exec(c,
-                     "SELECT count(*) >= $2::int FROM uploads"
-                     " WHERE user_id = $1::bigint AND origin = 'upload' AND deleted_at IS NULL",
-                     2, cnt, &res, err);
+  bool full = false;
+  st = tryon_uploads_at_quota(c, user_id, quota, &full, err);
   if (st != TRYON_OK)
     goto out;
-  if (PQgetvalue(res, 0, 0)[0] == 't') {
+  if (full) {
     st = tryon_err_set(err, TRYON_E_QUOTA_EXCEEDED,
                        "You already keep %d photos; delete some to upload more", quota);
     goto out;
   }
-  PQclear(res);
-  res = NULL;
   snprintf(w, sizeof w, "%d", img->width);
   snprintf(h, sizeof h, "%d", img->height);
   snprintf(bytes, sizeof bytes, "%zu", img->len);

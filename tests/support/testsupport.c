@@ -150,3 +150,10 @@ void tryon_test_log_init(void) {
     tryon_log_set_sink(stderr_sink, NULL);
   }
 }
+
+void tryon_test_expect_status(tryon_status got, tryon_status want, const tryon_err *err,
+                              const char *ctx, int line) {
+  if (got != want)
+    fail_msg("line %d: %s: got %s, want %s (%s)", line, ctx, tryon_status_name(got),
+             tryon_status_name(want), err != NULL ? err->message : "");
+}

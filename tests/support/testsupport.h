@@ -53,6 +53,22 @@ char *tryon_testdb_admin_query(const tryon_testdb *t, const char *sql, int npara
 char *tryon_test_query_value(tryon_db_conn *c, const char *sql, int nparams,
                              const char *const *params);
 
+/* Fails the test with the line, `ctx`, both statuses' names and err's message unless
+ * `got` is `want`. */
+void tryon_test_expect_status(tryon_status got, tryon_status want, const tryon_err *err,
+                              const char *ctx, int line);
+#define EXPECT_STATUS(got, want, err, ctx) \
+  tryon_test_expect_status((got), (want), (err), (ctx), __LINE__)
+
+/* Fails the test, naming the expression, unless two int64 values are equal. */
+#define EXPECT_I64(got, want, ctx)                                                        \
+  do {                                                                                    \
+    int64_t g_ = (got), w_ = (want);                                                      \
+    if (g_ != w_)                                                                         \
+      fail_msg("line %d: %s: %s = %lld, want %lld", __LINE__, (ctx), #got, (long long)g_, \
+               (long long)w_);                                                            \
+  } while (0)
+
 /* Installs a log sink that prints lines to stderr when TRYON_TEST_LOG is set. */
 void tryon_test_log_init(void);
 

@@ -94,22 +94,6 @@ static const char *plan_name(tryon_plan p) {
   return "?";
 }
 
-static void expect_status_(tryon_status got, tryon_status want, const tryon_err *err,
-                           const char *ctx, int line) {
-  if (got != want)
-    fail_msg("line %d: %s: got %s, want %s (%s)", line, ctx, tryon_status_name(got),
-             tryon_status_name(want), err != NULL ? err->message : "");
-}
-#define EXPECT_STATUS(got, want, err, ctx) expect_status_((got), (want), (err), (ctx), __LINE__)
-
-#define EXPECT_I64(got, want, ctx)                                                        \
-  do {                                                                                    \
-    int64_t g_ = (got), w_ = (want);                                                      \
-    if (g_ != w_)                                                                         \
-      fail_msg("line %d: %s: %s = %lld, want %lld", __LINE__, (ctx), #got, (long long)g_, \
-               (long long)w_);                                                            \
-  } while (0)
-
 /* The first column of the first row of `sql` as an integer; fails on no value. */
 static int64_t qiv(tryon_db_conn *c, const char *sql, int n, const char *const *p) {
   char *v = tryon_test_query_value(c, sql, n, p);

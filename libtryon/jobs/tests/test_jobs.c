@@ -72,22 +72,6 @@ static int teardown(void **state) {
 
 /* -------------------------------------------------------------------------- helpers */
 
-static void expect_status_(tryon_status got, tryon_status want, const tryon_err *err,
-                           const char *ctx, int line) {
-  if (got != want)
-    fail_msg("line %d: %s: got %s, want %s (%s)", line, ctx, tryon_status_name(got),
-             tryon_status_name(want), err != NULL ? err->message : "");
-}
-#define EXPECT_STATUS(got, want, err, ctx) expect_status_((got), (want), (err), (ctx), __LINE__)
-
-#define EXPECT_I64(got, want, ctx)                                                        \
-  do {                                                                                    \
-    int64_t g_ = (got), w_ = (want);                                                      \
-    if (g_ != w_)                                                                         \
-      fail_msg("line %d: %s: %s = %lld, want %lld", __LINE__, (ctx), #got, (long long)g_, \
-               (long long)w_);                                                            \
-  } while (0)
-
 /* An instant read back from the database: within 1 ms of `want`. */
 #define EXPECT_MS(got, want, ctx)                                                                  \
   do {                                                                                             \
