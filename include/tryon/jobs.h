@@ -123,14 +123,42 @@ TRYON_API tryon_status tryon_jobs_progress(tryon_db_conn *c, const char *id, con
                                            const char *checkpoint_json, int64_t now_ms,
                                            tryon_err *err);
 
+/* Renews, in one statement, the leases of the running jobs `ids[0..n)` held by `owner`
+ * to now + lease_ms (a worker's periodic heartbeat for everything it runs). `held`
+ * (caller-owned, n entries) says which are still this owner's: a false one was reaped
+ * and perhaps claimed by another worker, so its work must stop without writing. */
+TRYON_API tryon_status tryon_jobs_heartbeat_many(tryon_db_conn *c, const char *owner,
+                                                 const char *const *ids, size_t n, int64_t lease_ms,
+                                                 int64_t now_ms, bool *held, tryon_err *err);
+
+/* Gives a running job back to the queue at once without counting the attempt (a worker
+ * shutting down): queued, due now, lease cleared, `attempts` one less, its checkpoints
+ * kept so the next worker resumes. Sends NOTIFY tryon_jobs. Runs its own statement.
+ * TRYON_E_CONFLICT when the lease is not `owner`'s. */
+TRYON_API tryon_status tryon_jobs_release(tryon_db_conn *c, const char *id, const char *owner,
+                                          int64_t now_ms, tryon_err *err);
+
+/* A kind's failure hook (a refund, a message to the user): runs inside the transaction
+ * that makes `job` final, so it runs exactly once. A non-OK status rolls that
+ * transaction back. */
+typedef tryon_status (*tryon_job_final_fn)(tryon_db_conn *c, const tryon_job *job, void *ud,
+                                           tryon_err *err);
+
+typedef struct tryon_reap_options {
+  const char *const *kinds;    /* NULL-terminated kinds to reap; NULL: any */
+  tryon_job_final_fn on_final; /* for each job failed by the reap; NULL: none */
+  void *ud;
+} tryon_reap_options;
+
 /* Puts back the running jobs whose lease expired before now (their worker died or hung):
  * a job with attempts left is queued again at once; one without is failed (error
- * {"code":"lease_expired"}) and listed in `failed` (caller-owned ids, `max_failed`
- * entries) so that the caller runs its failure hook. `*requeued` and `*nfailed`
- * optional counts. Runs its own transaction. */
-TRYON_API tryon_status tryon_jobs_reap(tryon_db_conn *c, int64_t now_ms, size_t *requeued,
-                                       char (*failed)[TRYON_UUID_STR_LEN], size_t max_failed,
-                                       size_t *nfailed, tryon_err *err);
+ * {"code":"lease_expired"}) and opt->on_final runs for it inside the same transaction
+ * (a failing hook rolls the whole reap back: nothing changes and its status is
+ * returned). `*requeued` and `*nfailed` optional counts; `opt` may be NULL. Runs its own
+ * transaction. */
+TRYON_API tryon_status tryon_jobs_reap(tryon_db_conn *c, const tryon_reap_options *opt,
+                                       int64_t now_ms, size_t *requeued, size_t *nfailed,
+                                       tryon_err *err);
 
 /* ------------------------------------------- 3. Finishing: success, retry, failure */
 

@@ -160,6 +160,30 @@ out:
   return st;
 }
 
+/* The kinds as a PostgreSQL text[] literal ("{a,b}") into buf; *used 0 for none (NULL).
+ * Kinds are checked by kind_ok, so they need no quoting. false when they do not fit. */
+static bool kinds_array(const char *const *kinds, char *buf, size_t cap, size_t *used) {
+  *used = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; kinds != NULL && kinds[i] != NULL; i++) {
+    int w = snprintf(buf + *used, cap - *used, "%s%s", *used ? "," : "{", kinds[i]);
+    if (w < 0 || (size_t)w >= cap - *used - 1)
+      return false;
+    *used += (size_t)w;
+  }
+  if (*used > 0)
+    snprintf(buf + *used, cap - *used, "}");
+  return true;
+}
+
+static bool kinds_ok(const char *const *kinds) {
+  for (size_t i = 0; kinds != NULL && kinds[i] != NULL; i++) {
+    if (!kind_ok(kinds[i]))
+      return false;
+  }
+  return true;
+}
+
 /* ---------------------------------------------------------------------------- claim */
 
 typedef struct claim_op {
@@ -180,14 +204,8 @@ static tryon_status claim_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
   for (size_t i = 0; i < *op->n; i++)
     tryon_job_release(&op->out[i]);
   *op->n = 0;
-  for (size_t i = 0; o->kinds != NULL && o->kinds[i] != NULL; i++) {
-    int w = snprintf(kinds + used, sizeof kinds - used, "%s%s", used ? "," : "{", o->kinds[i]);
-    if (w < 0 || (size_t)w >= sizeof kinds - used - 1)
-      return tryon_err_set(err, TRYON_E_INVALID, "too many kinds");
-    used += (size_t)w;
-  }
-  if (used > 0)
-    snprintf(kinds + used, sizeof kinds - used, "}");
+  if (!kinds_array(o->kinds, kinds, sizeof kinds, &used))
+    return tryon_err_set(err, TRYON_E_INVALID, "too many kinds");
   tryon_status st =
       tryon_db_exec(c, "SELECT pg_advisory_xact_lock(" CLAIM_LOCK_KEY ")", 0, NULL, NULL, err);
   if (st != TRYON_OK)
@@ -238,10 +256,8 @@ tryon_status tryon_jobs_claim(tryon_db_conn *c, const tryon_claim_options *opt, 
   if (c == NULL || opt == NULL || opt->owner == NULL || opt->owner[0] == '\0' ||
       strlen(opt->owner) > 64 || opt->max < 1 || out == NULL || n == NULL)
     return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_jobs_claim");
-  for (size_t i = 0; opt->kinds != NULL && opt->kinds[i] != NULL; i++) {
-    if (!kind_ok(opt->kinds[i]))
-      return tryon_err_set(err, TRYON_E_INVALID, "invalid job kind");
-  }
+  if (!kinds_ok(opt->kinds))
+    return tryon_err_set(err, TRYON_E_INVALID, "invalid job kind");
   *n = 0;
   claim_op op = {.opt = opt, .now_ms = now_ms, .out = out, .n = n};
   return tryon_db_tx(c, claim_tx, &op, err);
@@ -297,18 +313,98 @@ tryon_status tryon_jobs_progress(tryon_db_conn *c, const char *id, const char *o
                       5, p, NULL, err);
 }
 
-tryon_status tryon_jobs_reap(tryon_db_conn *c, int64_t now_ms, size_t *requeued,
-                             char (*failed)[TRYON_UUID_STR_LEN], size_t max_failed, size_t *nfailed,
-                             tryon_err *err) {
+tryon_status tryon_jobs_heartbeat_many(tryon_db_conn *c, const char *owner, const char *const *ids,
+                                       size_t n, int64_t lease_ms, int64_t now_ms, bool *held,
+                                       tryon_err *err) {
   PGresult *res = NULL;
+  tryon_buf arr;
+  tryon_buf_init(&arr, n * TRYON_UUID_STR_LEN + 2);
+  tryon_status st = TRYON_OK;
+  if (owner == NULL || (n > 0 && (ids == NULL || held == NULL))) {
+    st = tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_jobs_heartbeat_many");
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    held[i] = false;
+    if (!id_ok(ids[i])) {
+      st = tryon_err_set(err, TRYON_E_INVALID, "invalid job id");
+      goto out;
+    }
+    if (tryon_buf_append_str(&arr, i ? "," : "{") != TRYON_OK ||
+        tryon_buf_append_str(&arr, ids[i]) != TRYON_OK) {
+      st = tryon_err_set(err, TRYON_E_NOMEM, "out of memory");
+      goto out;
+    }
+  }
+  if (n == 0)
+    goto out;
+  if (tryon_buf_append_str(&arr, "}") != TRYON_OK) {
+    st = tryon_err_set(err, TRYON_E_NOMEM, "out of memory");
+    goto out;
+  }
+  tryon_db_num now = tryon_db_num_i64(now_ms),
+               lease = tryon_db_num_i64(lease_ms > 0 ? lease_ms : DEFAULT_LEASE_MS);
+  const char *p[] = {arr.data, owner, now.s, lease.s};
+  st = tryon_db_exec(c,
+                     "UPDATE jobs SET lease_expires_at = " TS(
+                         3) " + $4::bigint * interval '1 millisecond'"
+                            " WHERE id = ANY($1::uuid[]) AND state = 'running'"
+                            " AND lease_owner = $2 RETURNING id::text",
+                     4, p, &res, err);
+  for (int r = 0; st == TRYON_OK && r < PQntuples(res); r++) {
+    const char *got = PQgetvalue(res, r, 0);
+    for (size_t i = 0; i < n; i++) {
+      if (!held[i] && strcmp(ids[i], got) == 0) {
+        held[i] = true;
+        break;
+      }
+    }
+  }
+out:
+  PQclear(res);
+  tryon_buf_release(&arr);
+  return st;
+}
+
+tryon_status tryon_jobs_release(tryon_db_conn *c, const char *id, const char *owner, int64_t now_ms,
+                                tryon_err *err) {
+  if (!id_ok(id) || owner == NULL)
+    return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_jobs_release");
   tryon_db_num now = tryon_db_num_i64(now_ms);
-  const char *p[] = {now.s};
-  size_t rq = 0, nf = 0;
-  /* One statement: the expired leases are locked, decided and announced at once. */
+  const char *p[] = {id, owner, now.s};
+  /* The attempt the claim counted is given back: a shutdown is not the job's failure. */
+  return owned_update(c,
+                      "WITH u AS (UPDATE jobs SET state = 'queued', attempts = greatest("
+                      " attempts - 1, 0), run_after = " TS(
+                          3) ", lease_owner = NULL,"
+                             " lease_expires_at = NULL WHERE id = $1::uuid AND state = 'running'"
+                             " AND lease_owner = $2 RETURNING id, user_id, state, progress, kind)"
+                             " SELECT u.id::text, pg_notify('tryon_jobs', u.kind),"
+                             " pg_notify('tryon_events', json_build_object('user', u.user_id,"
+                             " 'job', u.id, 'state', u.state, 'progress', u.progress)::text)"
+                             " FROM u",
+                      3, p, NULL, err);
+}
+
+typedef struct reap_op {
+  const tryon_reap_options *opt;
+  const char *kinds; /* text[] literal or NULL */
+  int64_t now_ms;
+  size_t requeued, failed;
+} reap_op;
+
+static tryon_status reap_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
+  reap_op *op = ud;
+  PGresult *res = NULL;
+  tryon_db_num now = tryon_db_num_i64(op->now_ms);
+  const char *p[] = {now.s, op->kinds};
+  op->requeued = op->failed = 0;
+  /* One statement locks, decides and announces the expired leases; the failed ones come
+   * back whole for their hooks, which run before the same transaction commits. */
   tryon_status st = tryon_db_exec(
       c,
       "WITH exp AS (SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at < " TS(
-          1) "   FOR UPDATE SKIP LOCKED),"
+          1) "   AND ($2::text[] IS NULL OR kind = ANY($2::text[])) FOR UPDATE SKIP LOCKED),"
              " u AS (UPDATE jobs j SET"
              "   state = CASE WHEN j.attempts < j.max_attempts THEN 'queued' ELSE 'failed' END,"
              "   run_after = " TS(
@@ -319,23 +415,42 @@ tryon_status tryon_jobs_reap(tryon_db_conn *c, int64_t now_ms, size_t *requeued,
                     "     END,"
                     "   finished_at = CASE WHEN j.attempts < j.max_attempts THEN NULL ELSE " TS(
                         1) " END"
-                           "   FROM exp WHERE j.id = exp.id RETURNING j.id, j.user_id, j.state, "
-                           "j.progress) " EVENTS,
-      1, p, &res, err);
+                           "   FROM exp WHERE j.id = exp.id RETURNING j.*)"
+                           " SELECT " JOB_COLUMNS
+                           ", pg_notify('tryon_events', json_build_object('user', user_id,"
+                           " 'job', id, 'state', state, 'progress', progress)::text),"
+                           " CASE WHEN state = 'queued' THEN pg_notify('tryon_jobs', kind) END"
+                           " FROM u",
+      2, p, &res, err);
   for (int i = 0; st == TRYON_OK && i < PQntuples(res); i++) {
-    if (strcmp(PQgetvalue(res, i, 1), "queued") == 0) {
-      rq++;
+    tryon_job j;
+    row_to_job(res, i, &j);
+    if (j.state == TRYON_JOB_QUEUED) {
+      op->requeued++;
     } else {
-      if (failed != NULL && nf < max_failed)
-        snprintf(failed[nf], TRYON_UUID_STR_LEN, "%s", PQgetvalue(res, i, 0));
-      nf++;
+      op->failed++;
+      if (op->opt != NULL && op->opt->on_final != NULL)
+        st = op->opt->on_final(c, &j, op->opt->ud, err);
     }
+    tryon_job_release(&j);
   }
-  if (requeued != NULL)
-    *requeued = rq;
-  if (nfailed != NULL)
-    *nfailed = nf;
   PQclear(res);
+  return st;
+}
+
+tryon_status tryon_jobs_reap(tryon_db_conn *c, const tryon_reap_options *opt, int64_t now_ms,
+                             size_t *requeued, size_t *nfailed, tryon_err *err) {
+  char kinds[1024];
+  size_t used = 0;
+  if (c == NULL || (opt != NULL && (!kinds_ok(opt->kinds) ||
+                                    !kinds_array(opt->kinds, kinds, sizeof kinds, &used))))
+    return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_jobs_reap");
+  reap_op op = {.opt = opt, .kinds = used ? kinds : NULL, .now_ms = now_ms};
+  tryon_status st = tryon_db_tx(c, reap_tx, &op, err);
+  if (requeued != NULL)
+    *requeued = st == TRYON_OK ? op.requeued : 0;
+  if (nfailed != NULL)
+    *nfailed = st == TRYON_OK ? op.failed : 0;
   return st;
 }
 

@@ -810,8 +810,7 @@ static void test_jobs__heartbeat_extends_the_lease(void **state) {
 
   /* The old expiry passed: the reaper leaves the renewed lease alone. */
   size_t requeued = 99, nfailed = 99;
-  char failed[4][TRYON_UUID_STR_LEN];
-  EXPECT_STATUS(tryon_jobs_reap(f->c, f->t0 + 2000, &requeued, failed, 4, &nfailed, &err), TRYON_OK,
+  EXPECT_STATUS(tryon_jobs_reap(f->c, NULL, f->t0 + 2000, &requeued, &nfailed, &err), TRYON_OK,
                 &err, "reap");
   EXPECT_I64((int64_t)requeued, 0, "requeued");
   EXPECT_I64((int64_t)nfailed, 0, "failed");
@@ -892,7 +891,7 @@ static void test_jobs__progress_records_stage_and_merges_checkpoint(void **state
   /* The checkpoint survives a requeue, so a rerun resumes. */
   tryon_job out[1];
   size_t requeued = 0;
-  EXPECT_STATUS(tryon_jobs_reap(f->c, f->t0 + 2 * DEFAULT_LEASE_MS, &requeued, NULL, 0, NULL, &err),
+  EXPECT_STATUS(tryon_jobs_reap(f->c, NULL, f->t0 + 2 * DEFAULT_LEASE_MS, &requeued, NULL, &err),
                 TRYON_OK, &err, "reap");
   EXPECT_I64((int64_t)requeued, 1, "requeued");
   size_t n = claim(f, "w2", 1, 0, f->t0 + 2 * DEFAULT_LEASE_MS, out);
@@ -1162,6 +1161,27 @@ static void test_jobs__fail_not_retryable_is_final(void **state) {
 
 /* ------------------------------------------------------------------------- reaping */
 
+/* A failure hook that records what it saw, or refuses when told to. */
+typedef struct hook_log {
+  size_t n;
+  char ids[8][TRYON_UUID_STR_LEN];
+  tryon_job_state states[8];
+  bool refuse;
+} hook_log;
+
+static tryon_status record_hook(tryon_db_conn *c, const tryon_job *job, void *ud, tryon_err *err) {
+  hook_log *h = ud;
+  (void)c;
+  if (h->refuse)
+    return tryon_err_set(err, TRYON_E_INTERNAL, "hook refused");
+  if (h->n < 8) {
+    snprintf(h->ids[h->n], TRYON_UUID_STR_LEN, "%s", job->id);
+    h->states[h->n] = job->state;
+  }
+  h->n++;
+  return TRYON_OK;
+}
+
 static void test_jobs__reap_requeues_or_fails_expired_leases(void **state) {
   fixture *f = *state;
   tryon_err err;
@@ -1178,21 +1198,22 @@ static void test_jobs__reap_requeues_or_fails_expired_leases(void **state) {
 
   /* Nothing has expired yet. */
   size_t requeued = 99, nfailed = 99;
-  char failed[4][TRYON_UUID_STR_LEN];
-  memset(failed, 0, sizeof failed);
-  EXPECT_STATUS(tryon_jobs_reap(f->c, f->t0 + 500, &requeued, failed, 4, &nfailed, &err), TRYON_OK,
-                &err, "early reap");
+  hook_log failed = {0};
+  tryon_reap_options ro = {.on_final = record_hook, .ud = &failed};
+  EXPECT_STATUS(tryon_jobs_reap(f->c, &ro, f->t0 + 500, &requeued, &nfailed, &err), TRYON_OK, &err,
+                "early reap");
   EXPECT_I64((int64_t)requeued, 0, "early requeued");
   EXPECT_I64((int64_t)nfailed, 0, "early failed");
 
   int64_t now = f->t0 + 5000;
   requeued = 99;
   nfailed = 99;
-  EXPECT_STATUS(tryon_jobs_reap(f->c, now, &requeued, failed, 4, &nfailed, &err), TRYON_OK, &err,
-                "reap");
+  EXPECT_STATUS(tryon_jobs_reap(f->c, &ro, now, &requeued, &nfailed, &err), TRYON_OK, &err, "reap");
   EXPECT_I64((int64_t)requeued, 1, "requeued");
   EXPECT_I64((int64_t)nfailed, 1, "failed");
-  EXPECT_STR(failed[0], last, "the failed job is listed");
+  EXPECT_I64((int64_t)failed.n, 1, "the hook ran once");
+  EXPECT_STR(failed.ids[0], last, "the hook saw the failed job");
+  EXPECT_I64(failed.states[0], TRYON_JOB_FAILED, "the hook saw it failed");
 
   tryon_job j = get_job(f, again);
   EXPECT_I64(j.state, TRYON_JOB_QUEUED, "requeued job's state");
@@ -1223,13 +1244,14 @@ static void test_jobs__reap_requeues_or_fails_expired_leases(void **state) {
   /* A second reap finds nothing: the failed job is listed once. */
   requeued = 99;
   nfailed = 99;
-  EXPECT_STATUS(tryon_jobs_reap(f->c, now + 10, &requeued, failed, 4, &nfailed, &err), TRYON_OK,
-                &err, "second reap");
+  EXPECT_STATUS(tryon_jobs_reap(f->c, &ro, now + 10, &requeued, &nfailed, &err), TRYON_OK, &err,
+                "second reap");
   EXPECT_I64((int64_t)requeued, 0, "second reap requeued");
   EXPECT_I64((int64_t)nfailed, 0, "second reap failed");
+  EXPECT_I64((int64_t)failed.n, 1, "the hook did not run again");
 
   /* Counts and list are optional. */
-  EXPECT_STATUS(tryon_jobs_reap(f->c, now + 20, NULL, NULL, 0, NULL, &err), TRYON_OK, &err,
+  EXPECT_STATUS(tryon_jobs_reap(f->c, NULL, now + 20, NULL, NULL, &err), TRYON_OK, &err,
                 "reap without outputs");
 }
 
@@ -1243,7 +1265,7 @@ static void test_jobs__expired_worker_cannot_finish_a_reclaimed_job(void **state
   enqueue(f, "tryon.generate", 0, f->t0, id);
   claim_expect(f, "w1", 1000, f->t0, id, "w1 claims");
 
-  EXPECT_STATUS(tryon_jobs_reap(f->c, f->t0 + 2000, &requeued, NULL, 0, NULL, &err), TRYON_OK, &err,
+  EXPECT_STATUS(tryon_jobs_reap(f->c, NULL, f->t0 + 2000, &requeued, NULL, &err), TRYON_OK, &err,
                 "reap");
   EXPECT_I64((int64_t)requeued, 1, "requeued");
   int a = claim_expect(f, "w2", 60000, f->t0 + 2000, id, "w2 claims");
@@ -1738,6 +1760,111 @@ static void test_jobs__state_names(void **state) {
     EXPECT_STR(tryon_job_state_name(cases[i].s), cases[i].name, "state name");
 }
 
+static void test_jobs__reap_hook_failure_rolls_back_and_kinds_filter(void **state) {
+  fixture *f = *state;
+  tryon_err err;
+  char a[TRYON_UUID_STR_LEN], b[TRYON_UUID_STR_LEN];
+  tryon_err_clear(&err);
+  enqueue_max(f, "mine", 0, 1, f->t0, a);
+  claim_expect(f, "w1", 1000, f->t0 + 10, a, "claim mine");
+  enqueue_max(f, "theirs", 0, 1, f->t0 + 20, b);
+  claim_expect(f, "w1", 1000, f->t0 + 30, b, "claim theirs");
+
+  /* A refusing hook: the reap changes nothing and says why. */
+  hook_log h = {.refuse = true};
+  const char *const mine[] = {"mine", NULL};
+  tryon_reap_options ro = {.kinds = mine, .on_final = record_hook, .ud = &h};
+  size_t nfailed = 99;
+  EXPECT_STATUS(tryon_jobs_reap(f->c, &ro, f->t0 + 5000, NULL, &nfailed, &err), TRYON_E_INTERNAL,
+                &err, "reap with a refusing hook");
+  EXPECT_I64((int64_t)nfailed, 0, "nothing counted");
+  expect_state(f, a, TRYON_JOB_RUNNING, "rolled back: still running");
+
+  /* Only the named kinds are reaped. */
+  h.refuse = false;
+  EXPECT_STATUS(tryon_jobs_reap(f->c, &ro, f->t0 + 5000, NULL, &nfailed, &err), TRYON_OK, &err,
+                "reap mine");
+  EXPECT_I64((int64_t)nfailed, 1, "one failed");
+  EXPECT_I64((int64_t)h.n, 1, "hook ran once");
+  EXPECT_STR(h.ids[0], a, "for mine");
+  expect_state(f, a, TRYON_JOB_FAILED, "mine failed");
+  expect_state(f, b, TRYON_JOB_RUNNING, "another kind left for a worker that knows it");
+
+  const char *const bad[] = {"Bad Kind", NULL};
+  tryon_reap_options rb = {.kinds = bad};
+  EXPECT_STATUS(tryon_jobs_reap(f->c, &rb, f->t0 + 5000, NULL, NULL, &err), TRYON_E_INVALID, &err,
+                "invalid kind");
+}
+
+static void test_jobs__heartbeat_many_renews_held_and_reports_lost(void **state) {
+  fixture *f = *state;
+  tryon_err err;
+  char a[TRYON_UUID_STR_LEN], b[TRYON_UUID_STR_LEN], c[TRYON_UUID_STR_LEN];
+  tryon_err_clear(&err);
+  enqueue(f, "k", 0, f->t0, a);
+  claim_expect(f, "w1", 1000, f->t0 + 1, a, "claim a");
+  enqueue(f, "k", 0, f->t0 + 2, b);
+  claim_expect(f, "w1", 1000, f->t0 + 3, b, "claim b");
+  enqueue(f, "k", 0, f->t0 + 4, c);
+  claim_expect(f, "w2", 1000, f->t0 + 5, c, "claim c by another worker");
+
+  /* b's lease expires and another worker takes it. */
+  size_t requeued = 0;
+  EXPECT_STATUS(tryon_jobs_heartbeat(f->c, a, "w1", 60000, f->t0 + 500, &err), TRYON_OK, &err,
+                "keep a alive");
+  EXPECT_STATUS(tryon_jobs_reap(f->c, NULL, f->t0 + 2000, &requeued, NULL, &err), TRYON_OK, &err,
+                "reap");
+  claim_expect(f, "w3", 60000, f->t0 + 2001, b, "w3 takes b");
+
+  const char *ids[] = {a, b, c};
+  bool held[3] = {false, true, true};
+  EXPECT_STATUS(tryon_jobs_heartbeat_many(f->c, "w1", ids, 3, 30000, f->t0 + 2100, held, &err),
+                TRYON_OK, &err, "heartbeat many");
+  assert_true(held[0]);
+  assert_false(held[1]); /* reaped and reclaimed */
+  assert_false(held[2]); /* never ours */
+  tryon_job j = get_job(f, a);
+  EXPECT_MS(j.lease_expires_ms, f->t0 + 32100, "a renewed");
+  tryon_job_release(&j);
+  j = get_job(f, b);
+  EXPECT_STR(j.lease_owner, "w3", "b untouched");
+  EXPECT_MS(j.lease_expires_ms, f->t0 + 62001, "b's lease is w3's");
+  tryon_job_release(&j);
+
+  EXPECT_STATUS(tryon_jobs_heartbeat_many(f->c, "w1", NULL, 0, 30000, f->t0, NULL, &err), TRYON_OK,
+                &err, "nothing to renew");
+  const char *badids[] = {"not-a-uuid"};
+  bool h1[1];
+  EXPECT_STATUS(tryon_jobs_heartbeat_many(f->c, "w1", badids, 1, 30000, f->t0, h1, &err),
+                TRYON_E_INVALID, &err, "bad id");
+}
+
+static void test_jobs__release_requeues_without_counting_the_attempt(void **state) {
+  fixture *f = *state;
+  tryon_err err;
+  char id[TRYON_UUID_STR_LEN];
+  tryon_err_clear(&err);
+  enqueue_max(f, "k", 0, 1, f->t0, id);
+  claim_expect(f, "w1", 60000, f->t0 + 10, id, "claim");
+  EXPECT_STATUS(
+      tryon_jobs_progress(f->c, id, "w1", 40, "polling", "{\"task\":\"t-1\"}", f->t0 + 20, &err),
+      TRYON_OK, &err, "checkpoint");
+  EXPECT_STATUS(tryon_jobs_release(f->c, id, "w2", f->t0 + 30, &err), TRYON_E_CONFLICT, &err,
+                "release by another owner");
+  EXPECT_STATUS(tryon_jobs_release(f->c, id, "w1", f->t0 + 30, &err), TRYON_OK, &err, "release");
+  tryon_job j = get_job(f, id);
+  EXPECT_I64(j.state, TRYON_JOB_QUEUED, "queued again");
+  EXPECT_I64(j.attempts, 0, "the attempt is given back");
+  EXPECT_STR(j.lease_owner, "", "lease cleared");
+  expect_json_str(j.payload, "task", "t-1", "checkpoint kept");
+  tryon_job_release(&j);
+  EXPECT_STATUS(tryon_jobs_release(f->c, id, "w1", f->t0 + 40, &err), TRYON_E_CONFLICT, &err,
+                "release of a queued job");
+  /* Its only attempt is still there: the next worker runs it. */
+  int a = claim_expect(f, "w2", 60000, f->t0 + 40, id, "claimed at once by another worker");
+  EXPECT_I64(a, 1, "first counted attempt");
+}
+
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -1762,6 +1889,9 @@ int main(void) {
       T(test_jobs__fail_final_after_max_attempts_once),
       T(test_jobs__fail_not_retryable_is_final),
       T(test_jobs__reap_requeues_or_fails_expired_leases),
+      T(test_jobs__reap_hook_failure_rolls_back_and_kinds_filter),
+      T(test_jobs__heartbeat_many_renews_held_and_reports_lost),
+      T(test_jobs__release_requeues_without_counting_the_attempt),
       T(test_jobs__expired_worker_cannot_finish_a_reclaimed_job),
       T(test_jobs__cancel),
       T(test_jobs__retry_requeues_a_failed_job),
