@@ -91,7 +91,9 @@ extern "C" {
     "the image is larger than 8192 pixels a side or 40 megapixels")                       \
   X(E_QUOTA_EXCEEDED, "quota_exceeded", "storage quota exceeded")                         \
   X(E_INSUFFICIENT_CREDITS, "insufficient_credits", "not enough credits")                 \
-  X(E_DUPLICATE, "duplicate", "already done: this key was used before")
+  X(E_DUPLICATE, "duplicate", "already done: this key was used before")                   \
+  X(E_NETWORK, "network_error", "network error")                                          \
+  X(E_UPSTREAM, "upstream_error", "the remote service answered with an error")
 
 typedef enum tryon_status {
 #define TRYON__STATUS_ENUM(suffix, code, msg) TRYON_##suffix,
@@ -359,7 +361,13 @@ TRYON_API size_t tryon_arena_used(const tryon_arena *a);
   X(rate_user_rps, "TRYON_RATE_LIMIT_USER_RPS", INT_RATE, "10", 0)                          \
   X(rate_user_burst, "TRYON_RATE_LIMIT_USER_BURST", INT_RATE, "30", 0)                      \
   X(upload_quota, "TRYON_UPLOAD_QUOTA", INT_RATE, "200", 0)                                 \
-  X(file_link_ttl_s, "TRYON_FILE_LINK_TTL_S", INT_S, "86400", 0)
+  X(file_link_ttl_s, "TRYON_FILE_LINK_TTL_S", INT_S, "86400", 0)                            \
+  X(worker_concurrency, "TRYON_WORKER_CONCURRENCY", INT_RATE, "100", 0)                     \
+  X(worker_lease_ms, "TRYON_WORKER_LEASE_MS", INT_MS, "60000", 0)                           \
+  X(worker_poll_ms, "TRYON_WORKER_POLL_MS", INT_MS, "5000", 0)                              \
+  X(worker_grace_ms, "TRYON_WORKER_GRACE_MS", INT_MS, "20000", 0)                           \
+  X(jobs_per_user, "TRYON_JOBS_PER_USER", INT_RATE, "2", 0)                                 \
+  X(worker_metrics_port, "TRYON_WORKER_METRICS_PORT", PORT, NULL, 0)
 
 /* What a program needs beyond the defaults; OR them into `needs`. */
 enum {
@@ -399,6 +407,12 @@ typedef struct tryon_config {
   int rate_user_burst;
   int upload_quota;
   int file_link_ttl_s;
+  int worker_concurrency;
+  int worker_lease_ms;
+  int worker_poll_ms;
+  int worker_grace_ms;
+  int jobs_per_user;
+  int worker_metrics_port; /* 0: no metrics listener */
 } tryon_config;
 
 /*

@@ -207,6 +207,12 @@ TRYON_API tryon_status tryon_jobs_cancel(tryon_db_conn *c, const char *id, int64
 TRYON_API tryon_status tryon_jobs_retry(tryon_db_conn *c, const char *id, int64_t now_ms,
                                         tryon_err *err);
 
+/* Housekeeping: deletes finished jobs that have no user (scheduled housekeeping runs)
+ * and ended before `before_ms`; `*n` (optional) how many. Users' jobs are history and
+ * stay. */
+TRYON_API tryon_status tryon_jobs_purge(tryon_db_conn *c, int64_t before_ms, size_t *n,
+                                        tryon_err *err);
+
 /* Newest first, optionally one state (NULL: all) and one user (0: all); at most `max`
  * into `out` (caller-owned; release each); `*n` how many. */
 TRYON_API tryon_status tryon_jobs_list(tryon_db_conn *c, const char *state, int64_t user_id,

@@ -629,3 +629,18 @@ tryon_status tryon_jobs_list(tryon_db_conn *c, const char *state, int64_t user_i
   PQclear(res);
   return st;
 }
+
+tryon_status tryon_jobs_purge(tryon_db_conn *c, int64_t before_ms, size_t *n, tryon_err *err) {
+  PGresult *res = NULL;
+  tryon_db_num before = tryon_db_num_i64(before_ms);
+  const char *p[] = {before.s};
+  tryon_status st = tryon_db_exec(c,
+                                  "WITH d AS (DELETE FROM jobs WHERE user_id IS NULL AND state IN"
+                                  " ('succeeded', 'failed', 'cancelled') AND finished_at < " TS(
+                                      1) " RETURNING 1) SELECT count(*) FROM d",
+                                  1, p, &res, err);
+  if (n != NULL)
+    *n = st == TRYON_OK ? (size_t)tryon_db_get_i64(res, 0, 0) : 0;
+  PQclear(res);
+  return st;
+}
