@@ -3,6 +3,7 @@
  * port against a migrated scratch database, and a small libcurl client.
  */
 #include "testserver.h"
+#include "testworker.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -196,16 +197,6 @@ char *tryon_testserver_db_value(const char *sql) {
 
 /* ------------------------------------------------------------------- server lifecycle */
 
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof a;
-  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-  assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
 const char *const *tryon_testserver_extra_env;
 
 int tryon_testserver_start(void **state) {
@@ -215,7 +206,7 @@ int tryon_testserver_start(void **state) {
     fail_msg("TRYON_SERVER_BIN is not set: run through ctest");
   curl_global_init(CURL_GLOBAL_DEFAULT);
   tryon_testdb_create_migrated(&tryon_test_server.t);
-  tryon_test_server.port = free_port();
+  tryon_test_server.port = tryon_test_free_port();
   snprintf(tryon_test_server.base, sizeof tryon_test_server.base, "http://127.0.0.1:%d",
            tryon_test_server.port);
   snprintf(tryon_test_server.storage, sizeof tryon_test_server.storage,
