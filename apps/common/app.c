@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <tryon/http.h>
+
 extern char **environ;
 
 void tryon_app_log_sink(tryon_log_level level, const char *line, void *ud) {
@@ -36,6 +38,12 @@ int tryon_app_init(const char *prog, unsigned needs, tryon_config *cfg) {
   }
   tryon_log_set_level(cfg->log_level);
   tryon_log_set_sink(tryon_app_log_sink, NULL);
+  /* libcurl's global set-up is not thread-safe: do it before any thread starts. */
+  if (tryon_http_global_init(&err) != TRYON_OK) {
+    fprintf(stderr, "%s: %s\n", prog, tryon_err_message(&err));
+    tryon_config_release(cfg);
+    return -1;
+  }
   return 0;
 }
 

@@ -1,0 +1,256 @@
+/*
+ * tryon/http.h - the one way out to the network: outbound HTTP(S) on libcurl.
+ *
+ * Sections:
+ *   1. Start-up
+ *   2. Requests and responses
+ *   3. Calls for an event loop (the worker's curl_multi_poll loop)
+ *   4. Blocking requests (CLI tools and tests; never on an event loop)
+ *   5. JSON
+ *
+ * Every request gets: a connect and a total timeout per attempt, a User-Agent (the
+ * providers sit behind Cloudflare, which answers 403 to requests without one), TLS
+ * verification (peer and host, always), http/https only (redirects too), no signals,
+ * no proxy unless one is given (the *_proxy environment variables are ignored: the
+ * library never reads the environment), and a ceiling on the response body enforced
+ * while it arrives. Up to `max_attempts` attempts (default 3) are made when an attempt
+ * fails with a network error (resolve, connect, reset, empty reply, timeout), an HTTP
+ * 408, 429 or 5xx; never on another 4xx, a TLS verification failure, a bad URL or a
+ * response over the ceiling. Between attempts: exponential backoff with full jitter,
+ * random in [0, min(base * 2^(n-1), 30 s)], or the server's Retry-After (delta seconds
+ * or HTTP-date) when that is longer. A Retry-After over TRYON_HTTP_RETRY_AFTER_CAP_MS
+ * (60 s) ends the call at once with that response (status 429 or 503,
+ * `retry_after_ms` set): waiting that long is the job queue's business (its own
+ * backoff honours the value), not a transfer's.
+ *
+ * Each attempt writes one log line (msg "http request"; info for a 2xx, warn else)
+ * through the installed sink: label, method, host, path without the query string,
+ * status (0: none), ms, attempt, attempts and, when they apply, error (the status's
+ * code), curl (libcurl's message) and retry_in_ms. Never a header value, a body or a
+ * query string; a path segment containing ':' (Telegram's bot<token>) is "***".
+ *
+ * Thread-safety: a call belongs to one thread at a time; different calls may run on
+ * different threads at once.
+ */
+#ifndef TRYON_HTTP_H
+#define TRYON_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <tryon/core.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ----------------------------------------------------------------------- 1. Start-up */
+
+/*
+ * curl_global_init, once per process (pthread_once; later calls return the first
+ * call's result). Programs call it at start-up, before any thread starts, because
+ * curl_global_init is not thread-safe against other users of OpenSSL. The first
+ * tryon_http_call_new runs it too, so a forgotten call still works.
+ * TRYON_E_INTERNAL when libcurl cannot start.
+ */
+TRYON_API tryon_status tryon_http_global_init(tryon_err *err);
+/* curl_global_cleanup, at exit, with no call in flight. */
+TRYON_API void tryon_http_global_cleanup(void);
+
+/* ------------------------------------------------------- 2. Requests and responses */
+
+#define TRYON_HTTP_CONNECT_TIMEOUT_MS 10000     /* default connect timeout per attempt */
+#define TRYON_HTTP_TIMEOUT_MS 60000             /* default total timeout per attempt */
+#define TRYON_HTTP_MAX_RESPONSE (16u << 20)     /* default response body ceiling, 16 MiB */
+#define TRYON_HTTP_MAX_ATTEMPTS 3               /* default attempts */
+#define TRYON_HTTP_ATTEMPTS_LIMIT 10            /* the most a request may ask for */
+#define TRYON_HTTP_BACKOFF_BASE_MS 500          /* default backoff base */
+#define TRYON_HTTP_BACKOFF_CAP_MS 30000         /* no backoff step is longer */
+#define TRYON_HTTP_RETRY_AFTER_CAP_MS 60000     /* a longer Retry-After ends the call */
+#define TRYON_HTTP_ZERO_TERMINATED ((size_t)-1) /* a part's `len`: data is a C string */
+
+/* One field of a multipart/form-data body (kie.ai's file-stream upload: `file`,
+ * `uploadPath`, `fileName`). Everything is borrowed for tryon_http_call_new, which
+ * copies it. */
+typedef struct tryon_http_part {
+  const char *name;         /* the field name; required */
+  const char *data;         /* the bytes (NULL only with len 0) */
+  size_t len;               /* or TRYON_HTTP_ZERO_TERMINATED */
+  const char *filename;     /* NULL: a plain field; else sent as the part's filename */
+  const char *content_type; /* NULL: none, or libcurl's guess from `filename` */
+} tryon_http_part;
+
+/*
+ * What to send. Every pointer is borrowed for tryon_http_call_new /
+ * tryon_http_perform, which copy what they keep. A zero field takes its default.
+ * At most one of `body`, `json` and `parts` may be set.
+ */
+typedef struct tryon_http_request {
+  const char *method;           /* "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"; NULL: GET */
+  const char *url;              /* http:// or https://; required */
+  const char *const *headers;   /* NULL-terminated "Name: value" lines (no CR/LF), or NULL */
+  const char *body;             /* request body bytes, or NULL */
+  size_t body_len;              /* bytes of `body` */
+  const char *content_type;     /* Content-Type of `body`; NULL: libcurl's
+                                   application/x-www-form-urlencoded */
+  const cJSON *json;            /* a JSON body, printed by the call; sets Content-Type and
+                                   Accept to application/json */
+  const tryon_http_part *parts; /* a multipart/form-data body (POST unless `method`) */
+  size_t nparts;
+  long connect_timeout_ms;   /* per attempt; 0: TRYON_HTTP_CONNECT_TIMEOUT_MS */
+  long timeout_ms;           /* whole attempt; 0: TRYON_HTTP_TIMEOUT_MS */
+  size_t max_response_bytes; /* body ceiling; 0: TRYON_HTTP_MAX_RESPONSE */
+  int max_attempts;          /* 1..TRYON_HTTP_ATTEMPTS_LIMIT; 0: TRYON_HTTP_MAX_ATTEMPTS */
+  int64_t backoff_base_ms;   /* 0: TRYON_HTTP_BACKOFF_BASE_MS */
+  bool follow_redirects;     /* up to 5, http/https only; default: a 3xx is the answer */
+  const char *proxy;         /* a proxy URL; NULL: none */
+  const char *log_label;     /* "kie", "yookassa" ... for the log line; NULL: "http" */
+  const char *user_agent;    /* NULL: "tryon/<version>" */
+  void *user;                /* the caller's, returned by tryon_http_call_user */
+} tryon_http_request;
+
+typedef struct tryon_http_response {
+  long status;            /* HTTP status of the last attempt; 0 when none arrived */
+  tryon_buf body;         /* the last attempt's body, owned (NUL-terminated) */
+  char content_type[128]; /* "" when none (cut short when longer) */
+  int64_t retry_after_ms; /* the last attempt's Retry-After in ms; 0 when none */
+  int attempts;           /* attempts finished */
+} tryon_http_response;
+
+/* Frees the body and zeroes `r`. A zeroed response (and a second release) is fine. */
+TRYON_API void tryon_http_response_release(tryon_http_response *r);
+
+/* ------------------------------------------ 3. Calls for an event loop (curl multi) */
+
+/*
+ * A call is one request and its attempts on one easy handle, without a multi handle
+ * and without ever sleeping, so an event loop can drive many at once:
+ *
+ *   tryon_http_call_new(&req, &call, &err);
+ *   curl_multi_add_handle(multi, tryon_http_call_easy(call));
+ *   ... curl_multi_poll, curl_multi_perform; on a CURLMSG_DONE message for `easy`:
+ *   CURLcode code = msg->data.result;          (read it before removing the handle)
+ *   curl_multi_remove_handle(multi, easy);
+ *   if (tryon_http_call_finished(call, code, &delay_ms) == TRYON_HTTP_RETRY)
+ *     after delay_ms: curl_multi_add_handle(multi, tryon_http_call_easy(call));
+ *   else
+ *     st = tryon_http_call_status(call, &err); resp = tryon_http_call_response(call);
+ *     tryon_http_call_free(call);
+ *
+ * CURLOPT_PRIVATE is left to the loop (the runner keeps its own pointer there); the
+ * request's `user` pointer travels with the call (tryon_http_call_user).
+ */
+typedef struct tryon_http_call tryon_http_call;
+
+typedef enum tryon_http_next {
+  TRYON_HTTP_DONE = 0,  /* final: read tryon_http_call_status and the response */
+  TRYON_HTTP_RETRY = 1, /* wait *delay_ms, then add tryon_http_call_easy(call) again */
+} tryon_http_next;
+
+/*
+ * Validates and copies `req` into a new call in `*out` (caller frees with
+ * tryon_http_call_free). TRYON_E_INVALID for a NULL req/url/out, a URL that is not
+ * http(s) with a host, a bad method, a header without ':' or with CR/LF, more than one
+ * kind of body, a part without a name, or a setting out of range; TRYON_E_NOMEM;
+ * TRYON_E_INTERNAL when libcurl cannot start. `*out` is NULL on failure.
+ */
+TRYON_API tryon_status tryon_http_call_new(const tryon_http_request *req, tryon_http_call **out,
+                                           tryon_err *err);
+
+/*
+ * The easy handle armed for the next attempt (the previous attempt's response is
+ * cleared here), owned by the call: add it to a multi; never clean it up nor change an
+ * option but CURLOPT_PRIVATE, which is the loop's. NULL once the call is done
+ * (tryon_http_call_finished returned DONE and no retry hint reopened it). Calling it
+ * again while the attempt is in flight returns the same handle and clears nothing.
+ */
+TRYON_API CURL *tryon_http_call_easy(tryon_http_call *call);
+
+/*
+ * Records the attempt that just ended (the loop has removed the handle from its multi;
+ * `code` is the CURLMSG_DONE result), writes its log line and decides: TRYON_HTTP_RETRY
+ * with *delay_ms (the backoff with full jitter, or the Retry-After when longer) when the
+ * attempt failed in a retryable way and attempts remain; else TRYON_HTTP_DONE
+ * (*delay_ms = 0). After RETRY the response still shows the failed attempt until
+ * tryon_http_call_easy arms the next.
+ */
+TRYON_API tryon_http_next tryon_http_call_finished(tryon_http_call *call, CURLcode code,
+                                                   int64_t *delay_ms);
+
+/*
+ * For a provider's own retry hint in a finished answer (kie.ai answers HTTP 200 with
+ * an error code in the JSON body): asks for one more attempt after `hint_ms` (0: the
+ * backoff with jitter; the longer of the two otherwise). RETRY with *delay_ms when
+ * attempts remain and the delay is within TRYON_HTTP_RETRY_AFTER_CAP_MS; DONE otherwise
+ * (the call's status is unchanged: the caller owns the verdict on its body). Only
+ * after tryon_http_call_finished returned DONE.
+ */
+TRYON_API tryon_http_next tryon_http_call_retry_hint(tryon_http_call *call, int64_t hint_ms,
+                                                     int64_t *delay_ms);
+
+/* The response so far, borrowed from the call until its next tryon_http_call_easy or
+ * its free. */
+TRYON_API const tryon_http_response *tryon_http_call_response(const tryon_http_call *call);
+
+/* Moves the response into `out` (caller releases with tryon_http_response_release);
+ * the call's own response is left empty. */
+TRYON_API void tryon_http_call_take_response(tryon_http_call *call, tryon_http_response *out);
+
+/*
+ * The verdict of the last attempt, with detail in err (err->http_status = the HTTP
+ * status when one arrived): TRYON_OK for a 2xx; TRYON_E_UPSTREAM for any other HTTP
+ * status (a 3xx not followed, a 4xx, a 5xx or 408/429 after the last try, a Retry-After
+ * over the cap); TRYON_E_TIMEOUT for a timed-out attempt; TRYON_E_TOO_LARGE for a body
+ * (or Content-Length) over the ceiling; TRYON_E_NETWORK for any other transport
+ * failure (resolve, connect, reset, TLS handshake or verification, a redirect to
+ * another protocol); TRYON_E_NOMEM; TRYON_E_INVALID before any attempt finished.
+ * Messages name the label, method, host and path, never the query or a header.
+ */
+TRYON_API tryon_status tryon_http_call_status(const tryon_http_call *call, tryon_err *err);
+
+/* The request's `user` pointer. */
+TRYON_API void *tryon_http_call_user(const tryon_http_call *call);
+
+/* Cleans up the easy handle (it must not be in a multi) and frees everything. NULL is
+ * a no-op. */
+TRYON_API void tryon_http_call_free(tryon_http_call *call);
+
+/* -------------------------------------------------------------- 4. Blocking requests */
+
+/*
+ * Runs the request to its verdict with curl_easy_perform, sleeping between attempts,
+ * so NEVER on an event loop. `out` (caller-owned) is initialised and, whatever the
+ * status, holds the last attempt's response: release it with
+ * tryon_http_response_release. Statuses as tryon_http_call_new, then as
+ * tryon_http_call_status.
+ */
+TRYON_API tryon_status tryon_http_perform(const tryon_http_request *req, tryon_http_response *out,
+                                          tryon_err *err);
+
+/* ------------------------------------------------------------------------- 5. JSON */
+
+/*
+ * Parses a response body as JSON into `*out` (the caller deletes it with
+ * cJSON_Delete). TRYON_E_UPSTREAM (with err->http_status = r->status) when the body is
+ * empty, is not JSON or has trailing bytes; *out is NULL then.
+ */
+TRYON_API tryon_status tryon_http_response_json(const tryon_http_response *r, cJSON **out,
+                                                tryon_err *err);
+
+/*
+ * tryon_http_perform then tryon_http_response_json: the request (with its `json` body,
+ * if any) runs to its verdict and `*json_out` receives the parsed body (or NULL when
+ * it is not JSON). Returns the transfer's verdict; on a 2xx, TRYON_E_UPSTREAM when the
+ * body is not JSON. An error answer's JSON is returned too (providers explain
+ * themselves in it). `out` as for tryon_http_perform; `json_out` may be NULL.
+ */
+TRYON_API tryon_status tryon_http_json(const tryon_http_request *req, tryon_http_response *out,
+                                       cJSON **json_out, tryon_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TRYON_HTTP_H */

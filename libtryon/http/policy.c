@@ -1,0 +1,151 @@
+/*
+ * policy.c - what libtryon/http decides without touching the network: which failures
+ * are worth another attempt, how long to wait, what a Retry-After says, and what of a
+ * URL may appear in a log line.
+ */
+#include <string.h>
+
+#include <openssl/rand.h>
+#include <tryon/http.h>
+
+#include "http/http_internal.h"
+
+int tryon__http_code_retryable(CURLcode code) {
+  switch (code) {
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_HTTP3:
+    case CURLE_QUIC_CONNECT_ERROR:
+    /* A failed handshake (reset mid-way, a middlebox) is transient; a certificate that
+     * does not verify is CURLE_PEER_FAILED_VERIFICATION and is never retried. */
+    case CURLE_SSL_CONNECT_ERROR:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+tryon_status tryon__http_code_status(CURLcode code) {
+  switch (code) {
+    case CURLE_OK:
+      return TRYON_OK;
+    case CURLE_OPERATION_TIMEDOUT:
+      return TRYON_E_TIMEOUT;
+    case CURLE_FILESIZE_EXCEEDED:
+      return TRYON_E_TOO_LARGE;
+    case CURLE_OUT_OF_MEMORY:
+      return TRYON_E_NOMEM;
+    case CURLE_URL_MALFORMAT:
+      return TRYON_E_INVALID;
+    default:
+      return TRYON_E_NETWORK;
+  }
+}
+
+int tryon__http_status_retryable(long status) {
+  return status == 408 || status == 429 || (status >= 500 && status <= 599);
+}
+
+#define DAY_S 86400
+
+int64_t tryon__http_parse_retry_after(const char *v, size_t n, int64_t now_ms) {
+  int64_t out = -1;
+  while (n > 0 && (*v == ' ' || *v == '\t')) {
+    v++;
+    n--;
+  }
+  while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\r' || v[n - 1] == '\n'))
+    n--;
+  if (n == 0)
+    goto out;
+  size_t digits = 0;
+  while (digits < n && v[digits] >= '0' && v[digits] <= '9')
+    digits++;
+  if (digits == n) {
+    int64_t s = 0;
+    for (size_t i = 0; i < n; i++) {
+      s = s * 10 + (v[i] - '0');
+      if (s > DAY_S) {
+        s = DAY_S;
+        break;
+      }
+    }
+    out = s * 1000;
+    goto out;
+  }
+  /* An HTTP-date ("Wed, 21 Oct 2015 07:28:00 GMT"; the obsolete forms also start with
+   * the day's name). curl_getdate is lenient, so anything else is refused first; it
+   * wants a C string. */
+  char date[64];
+  if (n >= sizeof date || !((v[0] >= 'A' && v[0] <= 'Z') || (v[0] >= 'a' && v[0] <= 'z')))
+    goto out;
+  memcpy(date, v, n);
+  date[n] = '\0';
+  time_t t = curl_getdate(date, NULL);
+  if (t == (time_t)-1)
+    goto out;
+  int64_t d = (int64_t)t * 1000 - now_ms;
+  out = d > 0 ? d : 0;
+out:
+  return out;
+}
+
+static uint64_t xorshift64s(uint64_t *s) {
+  uint64_t x = *s;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  *s = x;
+  return x * 0x2545F4914F6CDD1DULL;
+}
+
+int64_t tryon__http_backoff_ms(uint64_t *rng, int64_t base_ms, int attempt) {
+  int64_t ceiling = base_ms > 0 ? base_ms : 0;
+  for (int i = 1; i < attempt && ceiling < TRYON_HTTP_BACKOFF_CAP_MS; i++)
+    ceiling *= 2;
+  if (ceiling > TRYON_HTTP_BACKOFF_CAP_MS)
+    ceiling = TRYON_HTTP_BACKOFF_CAP_MS;
+  if (ceiling == 0)
+    return 0;
+  return (int64_t)(xorshift64s(rng) % (uint64_t)(ceiling + 1));
+}
+
+uint64_t tryon__http_seed(void) {
+  uint64_t s = 0;
+  if (RAND_bytes((unsigned char *)&s, (int)sizeof s) != 1)
+    s = (uint64_t)tryon_time_monotonic_ms() ^ (uint64_t)(uintptr_t)&s;
+  return s != 0 ? s : 0x9E3779B97F4A7C15ULL;
+}
+
+void tryon__http_log_path(const char *path, char *out, size_t cap) {
+  size_t o = 0;
+  const char *p = path != NULL ? path : "";
+  if (cap == 0)
+    return;
+  while (*p != '\0' && *p != '?' && *p != '#') {
+    /* One segment: up to the next '/', '?', '#' or the end. */
+    size_t n = strcspn(p, "/?#");
+    int secret = memchr(p, ':', n) != NULL;
+    for (size_t i = 0; !secret && i + 2 < n; i++)
+      secret = p[i] == '%' && p[i + 1] == '3' && (p[i + 2] == 'a' || p[i + 2] == 'A');
+    const char *seg = secret ? "***" : p;
+    size_t len = secret ? 3 : n;
+    for (size_t i = 0; i < len && o + 1 < cap; i++)
+      out[o++] = seg[i];
+    p += n;
+    if (*p == '/') {
+      if (o + 1 < cap)
+        out[o++] = '/';
+      p++;
+    }
+  }
+  out[o] = '\0';
+}
