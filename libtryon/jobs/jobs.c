@@ -225,8 +225,8 @@ static tryon_status claim_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
       " due AS (SELECT j.id, j.user_id, j.run_after, j.created_at,"
       "   row_number() OVER (PARTITION BY j.user_id ORDER BY j.run_after, j.created_at) AS k"
       "   FROM (SELECT id, user_id, run_after, created_at FROM jobs WHERE state = 'queued'"
-      "     AND run_after <= " TS(
-          1) " AND ($2::text[] IS NULL OR kind = ANY($2::text[]))"
+      "     AND run_after < " TS(
+          1) " + interval '1 millisecond' AND ($2::text[] IS NULL OR kind = ANY($2::text[]))"
              "     ORDER BY run_after, created_at LIMIT $7::int) j),"
              " pick AS (SELECT d.id FROM due d LEFT JOIN running r ON r.user_id = d.user_id"
              "   WHERE d.user_id IS NULL OR d.k + coalesce(r.n, 0) <= $4::int"

@@ -1865,6 +1865,27 @@ static void test_jobs__release_requeues_without_counting_the_attempt(void **stat
   EXPECT_I64(a, 1, "first counted attempt");
 }
 
+/* A job due within the claim's millisecond (run_after = now() has microseconds, the
+ * claim's clock has milliseconds) is due: it once waited for the next claim. */
+static void test_jobs__claim_takes_a_job_due_within_the_same_millisecond(void **state) {
+  fixture *f = *state;
+  tryon_err err;
+  tryon_db_num t0 = tryon_db_num_i64(f->t0);
+  const char *p[] = {t0.s};
+  tryon_err_clear(&err);
+  EXPECT_STATUS(tryon_db_exec(f->c,
+                              "INSERT INTO jobs (kind, run_after, created_at) VALUES ('k',"
+                              " to_timestamp(($1::bigint + 0.7) / 1000.0),"
+                              " to_timestamp(($1::bigint + 0.7) / 1000.0))",
+                              1, p, NULL, &err),
+                TRYON_OK, &err, "insert with microseconds");
+  tryon_job j[1];
+  size_t n = claim(f, "w", 1, 0, f->t0, j);
+  release_all(j, n);
+  EXPECT_I64((int64_t)n, 1, "claimed in the same millisecond");
+  claim_none(f, f->t0, "and only once");
+}
+
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -1888,6 +1909,7 @@ int main(void) {
       T(test_jobs__fail_retry_after_is_honoured),
       T(test_jobs__fail_final_after_max_attempts_once),
       T(test_jobs__fail_not_retryable_is_final),
+      T(test_jobs__claim_takes_a_job_due_within_the_same_millisecond),
       T(test_jobs__reap_requeues_or_fails_expired_leases),
       T(test_jobs__reap_hook_failure_rolls_back_and_kinds_filter),
       T(test_jobs__heartbeat_many_renews_held_and_reports_lost),
