@@ -51,7 +51,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: bench_latency CONNINFO [N]\n");
     return 2;
   }
-  int n = argc > 2 ? atoi(argv[2]) : 500;
+  long n = argc > 2 ? strtol(argv[2], NULL, 10) : 500;
   if (n < 1 || n > 100000)
     n = 500;
   PGconn *l = PQconnectdb(argv[1]), *c = PQconnectdb(argv[1]);
@@ -61,8 +61,8 @@ int main(int argc, char **argv) {
   }
   PQclear(PQexec(l, "LISTEN tryon_events"));
   double *ms = calloc((size_t)n, sizeof *ms);
-  int got = 0;
-  for (int i = 0; i < n && ms != NULL; i++) {
+  long got = 0;
+  for (long i = 0; i < n && ms != NULL; i++) {
     PGresult *r = PQexec(c, "WITH j AS (INSERT INTO jobs (kind) VALUES ('noop') RETURNING id,"
                             " kind) SELECT id::text, pg_notify('tryon_jobs', kind) FROM j");
     double t0 = now_ms();
@@ -78,12 +78,12 @@ int main(int argc, char **argv) {
   }
   if (got > 0) {
     qsort(ms, (size_t)got, sizeof *ms, cmp);
-    printf("  %d jobs: p50 %.2f ms, p99 %.2f ms, max %.2f ms (commit returned -> running event"
+    printf("  %ld jobs: p50 %.2f ms, p99 %.2f ms, max %.2f ms (commit returned -> running event"
            " received)\n",
-           got, ms[got / 2], ms[(int)((got - 1) * 0.99)], ms[got - 1]);
+           got, ms[got / 2], ms[(long)((double)(got - 1) * 0.99)], ms[got - 1]);
   }
   if (got < n)
-    printf("  %d jobs never reported running within 5 s\n", n - got);
+    printf("  %ld jobs never reported running within 5 s\n", n - got);
   free(ms);
   PQfinish(l);
   PQfinish(c);

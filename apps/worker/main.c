@@ -78,7 +78,13 @@ int main(void) {
   sa.sa_handler = on_signal;
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
-  if (tryon_runner_run(runner, &err) != TRYON_OK)
+  tryon_status st = tryon_runner_run(runner, &err);
+  /* The runner goes away below: a late signal must not reach it. */
+  sa.sa_handler = SIG_IGN;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  the_runner = NULL;
+  if (st != TRYON_OK)
     goto fail;
   rc = 0;
   goto out;

@@ -46,30 +46,33 @@ static void metrics_text(tryon_worker_metrics *m, tryon_buf *b) {
   tryon_db_stats d;
   tryon_runner_stats_get(m->runner, &s);
   tryon_db_stats_get(m->db, &d);
-  tryon_buf_appendf(b,
-                    "# HELP tryon_worker_jobs_total Jobs this worker handled, by outcome.\n"
-                    "# TYPE tryon_worker_jobs_total counter\n"
-                    "tryon_worker_jobs_total{outcome=\"claimed\"} %lld\n"
-                    "tryon_worker_jobs_total{outcome=\"succeeded\"} %lld\n"
-                    "tryon_worker_jobs_total{outcome=\"retried\"} %lld\n"
-                    "tryon_worker_jobs_total{outcome=\"failed\"} %lld\n"
-                    "tryon_worker_jobs_total{outcome=\"released\"} %lld\n"
-                    "tryon_worker_jobs_total{outcome=\"lost\"} %lld\n"
-                    "tryon_worker_jobs_total{outcome=\"abandoned\"} %lld\n"
-                    "# HELP tryon_worker_jobs_held Jobs held now, and of them waiting.\n"
-                    "# TYPE tryon_worker_jobs_held gauge\n"
-                    "tryon_worker_jobs_held %lld\n"
-                    "tryon_worker_jobs_waiting %lld\n"
-                    "# HELP tryon_queue_jobs Jobs in the whole queue by state (reaper tick).\n"
-                    "# TYPE tryon_queue_jobs gauge\n"
-                    "tryon_queue_jobs{state=\"queued\"} %lld\n"
-                    "tryon_queue_jobs{state=\"running\"} %lld\n"
-                    "# HELP tryon_worker_job_duration_seconds Claim to finish of an attempt.\n"
-                    "# TYPE tryon_worker_job_duration_seconds histogram\n",
-                    (long long)s.claimed, (long long)s.succeeded, (long long)s.retried,
-                    (long long)s.failed, (long long)s.released, (long long)s.lost,
-                    (long long)s.abandoned, (long long)s.running, (long long)s.waiting,
-                    (long long)s.queue_queued, (long long)s.queue_running);
+  tryon_buf_appendf(
+      b,
+      "# HELP tryon_worker_jobs_total Jobs this worker handled, by outcome.\n"
+      "# TYPE tryon_worker_jobs_total counter\n"
+      "tryon_worker_jobs_total{outcome=\"claimed\"} %lld\n"
+      "tryon_worker_jobs_total{outcome=\"succeeded\"} %lld\n"
+      "tryon_worker_jobs_total{outcome=\"retried\"} %lld\n"
+      "tryon_worker_jobs_total{outcome=\"failed\"} %lld\n"
+      "tryon_worker_jobs_total{outcome=\"released\"} %lld\n"
+      "tryon_worker_jobs_total{outcome=\"lost\"} %lld\n"
+      "tryon_worker_jobs_total{outcome=\"abandoned\"} %lld\n"
+      "# HELP tryon_worker_jobs_held Jobs held now.\n"
+      "# TYPE tryon_worker_jobs_held gauge\n"
+      "tryon_worker_jobs_held %lld\n"
+      "# HELP tryon_worker_jobs_waiting Held jobs waiting on a timer or a transfer.\n"
+      "# TYPE tryon_worker_jobs_waiting gauge\n"
+      "tryon_worker_jobs_waiting %lld\n"
+      "# HELP tryon_queue_jobs Jobs in the whole queue by state (reaper tick).\n"
+      "# TYPE tryon_queue_jobs gauge\n"
+      "tryon_queue_jobs{state=\"queued\"} %lld\n"
+      "tryon_queue_jobs{state=\"running\"} %lld\n"
+      "# HELP tryon_worker_job_duration_seconds Claim to end of an attempt (success, retry"
+      " or failure).\n"
+      "# TYPE tryon_worker_job_duration_seconds histogram\n",
+      (long long)s.claimed, (long long)s.succeeded, (long long)s.retried, (long long)s.failed,
+      (long long)s.released, (long long)s.lost, (long long)s.abandoned, (long long)s.running,
+      (long long)s.waiting, (long long)s.queue_queued, (long long)s.queue_running);
   for (size_t i = 0; i < 6; i++)
     tryon_buf_appendf(b, "tryon_worker_job_duration_seconds_bucket{le=\"%s\"} %lld\n", le[i],
                       (long long)s.duration_le[i]);
@@ -77,10 +80,15 @@ static void metrics_text(tryon_worker_metrics *m, tryon_buf *b) {
                     "tryon_worker_job_duration_seconds_bucket{le=\"+Inf\"} %lld\n"
                     "tryon_worker_job_duration_seconds_sum %.3f\n"
                     "tryon_worker_job_duration_seconds_count %lld\n"
+                    "# HELP tryon_db_pool_connections The worker's pooled connections.\n"
                     "# TYPE tryon_db_pool_connections gauge\n"
                     "tryon_db_pool_connections{state=\"open\"} %d\n"
                     "tryon_db_pool_connections{state=\"in_use\"} %d\n"
+                    "# HELP tryon_worker_listening 1 while the LISTEN connection is up.\n"
+                    "# TYPE tryon_worker_listening gauge\n"
                     "tryon_worker_listening %d\n"
+                    "# HELP tryon_worker_stopping 1 once a stop began.\n"
+                    "# TYPE tryon_worker_stopping gauge\n"
                     "tryon_worker_stopping %d\n",
                     (long long)s.duration_count, (double)s.duration_ms_sum / 1000.0,
                     (long long)s.duration_count, d.open, d.in_use, s.listening ? 1 : 0,

@@ -123,13 +123,16 @@ TRYON_API tryon_status tryon_jobs_progress(tryon_db_conn *c, const char *id, con
                                            const char *checkpoint_json, int64_t now_ms,
                                            tryon_err *err);
 
-/* Renews, in one statement, the leases of the running jobs `ids[0..n)` held by `owner`
- * to now + lease_ms (a worker's periodic heartbeat for everything it runs). `held`
- * (caller-owned, n entries) says which are still this owner's: a false one was reaped
- * and perhaps claimed by another worker, so its work must stop without writing. */
-TRYON_API tryon_status tryon_jobs_heartbeat_many(tryon_db_conn *c, const char *owner,
-                                                 const char *const *ids, size_t n, int64_t lease_ms,
-                                                 int64_t now_ms, bool *held, tryon_err *err);
+/* Renews, in one statement, the leases of the running jobs `ids[i]` held under
+ * `owners[i]` (i < n) to now + lease_ms: a worker's periodic heartbeat for everything it
+ * runs. A worker names each claim's lease differently ("<worker>#<claim>"), so a run
+ * that lost its job can never renew the lease of a later claim of the same job.
+ * `held` (caller-owned, n entries) says which are still held: a false one was reaped
+ * and perhaps claimed again, so its work must stop without writing. */
+TRYON_API tryon_status tryon_jobs_heartbeat_many(tryon_db_conn *c, const char *const *ids,
+                                                 const char *const *owners, size_t n,
+                                                 int64_t lease_ms, int64_t now_ms, bool *held,
+                                                 tryon_err *err);
 
 /* Gives a running job back to the queue at once without counting the attempt (a worker
  * shutting down): queued, due now, lease cleared, `attempts` one less, its checkpoints
@@ -151,11 +154,13 @@ typedef struct tryon_reap_options {
 } tryon_reap_options;
 
 /* Puts back the running jobs whose lease expired before now (their worker died or hung):
- * a job with attempts left is queued again at once; one without is failed (error
- * {"code":"lease_expired"}) and opt->on_final runs for it inside the same transaction
- * (a failing hook rolls the whole reap back: nothing changes and its status is
- * returned). `*requeued` and `*nfailed` optional counts; `opt` may be NULL. Runs its own
- * transaction. */
+ * those with attempts left are queued again at once (one statement); each one on its
+ * last attempt is failed (error {"code":"lease_expired"}) in a transaction of its own in
+ * which opt->on_final runs. A failing hook rolls back only its job's transaction (the
+ * job stays expired and is tried again at the next reap) and its status is returned
+ * after the other jobs were handled, so one broken hook never stops the reaping.
+ * `*requeued` and `*nfailed` (jobs failed with their hook) are optional counts; `opt`
+ * may be NULL. */
 TRYON_API tryon_status tryon_jobs_reap(tryon_db_conn *c, const tryon_reap_options *opt,
                                        int64_t now_ms, size_t *requeued, size_t *nfailed,
                                        tryon_err *err);
@@ -207,9 +212,9 @@ TRYON_API tryon_status tryon_jobs_cancel(tryon_db_conn *c, const char *id, int64
 TRYON_API tryon_status tryon_jobs_retry(tryon_db_conn *c, const char *id, int64_t now_ms,
                                         tryon_err *err);
 
-/* Housekeeping: deletes finished jobs that have no user (scheduled housekeeping runs)
- * and ended before `before_ms`; `*n` (optional) how many. Users' jobs are history and
- * stay. */
+/* Housekeeping: deletes finished scheduled housekeeping jobs (no user, idempotency key
+ * "sched:...") that ended before `before_ms`; `*n` (optional) how many. Every other job
+ * is history and stays. */
 TRYON_API tryon_status tryon_jobs_purge(tryon_db_conn *c, int64_t before_ms, size_t *n,
                                         tryon_err *err);
 

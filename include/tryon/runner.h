@@ -72,7 +72,8 @@ typedef struct tryon_job_kind {
 typedef struct tryon_runner_options {
   tryon_db *db;             /* DB threads lease from it: pool size >= db_threads */
   const char *conninfo;     /* for the LISTEN connection, which is the runner's own */
-  const char *owner;        /* lease owner name (<= 64); NULL: "<host>:<pid>" */
+  const char *owner;        /* the worker's name (<= 40); NULL: "<host>:<pid>"; each
+                             claim's lease is "<owner>#<claim number>" */
   int concurrency;          /* jobs held at once, 0: 100 */
   int db_threads;           /* 0: 4 */
   int per_user_running;     /* a user's running jobs at most, across workers; 0: 2 */
@@ -110,7 +111,7 @@ typedef struct tryon_runner_stats {
   int64_t waiting;      /* of them, waiting on a timer or a transfer */
   int64_t queue_queued; /* whole queue, as of the last reaper tick (every lease/2) */
   int64_t queue_running;
-  int64_t duration_count; /* finished jobs (succeeded or failed) and their run time */
+  int64_t duration_count; /* attempts ended (success, retry or failure), their time */
   int64_t duration_ms_sum;
   int64_t duration_le[6]; /* cumulative: <= 100 ms, 1 s, 5 s, 30 s, 120 s, 600 s */
   int64_t loop_tick_ms;   /* monotonic time of the loop's last turn (health) */
@@ -126,10 +127,12 @@ TRYON_API void tryon_runner_free(tryon_runner *r);
 
 /* ----------------------------------------- 3. Inside a handler (loop thread only) */
 
-/* The claimed job: id, kind, attempts (this claim included), payload with checkpoints. */
+/* The job as claimed: id, kind, attempts (this claim included), the payload with the
+ * checkpoints of earlier runs (tryon_run_payload adds this run's). */
 TRYON_API const tryon_job *tryon_run_job(const tryon_run *run);
 /* The payload parsed (owned by the run; an object, maybe empty). */
 TRYON_API const cJSON *tryon_run_payload(const tryon_run *run);
+/* The worker's name (the lease adds the claim's number). */
 TRYON_API const char *tryon_run_owner(const tryon_run *run);
 TRYON_API int64_t tryon_run_now_ms(const tryon_run *run); /* the runner's wall clock */
 /* The kind's `ud`. */
@@ -154,7 +157,8 @@ typedef void (*tryon_run_transfer_done)(tryon_run *run, CURLcode code, void *ud)
  * instead (it resumes from its checkpoints on the next worker). */
 TRYON_API void tryon_run_sleep(tryon_run *run, int64_t ms, tryon_run_fn cont);
 
-/* Runs `fn` on a DB thread, then `done` on the loop with its status. */
+/* Runs `fn` on a DB thread, then `done` on the loop with its status (`err` is valid
+ * during that call only). */
 TRYON_API void tryon_run_db(tryon_run *run, tryon_run_db_fn fn, tryon_run_db_done done, void *ud);
 
 /* Records progress (0..100), a stage word and an optional checkpoint (a JSON object

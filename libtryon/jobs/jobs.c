@@ -313,43 +313,64 @@ tryon_status tryon_jobs_progress(tryon_db_conn *c, const char *id, const char *o
                       5, p, NULL, err);
 }
 
-tryon_status tryon_jobs_heartbeat_many(tryon_db_conn *c, const char *owner, const char *const *ids,
-                                       size_t n, int64_t lease_ms, int64_t now_ms, bool *held,
-                                       tryon_err *err) {
+/* Appends ids[i] (checked UUIDs) or owners[i] (quoted) to a PostgreSQL array literal. */
+static tryon_status array_literal(tryon_buf *b, const char *const *items, size_t n, bool quote,
+                                  tryon_err *err) {
+  tryon_status st = tryon_buf_append_str(b, "{");
+  for (size_t i = 0; st == TRYON_OK && i < n; i++) {
+    if (i > 0)
+      st = tryon_buf_append_str(b, ",");
+    if (st == TRYON_OK && quote)
+      st = tryon_buf_append_str(b, "\"");
+    for (const char *p = items[i]; st == TRYON_OK && *p; p++) {
+      if (quote && (*p == '"' || *p == '\\'))
+        st = tryon_buf_append_str(b, "\\");
+      if (st == TRYON_OK)
+        st = tryon_buf_append(b, p, 1);
+    }
+    if (st == TRYON_OK && quote)
+      st = tryon_buf_append_str(b, "\"");
+  }
+  if (st == TRYON_OK)
+    st = tryon_buf_append_str(b, "}");
+  return st == TRYON_OK ? st : tryon_err_set(err, TRYON_E_NOMEM, "out of memory");
+}
+
+tryon_status tryon_jobs_heartbeat_many(tryon_db_conn *c, const char *const *ids,
+                                       const char *const *owners, size_t n, int64_t lease_ms,
+                                       int64_t now_ms, bool *held, tryon_err *err) {
   PGresult *res = NULL;
-  tryon_buf arr;
-  tryon_buf_init(&arr, n * TRYON_UUID_STR_LEN + 2);
+  tryon_buf idarr, ownarr;
+  tryon_buf_init(&idarr, n * TRYON_UUID_STR_LEN + 2);
+  tryon_buf_init(&ownarr, n * 2 * 66 + 2);
   tryon_status st = TRYON_OK;
-  if (owner == NULL || (n > 0 && (ids == NULL || held == NULL))) {
+  if (n > 0 && (ids == NULL || owners == NULL || held == NULL)) {
     st = tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_jobs_heartbeat_many");
     goto out;
   }
   for (size_t i = 0; i < n; i++) {
     held[i] = false;
-    if (!id_ok(ids[i])) {
-      st = tryon_err_set(err, TRYON_E_INVALID, "invalid job id");
-      goto out;
-    }
-    if (tryon_buf_append_str(&arr, i ? "," : "{") != TRYON_OK ||
-        tryon_buf_append_str(&arr, ids[i]) != TRYON_OK) {
-      st = tryon_err_set(err, TRYON_E_NOMEM, "out of memory");
+    if (!id_ok(ids[i]) || owners[i] == NULL || strlen(owners[i]) > 64) {
+      st = tryon_err_set(err, TRYON_E_INVALID, "invalid job id or owner");
       goto out;
     }
   }
   if (n == 0)
     goto out;
-  if (tryon_buf_append_str(&arr, "}") != TRYON_OK) {
-    st = tryon_err_set(err, TRYON_E_NOMEM, "out of memory");
+  st = array_literal(&idarr, ids, n, false, err);
+  if (st == TRYON_OK)
+    st = array_literal(&ownarr, owners, n, true, err);
+  if (st != TRYON_OK)
     goto out;
-  }
   tryon_db_num now = tryon_db_num_i64(now_ms),
                lease = tryon_db_num_i64(lease_ms > 0 ? lease_ms : DEFAULT_LEASE_MS);
-  const char *p[] = {arr.data, owner, now.s, lease.s};
+  const char *p[] = {idarr.data, ownarr.data, now.s, lease.s};
   st = tryon_db_exec(c,
-                     "UPDATE jobs SET lease_expires_at = " TS(
+                     "UPDATE jobs j SET lease_expires_at = " TS(
                          3) " + $4::bigint * interval '1 millisecond'"
-                            " WHERE id = ANY($1::uuid[]) AND state = 'running'"
-                            " AND lease_owner = $2 RETURNING id::text",
+                            " FROM unnest($1::uuid[], $2::text[]) AS h(id, owner)"
+                            " WHERE j.id = h.id AND j.state = 'running'"
+                            " AND j.lease_owner = h.owner RETURNING j.id::text",
                      4, p, &res, err);
   for (int r = 0; st == TRYON_OK && r < PQntuples(res); r++) {
     const char *got = PQgetvalue(res, r, 0);
@@ -362,7 +383,8 @@ tryon_status tryon_jobs_heartbeat_many(tryon_db_conn *c, const char *owner, cons
   }
 out:
   PQclear(res);
-  tryon_buf_release(&arr);
+  tryon_buf_release(&idarr);
+  tryon_buf_release(&ownarr);
   return st;
 }
 
@@ -386,52 +408,43 @@ tryon_status tryon_jobs_release(tryon_db_conn *c, const char *id, const char *ow
                       3, p, NULL, err);
 }
 
-typedef struct reap_op {
+#define REAP_SKIP_MAX 64 /* jobs whose hook failed, left for the next reap */
+
+typedef struct reap_one {
   const tryon_reap_options *opt;
   const char *kinds; /* text[] literal or NULL */
+  const char *skip;  /* uuid[] literal */
   int64_t now_ms;
-  size_t requeued, failed;
-} reap_op;
+  char id[TRYON_UUID_STR_LEN]; /* the job failed, "" when none was left */
+} reap_one;
 
-static tryon_status reap_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
-  reap_op *op = ud;
+/* Fails one expired job on its last attempt and runs its hook, in one transaction. */
+static tryon_status reap_one_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
+  reap_one *op = ud;
   PGresult *res = NULL;
   tryon_db_num now = tryon_db_num_i64(op->now_ms);
-  const char *p[] = {now.s, op->kinds};
-  op->requeued = op->failed = 0;
-  /* One statement locks, decides and announces the expired leases; the failed ones come
-   * back whole for their hooks, which run before the same transaction commits. */
+  const char *p[] = {now.s, op->kinds, op->skip};
+  op->id[0] = '\0';
   tryon_status st = tryon_db_exec(
       c,
       "WITH exp AS (SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at < " TS(
-          1) "   AND ($2::text[] IS NULL OR kind = ANY($2::text[])) FOR UPDATE SKIP LOCKED),"
-             " u AS (UPDATE jobs j SET"
-             "   state = CASE WHEN j.attempts < j.max_attempts THEN 'queued' ELSE 'failed' END,"
-             "   run_after = " TS(
-                 1) ", lease_owner = NULL, lease_expires_at = NULL,"
-                    "   error = CASE WHEN j.attempts < j.max_attempts THEN j.error ELSE"
-                    "     '{\"code\":\"lease_expired\",\"message\":\"the worker running it "
-                    "stopped\"}'::jsonb"
-                    "     END,"
-                    "   finished_at = CASE WHEN j.attempts < j.max_attempts THEN NULL ELSE " TS(
-                        1) " END"
-                           "   FROM exp WHERE j.id = exp.id RETURNING j.*)"
-                           " SELECT " JOB_COLUMNS
-                           ", pg_notify('tryon_events', json_build_object('user', user_id,"
-                           " 'job', id, 'state', state, 'progress', progress)::text),"
-                           " CASE WHEN state = 'queued' THEN pg_notify('tryon_jobs', kind) END"
-                           " FROM u",
-      2, p, &res, err);
-  for (int i = 0; st == TRYON_OK && i < PQntuples(res); i++) {
+          1) "   AND attempts >= max_attempts AND ($2::text[] IS NULL OR kind = ANY($2::text[]))"
+             "   AND NOT (id = ANY($3::uuid[])) LIMIT 1 FOR UPDATE SKIP LOCKED),"
+             " u AS (UPDATE jobs j SET state = 'failed', lease_owner = NULL,"
+             "   lease_expires_at = NULL, finished_at = " TS(
+                 1) ","
+                    "   error = '{\"code\":\"lease_expired\",\"message\":\"the worker running"
+                    " it stopped\"}'::jsonb FROM exp WHERE j.id = exp.id RETURNING j.*)"
+                    " SELECT " JOB_COLUMNS
+                    ", pg_notify('tryon_events', json_build_object('user', user_id,"
+                    " 'job', id, 'state', state, 'progress', progress)::text) FROM u",
+      3, p, &res, err);
+  if (st == TRYON_OK && PQntuples(res) == 1) {
     tryon_job j;
-    row_to_job(res, i, &j);
-    if (j.state == TRYON_JOB_QUEUED) {
-      op->requeued++;
-    } else {
-      op->failed++;
-      if (op->opt != NULL && op->opt->on_final != NULL)
-        st = op->opt->on_final(c, &j, op->opt->ud, err);
-    }
+    row_to_job(res, 0, &j);
+    snprintf(op->id, sizeof op->id, "%s", j.id);
+    if (op->opt != NULL && op->opt->on_final != NULL)
+      st = op->opt->on_final(c, &j, op->opt->ud, err);
     tryon_job_release(&j);
   }
   PQclear(res);
@@ -440,17 +453,81 @@ static tryon_status reap_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
 
 tryon_status tryon_jobs_reap(tryon_db_conn *c, const tryon_reap_options *opt, int64_t now_ms,
                              size_t *requeued, size_t *nfailed, tryon_err *err) {
+  PGresult *res = NULL;
   char kinds[1024];
-  size_t used = 0;
+  size_t used = 0, failed = 0, nskip = 0;
+  char skipped[REAP_SKIP_MAX][TRYON_UUID_STR_LEN];
+  const char *skip_ptrs[REAP_SKIP_MAX];
+  tryon_buf skip;
+  tryon_err hook_err;
+  tryon_status hook_st = TRYON_OK;
+  tryon_buf_init(&skip, REAP_SKIP_MAX * TRYON_UUID_STR_LEN + 2);
+  if (requeued != NULL)
+    *requeued = 0;
+  if (nfailed != NULL)
+    *nfailed = 0;
   if (c == NULL || (opt != NULL && (!kinds_ok(opt->kinds) ||
                                     !kinds_array(opt->kinds, kinds, sizeof kinds, &used))))
     return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_jobs_reap");
-  reap_op op = {.opt = opt, .kinds = used ? kinds : NULL, .now_ms = now_ms};
-  tryon_status st = tryon_db_tx(c, reap_tx, &op, err);
+  tryon_db_num now = tryon_db_num_i64(now_ms);
+  const char *p[] = {now.s, used ? kinds : NULL};
+  /* Attempts left: back in the queue in one statement, no hook involved. */
+  tryon_status st = tryon_db_exec(
+      c,
+      "WITH exp AS (SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at < " TS(
+          1) "   AND attempts < max_attempts AND ($2::text[] IS NULL OR kind = ANY($2::text[]))"
+             "   FOR UPDATE SKIP LOCKED),"
+             " u AS (UPDATE jobs j SET state = 'queued', run_after = " TS(
+                 1) ", lease_owner = NULL, lease_expires_at = NULL FROM exp"
+                    "   WHERE j.id = exp.id RETURNING j.id, j.user_id, j.state, j.progress,"
+                    "   j.kind)"
+                    " SELECT u.id::text, pg_notify('tryon_jobs', u.kind),"
+                    " pg_notify('tryon_events', json_build_object('user', u.user_id, 'job',"
+                    " u.id, 'state', u.state, 'progress', u.progress)::text) FROM u",
+      2, p, &res, err);
+  if (st != TRYON_OK)
+    goto out;
   if (requeued != NULL)
-    *requeued = st == TRYON_OK ? op.requeued : 0;
+    *requeued = (size_t)PQntuples(res);
+  /* Last attempts: one transaction each, so that a hook failing holds back only its own
+   * job. */
+  for (;;) {
+    tryon_buf_reset(&skip);
+    st = array_literal(&skip, skip_ptrs, nskip, false, err);
+    if (st != TRYON_OK)
+      goto out;
+    reap_one one = {.opt = opt, .kinds = used ? kinds : NULL, .skip = skip.data, .now_ms = now_ms};
+    tryon_err e;
+    tryon_err_clear(&e);
+    st = tryon_db_tx(c, reap_one_tx, &one, &e);
+    if (st == TRYON_OK && one.id[0] == '\0')
+      break; /* none left */
+    if (st == TRYON_OK) {
+      failed++;
+      continue;
+    }
+    if (one.id[0] == '\0' || nskip == REAP_SKIP_MAX) { /* the statement itself failed */
+      if (err != NULL)
+        *err = e;
+      goto out;
+    }
+    /* Its hook failed: remember the first such error, skip the job this time. */
+    if (hook_st == TRYON_OK) {
+      hook_st = st;
+      hook_err = e;
+    }
+    snprintf(skipped[nskip], TRYON_UUID_STR_LEN, "%s", one.id);
+    skip_ptrs[nskip] = skipped[nskip];
+    nskip++;
+  }
+  st = hook_st;
+  if (st != TRYON_OK && err != NULL)
+    *err = hook_err;
+out:
   if (nfailed != NULL)
-    *nfailed = st == TRYON_OK ? op.failed : 0;
+    *nfailed = failed;
+  PQclear(res);
+  tryon_buf_release(&skip);
   return st;
 }
 
@@ -634,11 +711,12 @@ tryon_status tryon_jobs_purge(tryon_db_conn *c, int64_t before_ms, size_t *n, tr
   PGresult *res = NULL;
   tryon_db_num before = tryon_db_num_i64(before_ms);
   const char *p[] = {before.s};
-  tryon_status st = tryon_db_exec(c,
-                                  "WITH d AS (DELETE FROM jobs WHERE user_id IS NULL AND state IN"
-                                  " ('succeeded', 'failed', 'cancelled') AND finished_at < " TS(
-                                      1) " RETURNING 1) SELECT count(*) FROM d",
-                                  1, p, &res, err);
+  tryon_status st = tryon_db_exec(
+      c,
+      "WITH d AS (DELETE FROM jobs WHERE user_id IS NULL AND state IN"
+      " ('succeeded', 'failed', 'cancelled') AND idempotency_key"
+      " LIKE 'sched:%' AND finished_at < " TS(1) " RETURNING 1) SELECT count(*) FROM d",
+      1, p, &res, err);
   if (n != NULL)
     *n = st == TRYON_OK ? (size_t)tryon_db_get_i64(res, 0, 0) : 0;
   PQclear(res);

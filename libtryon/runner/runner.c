@@ -123,6 +123,19 @@ void tryon__runner_submit(tryon_runner *r, tryon__task *t) {
   pthread_mutex_unlock(&r->mu);
 }
 
+void tryon__runner_submit_urgent(tryon_runner *r, tryon__task *t) {
+  t->st = TRYON_OK;
+  tryon_err_clear(&t->err);
+  r->inflight++;
+  pthread_mutex_lock(&r->mu);
+  t->next = r->todo_head;
+  r->todo_head = t;
+  if (r->todo_tail == NULL)
+    r->todo_tail = t;
+  pthread_cond_signal(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+}
+
 static void *db_thread(void *arg) {
   tryon_runner *r = arg;
   for (;;) {
@@ -235,6 +248,25 @@ static void run_free(tryon_runner *r, tryon_run *run) {
     r->want_claim = true;
 }
 
+/* A write that failed for want of the database (a pool timeout, a dropped connection)
+ * is tried again a few times before the run is given up to its lease. */
+#define WRITE_TRIES 4
+
+static void write_again(tryon_runner *r, tryon__timer *t) {
+  tryon_run *run = (tryon_run *)((char *)t - offsetof(tryon_run, timer));
+  tryon__runner_submit(r, &run->task);
+}
+
+static bool retry_write(tryon_runner *r, tryon_run *run, tryon_status st) {
+  if ((st != TRYON_E_DB_UNAVAILABLE && st != TRYON_E_POOL_TIMEOUT) ||
+      ++run->write_tries >= WRITE_TRIES)
+    return false;
+  TRYON_LOG_WARN("job write failed; trying again", TRYON_LF_STR("job", run->job.id),
+                 TRYON_LF_STR("error", tryon_err_message(&run->task.err)));
+  /* 250 ms, 1 s, 4 s; the run stays RUN_DB, so nothing else touches it meanwhile. */
+  return timer_arm(r, &run->timer, 250LL << (2 * (run->write_tries - 1)), write_again);
+}
+
 /* Ends a run without writing to its job: the lease will bring it back (abandoned) or
  * another worker already has it (lost). */
 static void run_drop(tryon_runner *r, tryon_run *run, const char *why) {
@@ -266,11 +298,13 @@ static void run_call(tryon_run *run, void (*call)(tryon_run *, void *), void *ar
 /* release: the job goes back to the queue without spending its attempt */
 static tryon_status release_fn(tryon_runner *r, tryon_db_conn *c, tryon__task *t, tryon_err *err) {
   tryon_run *run = RUN_OF(t);
-  return tryon_jobs_release(c, run->job.id, r->owner, tryon_clock_now_ms(r->opt.clock), err);
+  return tryon_jobs_release(c, run->job.id, run->lease, tryon_clock_now_ms(r->opt.clock), err);
 }
 
 static void release_done(tryon_runner *r, tryon__task *t) {
   tryon_run *run = RUN_OF(t);
+  if (retry_write(r, run, t->st))
+    return;
   if (t->st == TRYON_OK) {
     TRYON_LOG_INFO("job released", TRYON_LF_STR("job", run->job.id),
                    TRYON_LF_STR("kind", run->kind->name));
@@ -391,7 +425,7 @@ void tryon_run_db(tryon_run *run, tryon_run_db_fn fn, tryon_run_db_done done, vo
 
 static tryon_status progress_fn(tryon_runner *r, tryon_db_conn *c, tryon__task *t, tryon_err *err) {
   tryon_run *run = RUN_OF(t);
-  return tryon_jobs_progress(c, run->job.id, r->owner, run->progress,
+  return tryon_jobs_progress(c, run->job.id, run->lease, run->progress,
                              run->stage[0] ? run->stage : NULL, run->checkpoint,
                              tryon_clock_now_ms(r->opt.clock), err);
 }
@@ -413,6 +447,9 @@ static void merge_checkpoint(tryon_run *run) {
 
 static void progress_done(tryon_runner *r, tryon__task *t) {
   tryon_run *run = RUN_OF(t);
+  if (retry_write(r, run, t->st))
+    return;
+  run->write_tries = 0;
   if (t->st != TRYON_OK) {
     run->lost = run->lost || t->st == TRYON_E_CONFLICT;
     run_drop(r, run, tryon_err_message(&t->err));
@@ -483,7 +520,7 @@ static tryon_status succeed_body(tryon_db_conn *c, void *ud, tryon_err *err) {
   tryon_run *run = s->run;
   tryon_status st = run->db_fn ? run->db_fn(c, run, run->db_ud, err) : TRYON_OK;
   if (st == TRYON_OK)
-    st = tryon_jobs_succeed(c, run->job.id, s->r->owner, run->result,
+    st = tryon_jobs_succeed(c, run->job.id, run->lease, run->result,
                             tryon_clock_now_ms(s->r->opt.clock), err);
   return st;
 }
@@ -509,6 +546,8 @@ static void finish_log(tryon_run *run, const char *msg, tryon_log_level level) {
 
 static void succeed_done(tryon_runner *r, tryon__task *t) {
   tryon_run *run = RUN_OF(t);
+  if (retry_write(r, run, t->st))
+    return;
   if (t->st != TRYON_OK) {
     run->lost = run->lost || t->st == TRYON_E_CONFLICT;
     run_drop(r, run, tryon_err_message(&t->err));
@@ -539,14 +578,17 @@ static tryon_status fail_body(tryon_db_conn *c, void *ud, tryon_err *err) {
   fail_tx *f = ud;
   tryon_run *run = f->run;
   f->final = false;
-  tryon_status st = tryon_jobs_fail(c, run->job.id, f->r->owner, run->error, run->retryable,
+  tryon_status st = tryon_jobs_fail(c, run->job.id, run->lease, run->error, run->retryable,
                                     run->kind->k.backoff_ms, run->retry_after_ms,
                                     tryon_clock_now_ms(f->r->opt.clock), &f->final, err);
   if (st == TRYON_OK && f->final && run->kind->k.on_final != NULL) {
-    tryon_job j = run->job; /* a shallow copy showing the final state */
-    j.state = TRYON_JOB_FAILED;
-    j.error = run->error;
-    st = run->kind->k.on_final(c, &j, run->kind->k.ud, err);
+    /* The hook sees the row as it is now: failed, with every checkpoint. */
+    tryon_job j;
+    memset(&j, 0, sizeof j);
+    st = tryon_jobs_get(c, run->job.id, 0, &j, err);
+    if (st == TRYON_OK)
+      st = run->kind->k.on_final(c, &j, run->kind->k.ud, err);
+    tryon_job_release(&j);
   }
   return st;
 }
@@ -560,6 +602,8 @@ static tryon_status fail_fn(tryon_runner *r, tryon_db_conn *c, tryon__task *t, t
 
 static void fail_done(tryon_runner *r, tryon__task *t) {
   tryon_run *run = RUN_OF(t);
+  if (retry_write(r, run, t->st))
+    return;
   if (t->st != TRYON_OK) {
     run->lost = run->lost || t->st == TRYON_E_CONFLICT;
     run_drop(r, run, tryon_err_message(&t->err));
@@ -605,11 +649,12 @@ typedef struct claim_task {
   tryon_job jobs[CLAIM_BATCH];
   size_t n;
   int max;
+  char lease[TRYON__LEASE_MAX + 1]; /* "<owner>#<claim number>" */
 } claim_task;
 
 static tryon_status claim_fn(tryon_runner *r, tryon_db_conn *c, tryon__task *t, tryon_err *err) {
   claim_task *ct = (claim_task *)t;
-  tryon_claim_options o = {.owner = r->owner,
+  tryon_claim_options o = {.owner = ct->lease,
                            .max = ct->max,
                            .per_user_running = r->opt.per_user_running,
                            .lease_ms = r->opt.lease_ms,
@@ -622,7 +667,7 @@ static void call_start(tryon_run *run, void *arg) {
   run->kind->k.start(run);
 }
 
-static void start_run(tryon_runner *r, tryon_job *job) {
+static void start_run(tryon_runner *r, tryon_job *job, const char *lease) {
   tryon_run *run = calloc(1, sizeof *run);
   const tryon__kind *k = tryon__runner_kind(r, job->kind);
   cJSON *payload = cJSON_Parse(job->payload ? job->payload : "{}");
@@ -640,6 +685,7 @@ static void start_run(tryon_runner *r, tryon_job *job) {
   run->job = *job;
   memset(job, 0, sizeof *job); /* its strings are the run's now */
   run->payload = payload;
+  snprintf(run->lease, sizeof run->lease, "%s", lease);
   run->timer.idx = SIZE_MAX;
   run->started_mono = tryon_time_monotonic_ms();
   run->next = r->runs;
@@ -653,7 +699,7 @@ static void start_run(tryon_runner *r, tryon_job *job) {
   pthread_mutex_unlock(&r->stats_mu);
   if (tryon_log_enabled(TRYON_LOG_DEBUG))
     TRYON_LOG_DEBUG("job started", TRYON_LF_STR("job", run->job.id), TRYON_LF_STR("kind", k->name),
-                    TRYON_LF_INT("attempt", run->job.attempts), TRYON_LF_STR("owner", r->owner));
+                    TRYON_LF_INT("attempt", run->job.attempts), TRYON_LF_STR("owner", run->lease));
   if (r->draining) { /* the stop arrived while claiming: give it straight back */
     run->state = RUN_CALLING;
     run_release(run);
@@ -672,7 +718,7 @@ static void claim_done(tryon_runner *r, tryon__task *t) {
     r->backlog = (int)ct->n == ct->max;
     r->want_claim = r->want_claim || r->backlog;
     for (size_t i = 0; i < ct->n; i++)
-      start_run(r, &ct->jobs[i]);
+      start_run(r, &ct->jobs[i], ct->lease);
   }
   free(ct);
 }
@@ -689,9 +735,10 @@ static void maybe_claim(tryon_runner *r) {
   r->want_claim = false;
   r->claim_pending = true;
   ct->max = (int)(room < CLAIM_BATCH ? room : CLAIM_BATCH);
+  snprintf(ct->lease, sizeof ct->lease, "%s#%" PRIu64, r->owner, ++r->claims);
   ct->t.fn = claim_fn;
   ct->t.done = claim_done;
-  tryon__runner_submit(r, &ct->t);
+  tryon__runner_submit_urgent(r, &ct->t);
 }
 
 static void poll_fired(tryon_runner *r, tryon__timer *t) {
@@ -705,7 +752,8 @@ typedef struct hb_task {
   tryon__task t; /* first */
   size_t n;
   char (*ids)[TRYON_UUID_STR_LEN];
-  const char **ptrs;
+  char (*leases)[TRYON__LEASE_MAX + 1];
+  const char **id_ptrs, **lease_ptrs;
   bool *held;
 } hb_task;
 
@@ -713,14 +761,16 @@ static void hb_free(hb_task *h) {
   if (h == NULL)
     return;
   free(h->ids);
-  free(h->ptrs);
+  free(h->leases);
+  free(h->id_ptrs);
+  free(h->lease_ptrs);
   free(h->held);
   free(h);
 }
 
 static tryon_status hb_fn(tryon_runner *r, tryon_db_conn *c, tryon__task *t, tryon_err *err) {
   hb_task *h = (hb_task *)t;
-  return tryon_jobs_heartbeat_many(c, r->owner, h->ptrs, h->n, r->opt.lease_ms,
+  return tryon_jobs_heartbeat_many(c, h->id_ptrs, h->lease_ptrs, h->n, r->opt.lease_ms,
                                    tryon_clock_now_ms(r->opt.clock), h->held, err);
 }
 
@@ -735,13 +785,19 @@ static void hb_done(tryon_runner *r, tryon__task *t) {
   for (size_t i = 0; i < h->n; i++) {
     if (h->held[i])
       continue;
-    /* Not ours any more, or finished since the snapshot: a waiting run is dropped now;
-     * one in a step learns it from its step's outcome. */
+    /* That claim's lease is gone (or its job finished since the snapshot): a waiting
+     * run is dropped now, transfer and all; one in a DB step learns it from the step. */
     for (tryon_run *run = r->runs; run != NULL; run = run->next) {
-      if (strcmp(run->job.id, h->ids[i]) != 0)
+      if (strcmp(run->job.id, h->ids[i]) != 0 || strcmp(run->lease, h->leases[i]) != 0)
         continue;
       run->lost = true;
       if (run->state == RUN_TIMER) {
+        timer_cancel(r, &run->timer);
+        STATS_ADD(r, waiting, -1);
+        run_drop(r, run, "lease lost");
+      } else if (run->state == RUN_XFER) {
+        curl_multi_remove_handle(r->multi, run->easy);
+        run->easy = NULL;
         STATS_ADD(r, waiting, -1);
         run_drop(r, run, "lease lost");
       }
@@ -758,10 +814,13 @@ static void hb_fired(tryon_runner *r, tryon__timer *t) {
   hb_task *h = calloc(1, sizeof *h);
   if (h != NULL) {
     h->ids = calloc(r->nruns, sizeof *h->ids);
-    h->ptrs = calloc(r->nruns, sizeof *h->ptrs);
+    h->leases = calloc(r->nruns, sizeof *h->leases);
+    h->id_ptrs = calloc(r->nruns, sizeof *h->id_ptrs);
+    h->lease_ptrs = calloc(r->nruns, sizeof *h->lease_ptrs);
     h->held = calloc(r->nruns, sizeof *h->held);
   }
-  if (h == NULL || h->ids == NULL || h->ptrs == NULL || h->held == NULL) {
+  if (h == NULL || h->ids == NULL || h->leases == NULL || h->id_ptrs == NULL ||
+      h->lease_ptrs == NULL || h->held == NULL) {
     hb_free(h);
     return;
   }
@@ -769,13 +828,16 @@ static void hb_fired(tryon_runner *r, tryon__timer *t) {
     if (run->lost)
       continue;
     memcpy(h->ids[h->n], run->job.id, TRYON_UUID_STR_LEN);
-    h->ptrs[h->n] = h->ids[h->n];
+    memcpy(h->leases[h->n], run->lease, sizeof run->lease);
+    h->id_ptrs[h->n] = h->ids[h->n];
+    h->lease_ptrs[h->n] = h->leases[h->n];
     h->n++;
   }
   r->hb_pending = true;
   h->t.fn = hb_fn;
   h->t.done = hb_done;
-  tryon__runner_submit(r, &h->t);
+  /* Ahead of the steps: a burst of job work must not starve the leases. */
+  tryon__runner_submit_urgent(r, &h->t);
 }
 
 /* ------------------------------------------------------------------------ reaping */
@@ -844,7 +906,7 @@ static void reap_fired(tryon_runner *r, tryon__timer *t) {
   r->reap_pending = true;
   rt->t.fn = reap_fn;
   rt->t.done = reap_done;
-  tryon__runner_submit(r, &rt->t);
+  tryon__runner_submit_urgent(r, &rt->t);
 }
 
 /* -------------------------------------------------------------------- housekeeping */
@@ -894,7 +956,10 @@ static void sched_fired(tryon_runner *r, tryon__timer *t) {
 /* ------------------------------------------------------------ the LISTEN connection */
 
 static tryon_status listen_connect(const char *conninfo, PGconn **out, tryon_err *err) {
-  PGconn *pg = PQconnectdb(conninfo);
+  /* A bounded connect: a stop must not wait minutes on an unreachable server. */
+  const char *const keys[] = {"dbname", "connect_timeout", NULL};
+  const char *const vals[] = {conninfo, "10", NULL};
+  PGconn *pg = PQconnectdbParams(keys, vals, 1);
   PGresult *res = NULL;
   tryon_status st = TRYON_OK;
   if (PQstatus(pg) != CONNECTION_OK) {
@@ -1065,9 +1130,18 @@ tryon_status tryon_runner_run(tryon_runner *r, tryon_err *err) {
       break;
   }
   if (r->nthreads == 0) {
+    free(r->threads);
+    r->threads = NULL;
     PQfinish(r->listen);
     r->listen = NULL;
     return tryon_err_set(err, TRYON_E_INTERNAL, "cannot start database threads");
+  }
+  /* Room for every run's timer and the runner's own: arming never allocates later. */
+  size_t want = (size_t)r->opt.concurrency + 8 + r->nschedules;
+  tryon__timer **heap = realloc(r->heap, want * sizeof *heap);
+  if (heap != NULL) {
+    r->heap = heap;
+    r->capheap = want;
   }
   TRYON_LOG_INFO(
       "runner started", TRYON_LF_STR("owner", r->owner), TRYON_LF_INT("kinds", (int64_t)r->nkinds),
@@ -1080,7 +1154,7 @@ tryon_status tryon_runner_run(tryon_runner *r, tryon_err *err) {
     timer_arm(r, &r->schedules[i].timer, 0, sched_fired);
 
   for (;;) {
-    if (r->stop_requested && !r->draining)
+    if (atomic_load(&r->stop_requested) && !r->draining)
       begin_drain(r);
     if (r->draining && r->nruns == 0 && r->inflight == 0)
       break;
@@ -1131,7 +1205,7 @@ tryon_status tryon_runner_run(tryon_runner *r, tryon_err *err) {
 }
 
 void tryon_runner_stop(tryon_runner *r) {
-  r->stop_requested = 1;
+  atomic_store(&r->stop_requested, 1); /* lock-free, so async-signal-safe */
   uint64_t one = 1;
   ssize_t w = write(r->wake_fd, &one, sizeof one); /* async-signal-safe */
   (void)w;
@@ -1157,7 +1231,7 @@ tryon_status tryon_runner_new(const tryon_runner_options *opt, tryon_runner **ou
   if (opt == NULL || opt->db == NULL || opt->conninfo == NULL || opt->concurrency < 0 ||
       opt->db_threads < 0 || opt->db_threads > 64 || opt->lease_ms < 0 ||
       (opt->lease_ms > 0 && opt->lease_ms < 300) || opt->poll_ms < 0 || opt->grace_ms < 0 ||
-      (opt->owner != NULL && (opt->owner[0] == '\0' || strlen(opt->owner) > 64)))
+      (opt->owner != NULL && (opt->owner[0] == '\0' || strlen(opt->owner) > TRYON__OWNER_MAX)))
     return tryon_err_set(err, TRYON_E_INVALID, "invalid runner options");
   r = calloc(1, sizeof *r);
   if (r == NULL)
@@ -1178,7 +1252,7 @@ tryon_status tryon_runner_new(const tryon_runner_options *opt, tryon_runner **ou
   } else {
     char host[64] = "";
     gethostname(host, sizeof host - 1);
-    snprintf(r->owner, sizeof r->owner, "%.40s:%ld", host[0] ? host : "worker", (long)getpid());
+    snprintf(r->owner, sizeof r->owner, "%.28s:%d", host[0] ? host : "worker", (int)getpid());
   }
   r->opt.owner = r->owner;
   r->conninfo = strdup(opt->conninfo);

@@ -8,12 +8,14 @@
 #define TRYON_RUNNER_INTERNAL_H
 
 #include <pthread.h>
-#include <signal.h>
+#include <stdatomic.h>
 
 #include <libpq-fe.h>
 #include <tryon/runner.h>
 
 #define TRYON__RUNNER_MAX_KINDS 32
+#define TRYON__OWNER_MAX 40 /* a worker's name; its leases add "#<claim number>" */
+#define TRYON__LEASE_MAX 64
 #define TRYON__RUNNER_MAX_SCHEDULES 8
 
 typedef struct tryon__timer tryon__timer;
@@ -53,8 +55,10 @@ struct tryon_run {
   tryon_job job;
   cJSON *payload;
   run_state state;
-  bool stepped; /* a step was chosen in the current handler call */
-  bool lost;    /* the heartbeat found the lease gone */
+  bool stepped;    /* a step was chosen in the current handler call */
+  bool lost;       /* the heartbeat found the lease gone */
+  int write_tries; /* of the current job write, after transient database failures */
+  char lease[TRYON__LEASE_MAX + 1]; /* the claim's lease owner: every write names it */
   int64_t started_mono;
   tryon__timer timer;
   tryon_run_fn cont;
@@ -86,7 +90,7 @@ typedef struct tryon__schedule {
 
 struct tryon_runner {
   tryon_runner_options opt;
-  char owner[65];
+  char owner[TRYON__OWNER_MAX + 1];
   char *conninfo;
   tryon__kind kinds[TRYON__RUNNER_MAX_KINDS];
   size_t nkinds;
@@ -97,7 +101,8 @@ struct tryon_runner {
   /* loop state */
   CURLM *multi;
   int wake_fd; /* eventfd: DB threads and tryon_runner_stop write, the loop reads */
-  volatile sig_atomic_t stop_requested;
+  atomic_int stop_requested;
+  uint64_t claims; /* claim batches so far: each has its own lease name */
   bool draining;
   bool deadline_passed;
   tryon__timer **heap;
@@ -125,8 +130,10 @@ struct tryon_runner {
   tryon_runner_stats stats;
 };
 
-/* Submits a task to the DB threads (loop thread). */
+/* Submits a task to the DB threads (loop thread): at the back of the queue, or at its
+ * front for the runner's own upkeep (claims, heartbeats, reaps). */
 void tryon__runner_submit(tryon_runner *r, tryon__task *t);
+void tryon__runner_submit_urgent(tryon_runner *r, tryon__task *t);
 
 /* The registered kind called `name`, or NULL. Safe from DB threads once running. */
 const tryon__kind *tryon__runner_kind(const tryon_runner *r, const char *name);

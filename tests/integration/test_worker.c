@@ -152,9 +152,9 @@ static void test_worker__runs_retries_and_fails_with_one_hook(void **state) {
 
   /* Housekeeping was scheduled once for this minute and ran. */
   wait_value(f,
-             "SELECT count(*) FROM jobs WHERE kind = 'billing.expire_due'"
+             "SELECT count(*) >= 1 FROM jobs WHERE kind = 'billing.expire_due'"
              " AND state = 'succeeded'",
-             "1", 10000, "housekeeping ran");
+             "t", 10000, "housekeeping ran");
   expect_clean_exit(tryon_testworker_signal_wait(pid, SIGTERM), "SIGTERM");
   /* Still exactly once: the hook did not run again at shutdown. */
   expect_job(f, doomed, "result->>'final_hook_runs'", "1", "after the stop");
@@ -250,22 +250,23 @@ static void test_worker__thousand_jobs_three_workers_one_killed(void **state) {
       fail_msg("worker %d started no job", i);
   }
   char killed[64];
-  snprintf(killed, sizeof killed, ":%ld", (long)pids[1]);
+  snprintf(killed, sizeof killed, ":%ld#", (long)pids[1]); /* its leases: host:pid#claim */
   const char *kp[] = {killed};
   PGresult *res = NULL;
   /* For every sleep job: its starts, those by the killed worker, its claims. */
   EXPECT_STATUS(
-      tryon_db_exec(f->c,
-                    "WITH s AS (SELECT j.id, j.attempts, j.result->>'owner' AS winner,"
-                    "   count(s.job) AS n, count(s.job) FILTER (WHERE s.owner LIKE '%' || $1)"
-                    "   AS k FROM jobs j LEFT JOIN starts s ON s.job = j.id"
-                    "   WHERE j.kind = 'sleep' GROUP BY j.id)"
-                    " SELECT count(*) FILTER (WHERE n = 0),"                 /* never started */
-                    "  count(*) FILTER (WHERE n <> attempts),"               /* a claim unlogged */
-                    "  count(*) FILTER (WHERE n > 2 OR (n = 2 AND k <> 1))," /* ran twice */
-                    "  count(*) FILTER (WHERE n = 2 AND winner LIKE '%' || $1)," /* dead won */
-                    "  count(*) FILTER (WHERE n = 2) FROM s",
-                    1, kp, &res, &err),
+      tryon_db_exec(
+          f->c,
+          "WITH s AS (SELECT j.id, j.attempts, j.result->>'owner' AS winner,"
+          "   count(s.job) AS n, count(s.job) FILTER (WHERE s.owner LIKE '%' || $1 || '%')"
+          "   AS k FROM jobs j LEFT JOIN starts s ON s.job = j.id"
+          "   WHERE j.kind = 'sleep' GROUP BY j.id)"
+          " SELECT count(*) FILTER (WHERE n = 0)," /* never started */
+          "  count(*) FILTER (WHERE attempts <> n AND NOT (attempts = n + 1 AND k = 0)),"
+          "  count(*) FILTER (WHERE n > 2 OR (n = 2 AND k <> 1))," /* ran twice */
+          "  count(*) FILTER (WHERE attempts > 1 AND winner || '#' LIKE '%' || $1),"
+          "  count(*) FILTER (WHERE attempts > 1) FROM s",
+          1, kp, &res, &err),
       TRYON_OK, &err, "analysis");
   int64_t never = tryon_db_get_i64(res, 0, 0), unlogged = tryon_db_get_i64(res, 0, 1),
           twice = tryon_db_get_i64(res, 0, 2), dead_won = tryon_db_get_i64(res, 0, 3),
@@ -276,7 +277,8 @@ static void test_worker__thousand_jobs_three_workers_one_killed(void **state) {
   if (rerun == 0)
     fail_msg("the killed worker held no job: the kill proved nothing");
   if (never || unlogged || twice || dead_won)
-    fail_msg("never started %lld, claims without a start %lld, run twice outside the kill %lld,"
+    fail_msg("never started %lld, claims without a start (beyond the killed worker's last"
+             " batch) %lld, run twice outside the kill %lld,"
              " finished by the dead worker after a rerun %lld",
              (long long)never, (long long)unlogged, (long long)twice, (long long)dead_won);
   for (int i = 0; i < 3; i++) {
@@ -308,7 +310,8 @@ static void test_worker__kill_9_mid_job_resumes_elsewhere(void **state) {
   char owner[32];
   snprintf(owner, sizeof owner, ":%ld", (long)b);
   char *winner = job_value(f, resumable, "result->>'owner'");
-  if (strstr(winner, owner) == NULL)
+  const char *tail = strstr(winner, owner);
+  if (tail == NULL || tail[strlen(owner)] != '\0')
     fail_msg("finished by %s, want the second worker (pid %ld)", winner, (long)b);
   free(winner);
   /* The job on its last attempt failed at lease expiry, its hook run once. */
@@ -339,7 +342,7 @@ static void test_worker__per_user_limit_across_workers(void **state) {
                                 " (SELECT count(*) FROM jobs WHERE kind = 'sleep'"
                                 "   AND state <> 'succeeded')"
                                 " FROM (SELECT count(*) AS n FROM jobs WHERE state = 'running'"
-                                " GROUP BY user_id) r",
+                                " AND user_id IS NOT NULL GROUP BY user_id) r",
                                 0, NULL, &res, &err),
                   TRYON_OK, &err, "sample");
     int64_t m = tryon_db_get_i64(res, 0, 0), total = tryon_db_get_i64(res, 0, 1),
@@ -382,7 +385,7 @@ static void test_worker__sigterm_hands_waiting_jobs_back(void **state) {
   }
   pid_t b = tryon_testworker_spawn(&f->t, env, NULL);
   char want[32];
-  snprintf(want, sizeof want, "%%:%ld", (long)b);
+  snprintf(want, sizeof want, "%%:%ld#%%", (long)b);
   char sql[256];
   snprintf(sql, sizeof sql,
            "SELECT count(*) FROM jobs WHERE state = 'running' AND lease_owner"

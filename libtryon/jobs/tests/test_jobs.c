@@ -30,6 +30,7 @@
 #define DEFAULT_BACKOFF_MS (2 * SEC_MS)
 #define DEFAULT_LEASE_MS (60 * SEC_MS)
 #define HOUR_MS (60 * MIN_MS)
+#define DAY_MS (24 * HOUR_MS)
 
 /* ------------------------------------------------------------------------- fixtures */
 
@@ -1166,13 +1167,14 @@ typedef struct hook_log {
   size_t n;
   char ids[8][TRYON_UUID_STR_LEN];
   tryon_job_state states[8];
-  bool refuse;
+  bool refuse; /* refuse refuse_id, or every job when it is "" */
+  char refuse_id[TRYON_UUID_STR_LEN];
 } hook_log;
 
 static tryon_status record_hook(tryon_db_conn *c, const tryon_job *job, void *ud, tryon_err *err) {
   hook_log *h = ud;
   (void)c;
-  if (h->refuse)
+  if (h->refuse && (h->refuse_id[0] == '\0' || strcmp(h->refuse_id, job->id) == 0))
     return tryon_err_set(err, TRYON_E_INTERNAL, "hook refused");
   if (h->n < 8) {
     snprintf(h->ids[h->n], TRYON_UUID_STR_LEN, "%s", job->id);
@@ -1760,35 +1762,46 @@ static void test_jobs__state_names(void **state) {
     EXPECT_STR(tryon_job_state_name(cases[i].s), cases[i].name, "state name");
 }
 
-static void test_jobs__reap_hook_failure_rolls_back_and_kinds_filter(void **state) {
+static void test_jobs__reap_hook_failure_holds_back_only_its_job(void **state) {
   fixture *f = *state;
   tryon_err err;
-  char a[TRYON_UUID_STR_LEN], b[TRYON_UUID_STR_LEN];
+  char a[TRYON_UUID_STR_LEN], b[TRYON_UUID_STR_LEN], c[TRYON_UUID_STR_LEN], d[TRYON_UUID_STR_LEN];
   tryon_err_clear(&err);
   enqueue_max(f, "mine", 0, 1, f->t0, a);
   claim_expect(f, "w1", 1000, f->t0 + 10, a, "claim mine");
   enqueue_max(f, "theirs", 0, 1, f->t0 + 20, b);
   claim_expect(f, "w1", 1000, f->t0 + 30, b, "claim theirs");
+  enqueue_max(f, "mine", 0, 3, f->t0 + 40, c);
+  claim_expect(f, "w1", 1000, f->t0 + 50, c, "claim mine with attempts left");
+  enqueue_max(f, "mine", 0, 1, f->t0 + 60, d);
+  claim_expect(f, "w1", 1000, f->t0 + 70, d, "claim mine again");
 
-  /* A refusing hook: the reap changes nothing and says why. */
+  /* A hook that refuses the job `a` only: its error comes back, `a` stays expired for
+   * the next reap, and everything else is reaped all the same. */
   hook_log h = {.refuse = true};
+  snprintf(h.refuse_id, sizeof h.refuse_id, "%s", a);
   const char *const mine[] = {"mine", NULL};
   tryon_reap_options ro = {.kinds = mine, .on_final = record_hook, .ud = &h};
-  size_t nfailed = 99;
-  EXPECT_STATUS(tryon_jobs_reap(f->c, &ro, f->t0 + 5000, NULL, &nfailed, &err), TRYON_E_INTERNAL,
-                &err, "reap with a refusing hook");
-  EXPECT_I64((int64_t)nfailed, 0, "nothing counted");
-  expect_state(f, a, TRYON_JOB_RUNNING, "rolled back: still running");
-
-  /* Only the named kinds are reaped. */
-  h.refuse = false;
-  EXPECT_STATUS(tryon_jobs_reap(f->c, &ro, f->t0 + 5000, NULL, &nfailed, &err), TRYON_OK, &err,
-                "reap mine");
-  EXPECT_I64((int64_t)nfailed, 1, "one failed");
-  EXPECT_I64((int64_t)h.n, 1, "hook ran once");
-  EXPECT_STR(h.ids[0], a, "for mine");
-  expect_state(f, a, TRYON_JOB_FAILED, "mine failed");
+  size_t nfailed = 99, requeued = 99;
+  EXPECT_STATUS(tryon_jobs_reap(f->c, &ro, f->t0 + 5000, &requeued, &nfailed, &err),
+                TRYON_E_INTERNAL, &err, "reap with a refusing hook");
+  EXPECT_I64((int64_t)requeued, 1, "the job with attempts left requeued anyway");
+  EXPECT_I64((int64_t)nfailed, 1, "the other last attempt failed with its hook");
+  EXPECT_I64((int64_t)h.n, 1, "hook ran for d only");
+  EXPECT_STR(h.ids[0], d, "for d");
+  expect_state(f, a, TRYON_JOB_RUNNING, "a's transaction rolled back: still expired");
+  expect_state(f, c, TRYON_JOB_QUEUED, "c requeued");
+  expect_state(f, d, TRYON_JOB_FAILED, "d failed");
   expect_state(f, b, TRYON_JOB_RUNNING, "another kind left for a worker that knows it");
+
+  /* The hook mends: a is failed at the next reap, its hook run once. */
+  h.refuse = false;
+  EXPECT_STATUS(tryon_jobs_reap(f->c, &ro, f->t0 + 6000, NULL, &nfailed, &err), TRYON_OK, &err,
+                "reap again");
+  EXPECT_I64((int64_t)nfailed, 1, "a failed now");
+  EXPECT_I64((int64_t)h.n, 2, "hook ran once more");
+  EXPECT_STR(h.ids[1], a, "for a");
+  expect_state(f, a, TRYON_JOB_FAILED, "a failed");
 
   const char *const bad[] = {"Bad Kind", NULL};
   tryon_reap_options rb = {.kinds = bad};
@@ -1816,13 +1829,15 @@ static void test_jobs__heartbeat_many_renews_held_and_reports_lost(void **state)
                 "reap");
   claim_expect(f, "w3", 60000, f->t0 + 2001, b, "w3 takes b");
 
-  const char *ids[] = {a, b, c};
-  bool held[3] = {false, true, true};
-  EXPECT_STATUS(tryon_jobs_heartbeat_many(f->c, "w1", ids, 3, 30000, f->t0 + 2100, held, &err),
+  const char *ids[] = {a, b, c, a};
+  const char *owners[] = {"w1", "w1", "w1", "w3"};
+  bool held[4] = {false, true, true, true};
+  EXPECT_STATUS(tryon_jobs_heartbeat_many(f->c, ids, owners, 4, 30000, f->t0 + 2100, held, &err),
                 TRYON_OK, &err, "heartbeat many");
   assert_true(held[0]);
   assert_false(held[1]); /* reaped and reclaimed */
   assert_false(held[2]); /* never ours */
+  assert_false(held[3]); /* the right job under another lease */
   tryon_job j = get_job(f, a);
   EXPECT_MS(j.lease_expires_ms, f->t0 + 32100, "a renewed");
   tryon_job_release(&j);
@@ -1831,12 +1846,17 @@ static void test_jobs__heartbeat_many_renews_held_and_reports_lost(void **state)
   EXPECT_MS(j.lease_expires_ms, f->t0 + 62001, "b's lease is w3's");
   tryon_job_release(&j);
 
-  EXPECT_STATUS(tryon_jobs_heartbeat_many(f->c, "w1", NULL, 0, 30000, f->t0, NULL, &err), TRYON_OK,
+  EXPECT_STATUS(tryon_jobs_heartbeat_many(f->c, NULL, NULL, 0, 30000, f->t0, NULL, &err), TRYON_OK,
                 &err, "nothing to renew");
-  const char *badids[] = {"not-a-uuid"};
+  const char *badids[] = {"not-a-uuid"}, *w1[] = {"w1"};
   bool h1[1];
-  EXPECT_STATUS(tryon_jobs_heartbeat_many(f->c, "w1", badids, 1, 30000, f->t0, h1, &err),
+  EXPECT_STATUS(tryon_jobs_heartbeat_many(f->c, badids, w1, 1, 30000, f->t0, h1, &err),
                 TRYON_E_INVALID, &err, "bad id");
+  /* Owners with quotes and backslashes are data, not syntax. */
+  const char *odd[] = {"w\"1\\,{}"}, *aid[] = {a};
+  EXPECT_STATUS(tryon_jobs_heartbeat_many(f->c, aid, odd, 1, 30000, f->t0 + 2200, h1, &err),
+                TRYON_OK, &err, "odd owner");
+  assert_false(h1[0]);
 }
 
 static void test_jobs__release_requeues_without_counting_the_attempt(void **state) {
@@ -1886,6 +1906,39 @@ static void test_jobs__claim_takes_a_job_due_within_the_same_millisecond(void **
   claim_none(f, f->t0, "and only once");
 }
 
+static void test_jobs__purge_deletes_only_old_scheduled_housekeeping(void **state) {
+  fixture *f = *state;
+  tryon_err err;
+  tryon_err_clear(&err);
+  int64_t u = new_user(f, 7301);
+  tryon_db_num uid = tryon_db_num_i64(u);
+  const char *p[] = {uid.s};
+  EXPECT_STATUS(
+      tryon_db_exec(f->c,
+                    "INSERT INTO jobs (kind, user_id, state, idempotency_key, finished_at) VALUES"
+                    " ('hk', NULL, 'succeeded', 'sched:hk:1', now() - interval '2 days'),"
+                    " ('hk', NULL, 'failed', 'sched:hk:2', now() - interval '2 days'),"
+                    " ('hk', NULL, 'succeeded', 'sched:hk:3', now()),"
+                    " ('op', NULL, 'succeeded', 'operator-run', now() - interval '2 days'),"
+                    " ('k', $1::bigint, 'succeeded', NULL, now() - interval '2 days');"
+                    "",
+                    1, p, NULL, &err),
+      TRYON_OK, &err, "jobs of every sort");
+  EXPECT_STATUS(
+      tryon_db_exec(f->c, "INSERT INTO jobs (kind, idempotency_key) VALUES ('hk', 'sched:hk:4')", 0,
+                    NULL, NULL, &err),
+      TRYON_OK, &err, "a queued one");
+  size_t n = 99;
+  EXPECT_STATUS(tryon_jobs_purge(f->c, f->t0 - DAY_MS, &n, &err), TRYON_OK, &err, "purge");
+  EXPECT_I64((int64_t)n, 2, "the two old finished scheduled jobs");
+  char *left = tryon_test_query_value(f->c,
+                                      "SELECT string_agg(coalesce(idempotency_key, 'user'),"
+                                      " ',' ORDER BY idempotency_key) FROM jobs",
+                                      0, NULL);
+  EXPECT_STR(left, "operator-run,sched:hk:3,sched:hk:4,user", "what stays");
+  free(left);
+}
+
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -1911,9 +1964,10 @@ int main(void) {
       T(test_jobs__fail_not_retryable_is_final),
       T(test_jobs__claim_takes_a_job_due_within_the_same_millisecond),
       T(test_jobs__reap_requeues_or_fails_expired_leases),
-      T(test_jobs__reap_hook_failure_rolls_back_and_kinds_filter),
+      T(test_jobs__reap_hook_failure_holds_back_only_its_job),
       T(test_jobs__heartbeat_many_renews_held_and_reports_lost),
       T(test_jobs__release_requeues_without_counting_the_attempt),
+      T(test_jobs__purge_deletes_only_old_scheduled_housekeeping),
       T(test_jobs__expired_worker_cannot_finish_a_reclaimed_job),
       T(test_jobs__cancel),
       T(test_jobs__retry_requeues_a_failed_job),

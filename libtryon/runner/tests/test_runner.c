@@ -191,6 +191,18 @@ static void wait_job(fixture *f, const char *id, const char *expr, const char *w
     fail_msg("%s: %s is %s, want %s", ctx, expr, last, want);
 }
 
+/* Waits (up to 5 s) until the runner has lost one run and holds none; the stats. */
+static tryon_runner_stats wait_lost_and_idle(fixture *f) {
+  tryon_runner_stats s;
+  for (int i = 0; i < 500; i++) {
+    tryon_runner_stats_get(f->r, &s);
+    if (s.lost == 1 && s.running == 0)
+      break;
+    usleep(10 * 1000);
+  }
+  return s;
+}
+
 /* -------------------------------------------------------------------------- tests */
 
 static void test_runner__transfers_run_on_the_loop_with_retries(void **state) {
@@ -261,7 +273,7 @@ static void test_runner__a_stolen_lease_is_dropped_without_writes(void **state) 
   char id[TRYON_UUID_STR_LEN];
   start_runner(f, 600, 0); /* heartbeat every 200 ms */
   enqueue(f, "sleep", "{\"ms\":60000}", id);
-  wait_job(f, id, "lease_owner", "test-runner", "held");
+  wait_job(f, id, "lease_owner LIKE 'test-runner#%'", "t", "held");
   /* Another worker took it over (as after a reap while this one stalled). */
   const char *p[] = {id};
   EXPECT_STATUS(tryon_db_exec(f->c,
@@ -269,13 +281,7 @@ static void test_runner__a_stolen_lease_is_dropped_without_writes(void **state) 
                               " + interval '1 hour' WHERE id = $1::uuid",
                               1, p, NULL, &err),
                 TRYON_OK, &err, "steal");
-  tryon_runner_stats s;
-  for (int i = 0; i < 500; i++) {
-    tryon_runner_stats_get(f->r, &s);
-    if (s.lost == 1)
-      break;
-    usleep(10 * 1000);
-  }
+  tryon_runner_stats s = wait_lost_and_idle(f);
   assert_int_equal(s.lost, 1);
   assert_int_equal(s.running, 0);
   stop_runner(f);
@@ -313,6 +319,32 @@ static void test_runner__options_and_kinds_are_checked(void **state) {
   tryon_runner_free(NULL);
 }
 
+/* The same worker claims a job again while its first run still waits (its lease was
+ * lost and the job requeued): the first run must stop without a write, the second
+ * finishes, and nothing runs twice at once — leases name the claim, not the worker. */
+static void test_runner__a_reclaimed_job_stops_its_older_run(void **state) {
+  fixture *f = *state;
+  tryon_err err;
+  char id[TRYON_UUID_STR_LEN];
+  start_runner(f, 600, 0);
+  enqueue(f, "sleep", "{\"ms\":1500,\"steps\":3}", id);
+  wait_job(f, id, "stage", "sleeping", "the first run waits after a step");
+  const char *p[] = {id};
+  EXPECT_STATUS(tryon_db_exec(f->c,
+                              "UPDATE jobs SET state = 'queued', lease_owner = NULL,"
+                              " lease_expires_at = NULL, run_after = now() WHERE id = $1::uuid",
+                              1, p, NULL, &err),
+                TRYON_OK, &err, "requeue under the runner's feet");
+  wait_job(f, id, "state", "succeeded", "the second run finishes");
+  wait_job(f, id, "attempts", "2", "claimed twice");
+  wait_job(f, id, "result->>'attempt'", "2", "finished by the second run, not the first");
+  wait_job(f, id, "(result->>'resumed_from')::int >= 1", "t", "from the checkpoint");
+  tryon_runner_stats s = wait_lost_and_idle(f);
+  assert_int_equal(s.lost, 1);      /* the first run, found by the heartbeat */
+  assert_int_equal(s.abandoned, 0); /* no write of it was refused */
+  assert_int_equal(s.succeeded, 1);
+}
+
 int main(void) {
   tryon_test_log_init();
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -321,6 +353,7 @@ int main(void) {
       T(test_runner__stop_releases_a_hung_transfer_at_the_deadline),
       T(test_runner__a_handler_without_a_next_step_fails_its_job),
       T(test_runner__a_stolen_lease_is_dropped_without_writes),
+      T(test_runner__a_reclaimed_job_stops_its_older_run),
       T(test_runner__options_and_kinds_are_checked),
   };
   return cmocka_run_group_tests_name("runner", tests, NULL, NULL);
