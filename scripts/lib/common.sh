@@ -10,6 +10,8 @@ TRYON_APT_PACKAGES=(
   clang-format
   libcurl4-openssl-dev libpq-dev libcjson-dev libssl-dev libmagic-dev
   libmicrohttpd-dev libwebsockets-dev libvips-dev libcmocka-dev
+  # libvips draws the free-tier watermark and the offline preview label with a font
+  fonts-dejavu-core
   # tests/data/files/generate.sh makes the upload corpus with these
   imagemagick libimage-exiftool-perl libvips-tools
   # the CLI tests read JSON vectors and replies with it
