@@ -1,0 +1,173 @@
+/*
+ * tryon/generations.h - try-ons as the user sees them: the prompt templates, the one
+ * transaction that charges and enqueues a try-on, the history, and the worker's updates
+ * of a generation as its job advances.
+ *
+ * Sections:
+ *   1. Try-on prompts (versioned templates per category)
+ *   2. Creating a try-on (charge + generation + job, one transaction)
+ *   3. Reading and deleting (the user's history)
+ *   4. The worker's side (start, task id, success, failure with refund)
+ *
+ * A generation is a row of `generations`; its job (kind "tryon") does the work. Money
+ * moves only through billing: the charge is the ledger row "job:<job id>:charge", a
+ * final failure's refund "job:<job id>:refund", each exactly once. Functions take a
+ * leased connection; those marked "caller's transaction" must run inside one.
+ */
+#ifndef TRYON_GENERATIONS_H
+#define TRYON_GENERATIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <tryon/billing.h>
+#include <tryon/core.h>
+#include <tryon/db.h>
+#include <tryon/files.h>
+#include <tryon/jobs.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ 1. Prompts */
+
+#define TRYON_TRYON_COST 2                   /* credits a try-on costs */
+#define TRYON_TRYON_PROMPT_VERSION "tryon-1" /* bump when any template's text changes */
+#define TRYON_TRYON_JOB_KIND "tryon"
+
+/* Whether `category` is one of: top, bottom, dress, outerwear, shoes, headwear, glasses,
+ * bag, jewelry, other. */
+TRYON_API bool tryon_tryon_category_ok(const char *category);
+
+/* The fixed English prompt for `category` (NULL for an unknown one), of version
+ * TRYON_TRYON_PROMPT_VERSION. Image 1 is the person, image 2 the item. */
+TRYON_API const char *tryon_tryon_prompt(const char *category);
+
+/* Whether `ratio` is an aspect ratio the model takes ("auto", "1:1", "3:4" ...). */
+TRYON_API bool tryon_tryon_aspect_ratio_ok(const char *ratio);
+
+/* ------------------------------------------------------------------ 2. Creating */
+
+typedef struct tryon_tryon_params {
+  int64_t user_id;
+  const char *person_upload_id;
+  const char *item_upload_id;
+  const char *category;
+  const char *aspect_ratio;    /* NULL: "auto" */
+  const char *output_format;   /* NULL: "png"; or "jpeg" */
+  const char *idempotency_key; /* the client's Idempotency-Key (1..128 printable ASCII) */
+} tryon_tryon_params;
+
+typedef struct tryon_tryon_created {
+  char generation_id[TRYON_UUID_STR_LEN];
+  char job_id[TRYON_UUID_STR_LEN];
+  int64_t cost;
+  int64_t balance; /* the user's credits after the charge */
+  bool created;    /* false: the key named an earlier request, which is the answer */
+  bool watermark;  /* the charge came from the free allowance */
+} tryon_tryon_created;
+
+/*
+ * In one transaction of its own: checks both uploads are the user's (and live), enqueues
+ * the job (idempotency key "tryon:<user>:<key>"), charges TRYON_TRYON_COST credits under
+ * "job:<job id>:charge" and records the generation. A repeated key returns the first
+ * request's answer (created false) and charges nothing; the same key with other
+ * parameters is TRYON_E_CONFLICT. Statuses: TRYON_OK; TRYON_E_INVALID (a bad category,
+ * ratio, format, key or id); TRYON_E_NOT_FOUND (an upload that is not the user's — one
+ * answer for missing and foreign); TRYON_E_INSUFFICIENT_CREDITS (`refusal` says the
+ * balance); TRYON_E_FORBIDDEN (a blocked user); TRYON_E_CONFLICT.
+ */
+TRYON_API tryon_status tryon_generations_create_tryon(tryon_db_conn *c, const tryon_tryon_params *p,
+                                                      int64_t now_ms, tryon_tryon_created *out,
+                                                      tryon_billing_refusal *refusal,
+                                                      tryon_err *err);
+
+/* ------------------------------------------------------------------ 3. Reading */
+
+typedef struct tryon_generation {
+  char id[TRYON_UUID_STR_LEN];
+  int64_t user_id;
+  char kind[8];    /* "tryon" or "edit" */
+  char status[12]; /* queued, running, succeeded, failed, cancelled */
+  char category[16];
+  char prompt_version[65];
+  char person_upload_id[TRYON_UUID_STR_LEN];
+  char item_upload_id[TRYON_UUID_STR_LEN];
+  char result_upload_id[TRYON_UUID_STR_LEN]; /* "" until it succeeded */
+  bool result_has_thumb;
+  char aspect_ratio[8];
+  char output_format[8];
+  int64_t cost;
+  bool watermarked;
+  char provider[16];
+  char model[128];
+  char provider_task_id[201];
+  char error_code[65];     /* "" unless failed */
+  char error_message[512]; /* words for the user, in their language */
+  char job_id[TRYON_UUID_STR_LEN];
+  int64_t created_us; /* microseconds since the epoch (the list's cursor) */
+  int64_t started_ms;
+  int64_t finished_ms;
+} tryon_generation;
+
+/* Generation `id` of `user_id` (0: anyone's, for the worker). TRYON_E_NOT_FOUND when it
+ * does not exist or is not theirs (one answer), or `id` is not a UUID. */
+TRYON_API tryon_status tryon_generations_get(tryon_db_conn *c, int64_t user_id, const char *id,
+                                             tryon_generation *out, tryon_err *err);
+
+#define TRYON_GENERATIONS_CURSOR_MAX 64
+
+/* The user's generations, newest first, at most `limit` (1..100) into `out`; `cursor` and
+ * `next` as for tryon_uploads_list. */
+TRYON_API tryon_status tryon_generations_list(tryon_db_conn *c, int64_t user_id, int limit,
+                                              const char *cursor, tryon_generation *out, size_t *n,
+                                              char *next, tryon_err *err);
+
+/* Deletes a finished generation of the user (its result image's row is marked deleted;
+ * `result_upload_id` (37 bytes) receives its id, "" when none, for the caller to remove
+ * the files). TRYON_E_NOT_FOUND as for get; TRYON_E_CONFLICT while it is queued or
+ * running. */
+TRYON_API tryon_status tryon_generations_delete(tryon_db_conn *c, int64_t user_id, const char *id,
+                                                char *result_upload_id, tryon_err *err);
+
+/* ------------------------------------------------------------ 4. The worker's side */
+
+/* Marks the generation running with the provider ("kie" or "offline") and model the
+ * worker uses. Idempotent (a rerun keeps the first start time). */
+TRYON_API tryon_status tryon_generations_start(tryon_db_conn *c, const char *id,
+                                               const char *provider, const char *model,
+                                               int64_t now_ms, tryon_err *err);
+
+/* Records the provider's task id (once: a different id for the same generation is
+ * TRYON_E_CONFLICT). */
+TRYON_API tryon_status tryon_generations_set_task(tryon_db_conn *c, const char *id,
+                                                  const char *task_id, tryon_err *err);
+
+/* Caller's transaction: records the result image `result_id` (already stored, with its
+ * thumbnail when img->thumb is set) as an upload of origin "result" and marks the
+ * generation succeeded. */
+TRYON_API tryon_status tryon_generations_succeed(tryon_db_conn *c, const char *id,
+                                                 const char *result_id, const tryon_image *img,
+                                                 bool watermarked, int64_t now_ms, tryon_err *err);
+
+/*
+ * The try-on kind's failure hook, in the transaction that fails `job` for good: refunds
+ * the charge (once; a refund already made is fine) and marks the generation failed with
+ * the job's error code and a message for the user, in their language (Russian for
+ * language codes "ru…", English otherwise), saying what happened and that the credits
+ * are back. The provider's own words stay in the job's error (logs, operators).
+ */
+TRYON_API tryon_status tryon_generations_fail_hook(tryon_db_conn *c, const tryon_job *job, void *ud,
+                                                   tryon_err *err);
+
+/* The user-facing message for a try-on that failed with `code`, in `lang` ("ru" or
+ * other), into `out`. */
+TRYON_API void tryon_generations_user_message(const char *code, const char *lang, int64_t cost,
+                                              char *out, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TRYON_GENERATIONS_H */

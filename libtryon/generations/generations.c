@@ -1,0 +1,503 @@
+/*
+ * Generations: the try-on transaction, the history, and the worker's updates.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <tryon/generations.h>
+
+#define TS(n) TRYON_DB_TS(n)
+#define MS(col) "coalesce(" TRYON_DB_MS(col) ", 0)"
+
+#define GEN_COLUMNS                                                                           \
+  "g.id::text, g.user_id, g.kind, g.status, coalesce(g.category, ''),"                        \
+  " coalesce(g.prompt_version, ''), coalesce(g.person_upload_id::text, ''),"                  \
+  " coalesce(g.item_upload_id::text, ''), coalesce(g.result_upload_id::text, ''),"            \
+  " coalesce(r.has_thumb, false), g.aspect_ratio, g.output_format, g.cost, g.watermarked,"    \
+  " g.provider, coalesce(g.model, ''), coalesce(g.provider_task_id, ''),"                     \
+  " coalesce(g.error_code, ''), coalesce(g.error_message, ''), coalesce(g.job_id::text, '')," \
+  " (extract(epoch FROM g.created_at) * 1000000)::bigint, " MS("g.started_at") ", " MS(       \
+      "g.finished_at")
+#define GEN_FROM " FROM generations g LEFT JOIN uploads r ON r.id = g.result_upload_id"
+
+static bool uuid_ok(const char *id) {
+  tryon_uuid u;
+  return id != NULL && strlen(id) == 36 && tryon_uuid_parse(id, &u) == TRYON_OK;
+}
+
+static void copy_col(char *dst, size_t cap, PGresult *res, int row, int col) {
+  tryon_utf8_copy(dst, cap, PQgetvalue(res, row, col));
+}
+
+static void row_to_gen(PGresult *res, int r, tryon_generation *g) {
+  memset(g, 0, sizeof *g);
+  copy_col(g->id, sizeof g->id, res, r, 0);
+  g->user_id = tryon_db_get_i64(res, r, 1);
+  copy_col(g->kind, sizeof g->kind, res, r, 2);
+  copy_col(g->status, sizeof g->status, res, r, 3);
+  copy_col(g->category, sizeof g->category, res, r, 4);
+  copy_col(g->prompt_version, sizeof g->prompt_version, res, r, 5);
+  copy_col(g->person_upload_id, sizeof g->person_upload_id, res, r, 6);
+  copy_col(g->item_upload_id, sizeof g->item_upload_id, res, r, 7);
+  copy_col(g->result_upload_id, sizeof g->result_upload_id, res, r, 8);
+  g->result_has_thumb = strcmp(PQgetvalue(res, r, 9), "t") == 0;
+  copy_col(g->aspect_ratio, sizeof g->aspect_ratio, res, r, 10);
+  copy_col(g->output_format, sizeof g->output_format, res, r, 11);
+  g->cost = tryon_db_get_i64(res, r, 12);
+  g->watermarked = strcmp(PQgetvalue(res, r, 13), "t") == 0;
+  copy_col(g->provider, sizeof g->provider, res, r, 14);
+  copy_col(g->model, sizeof g->model, res, r, 15);
+  copy_col(g->provider_task_id, sizeof g->provider_task_id, res, r, 16);
+  copy_col(g->error_code, sizeof g->error_code, res, r, 17);
+  copy_col(g->error_message, sizeof g->error_message, res, r, 18);
+  copy_col(g->job_id, sizeof g->job_id, res, r, 19);
+  g->created_us = tryon_db_get_i64(res, r, 20);
+  g->started_ms = tryon_db_get_i64(res, r, 21);
+  g->finished_ms = tryon_db_get_i64(res, r, 22);
+}
+
+/* ----------------------------------------------------------------------- creating */
+
+static bool key_ok(const char *k) {
+  size_t n = k ? strlen(k) : 0;
+  if (n == 0 || n > 128)
+    return false;
+  for (size_t i = 0; i < n; i++) {
+    if (k[i] < 0x21 || k[i] > 0x7e)
+      return false;
+  }
+  return true;
+}
+
+typedef struct create_op {
+  const tryon_tryon_params *p;
+  const char *ratio, *format;
+  int64_t now_ms;
+  tryon_tryon_created *out;
+  tryon_billing_refusal *refusal;
+} create_op;
+
+/* The answer to a repeated key: the first request's generation, if it asked the same. */
+static tryon_status replay(tryon_db_conn *c, create_op *op, tryon_err *err) {
+  tryon_generation g;
+  tryon_balance b;
+  const tryon_tryon_params *p = op->p;
+  const char *q[] = {op->out->job_id};
+  PGresult *res = NULL;
+  tryon_status st = tryon_db_exec(c, "SELECT " GEN_COLUMNS GEN_FROM " WHERE g.job_id = $1::uuid", 1,
+                                  q, &res, err);
+  if (st == TRYON_OK && PQntuples(res) == 0)
+    st = tryon_err_set(err, TRYON_E_CONFLICT, "this Idempotency-Key was used for another request");
+  if (st != TRYON_OK)
+    goto out;
+  row_to_gen(res, 0, &g);
+  if (g.user_id != p->user_id || strcmp(g.kind, "tryon") != 0 ||
+      strcmp(g.person_upload_id, p->person_upload_id) != 0 ||
+      strcmp(g.item_upload_id, p->item_upload_id) != 0 || strcmp(g.category, p->category) != 0 ||
+      strcmp(g.aspect_ratio, op->ratio) != 0 || strcmp(g.output_format, op->format) != 0) {
+    st = tryon_err_set(err, TRYON_E_CONFLICT,
+                       "this Idempotency-Key was used for a different try-on");
+    goto out;
+  }
+  st = tryon_billing_balance(c, p->user_id, op->now_ms, &b, err);
+  if (st != TRYON_OK)
+    goto out;
+  snprintf(op->out->generation_id, sizeof op->out->generation_id, "%s", g.id);
+  op->out->cost = g.cost;
+  op->out->balance = b.total;
+  op->out->watermark = g.watermarked;
+  op->out->created = false;
+out:
+  PQclear(res);
+  return st;
+}
+
+static tryon_status create_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
+  create_op *op = ud;
+  const tryon_tryon_params *p = op->p;
+  tryon_upload up;
+  tryon_uuid gid;
+  char key[160], charge[64], payload[96];
+  bool created = false;
+  tryon_status st = tryon_uploads_get(c, p->user_id, p->person_upload_id, &up, err);
+  if (st == TRYON_OK)
+    st = tryon_uploads_get(c, p->user_id, p->item_upload_id, &up, err);
+  if (st == TRYON_E_NOT_FOUND)
+    return tryon_err_set(err, TRYON_E_NOT_FOUND, "no such photo");
+  if (st != TRYON_OK)
+    return st;
+  if (tryon_uuid_v4(&gid) != TRYON_OK)
+    return tryon_err_set(err, TRYON_E_INTERNAL, "no randomness for an id");
+  tryon_uuid_format(&gid, op->out->generation_id);
+  snprintf(key, sizeof key, "tryon:%" PRId64 ":%s", p->user_id, p->idempotency_key);
+  snprintf(payload, sizeof payload, "{\"generation_id\":\"%s\"}", op->out->generation_id);
+  tryon_job_spec spec = {.kind = TRYON_TRYON_JOB_KIND,
+                         .payload_json = payload,
+                         .user_id = p->user_id,
+                         .idempotency_key = key};
+  st = tryon_jobs_enqueue(c, &spec, op->now_ms, op->out->job_id, &created, err);
+  if (st != TRYON_OK)
+    return st;
+  if (!created)
+    return replay(c, op, err);
+
+  tryon_billing_result paid;
+  snprintf(charge, sizeof charge, "job:%s:charge", op->out->job_id);
+  st = tryon_billing_spend(c, p->user_id, TRYON_TRYON_COST, charge, op->out->job_id, op->now_ms,
+                           true, &paid, op->refusal, err);
+  if (st != TRYON_OK)
+    return st; /* the job goes with the rolled-back transaction */
+  tryon_db_num uid = tryon_db_num_i64(p->user_id), cost = tryon_db_num_i64(TRYON_TRYON_COST);
+  const char *q[] = {op->out->generation_id,
+                     uid.s,
+                     p->category,
+                     tryon_tryon_prompt(p->category),
+                     TRYON_TRYON_PROMPT_VERSION,
+                     p->person_upload_id,
+                     p->item_upload_id,
+                     op->ratio,
+                     op->format,
+                     cost.s,
+                     paid.from_free ? "true" : "false",
+                     op->out->job_id};
+  st = tryon_db_exec(c,
+                     "INSERT INTO generations (id, user_id, kind, category, prompt, prompt_version,"
+                     " person_upload_id, item_upload_id, aspect_ratio, output_format, cost,"
+                     " watermarked, job_id) VALUES ($1::uuid, $2::bigint, 'tryon', $3, $4, $5,"
+                     " $6::uuid, $7::uuid, $8, $9, $10::bigint, $11::boolean, $12::uuid)",
+                     12, q, NULL, err);
+  if (st != TRYON_OK)
+    return st;
+  op->out->cost = TRYON_TRYON_COST;
+  op->out->balance = paid.period_after + paid.pack_after;
+  op->out->watermark = paid.from_free;
+  op->out->created = true;
+  return TRYON_OK;
+}
+
+tryon_status tryon_generations_create_tryon(tryon_db_conn *c, const tryon_tryon_params *p,
+                                            int64_t now_ms, tryon_tryon_created *out,
+                                            tryon_billing_refusal *refusal, tryon_err *err) {
+  if (c == NULL || p == NULL || out == NULL)
+    return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to create_tryon");
+  memset(out, 0, sizeof *out);
+  const char *ratio = p->aspect_ratio ? p->aspect_ratio : "auto";
+  const char *format = p->output_format ? p->output_format : "png";
+  if (!tryon_tryon_category_ok(p->category))
+    return tryon_err_set(err, TRYON_E_INVALID, "unknown category");
+  if (!tryon_tryon_aspect_ratio_ok(ratio))
+    return tryon_err_set(err, TRYON_E_INVALID, "unsupported aspect ratio");
+  if (strcmp(format, "png") != 0 && strcmp(format, "jpeg") != 0)
+    return tryon_err_set(err, TRYON_E_INVALID, "output format must be png or jpeg");
+  if (!key_ok(p->idempotency_key))
+    return tryon_err_set(err, TRYON_E_INVALID,
+                         "Idempotency-Key must be 1 to 128 printable ASCII characters");
+  if (!uuid_ok(p->person_upload_id) || !uuid_ok(p->item_upload_id))
+    return tryon_err_set(err, TRYON_E_NOT_FOUND, "no such photo");
+  if (strcmp(p->person_upload_id, p->item_upload_id) == 0)
+    return tryon_err_set(err, TRYON_E_INVALID, "the person and the item must be two photos");
+  create_op op = {
+      .p = p, .ratio = ratio, .format = format, .now_ms = now_ms, .out = out, .refusal = refusal};
+  tryon_status st = tryon_db_tx(c, create_tx, &op, err);
+  if (st != TRYON_OK)
+    memset(out, 0, sizeof *out);
+  return st;
+}
+
+/* ------------------------------------------------------------------------ reading */
+
+tryon_status tryon_generations_get(tryon_db_conn *c, int64_t user_id, const char *id,
+                                   tryon_generation *out, tryon_err *err) {
+  PGresult *res = NULL;
+  if (!uuid_ok(id))
+    return tryon_err_set(err, TRYON_E_NOT_FOUND, "no such generation");
+  tryon_db_num uid = tryon_db_num_i64(user_id);
+  const char *p[] = {id, uid.s};
+  tryon_status st = tryon_db_exec(c,
+                                  "SELECT " GEN_COLUMNS GEN_FROM " WHERE g.id = $1::uuid"
+                                  " AND ($2::bigint = 0 OR g.user_id = $2::bigint)",
+                                  2, p, &res, err);
+  if (st == TRYON_OK && PQntuples(res) == 0)
+    st = tryon_err_set(err, TRYON_E_NOT_FOUND, "no such generation");
+  else if (st == TRYON_OK)
+    row_to_gen(res, 0, out);
+  PQclear(res);
+  return st;
+}
+
+tryon_status tryon_generations_list(tryon_db_conn *c, int64_t user_id, int limit,
+                                    const char *cursor, tryon_generation *out, size_t *n,
+                                    char *next, tryon_err *err) {
+  PGresult *res = NULL;
+  char cur_ts[24] = "", cur_id[TRYON_UUID_STR_LEN] = "";
+  *n = 0;
+  if (limit < 1 || limit > 100)
+    return tryon_err_set(err, TRYON_E_INVALID, "limit must be 1 to 100");
+  /* The cursor is "<created microseconds>_<id>" of the last item shown. */
+  if (cursor != NULL && cursor[0] != '\0') {
+    const char *sep = strchr(cursor, '_');
+    size_t tl = sep ? (size_t)(sep - cursor) : 0;
+    if (sep == NULL || tl == 0 || tl >= sizeof cur_ts || strspn(cursor, "0123456789") != tl ||
+        !uuid_ok(sep + 1))
+      return tryon_err_set(err, TRYON_E_INVALID, "malformed cursor");
+    memcpy(cur_ts, cursor, tl);
+    snprintf(cur_id, sizeof cur_id, "%s", sep + 1);
+  }
+  next[0] = '\0'; /* only now: `next` may be the buffer `cursor` points into */
+  tryon_db_num uid = tryon_db_num_i64(user_id), lim = tryon_db_num_i64(limit + 1);
+  const char *p[] = {uid.s, cur_ts[0] ? cur_ts : NULL, cur_ts[0] ? cur_id : NULL, lim.s};
+  tryon_status st = tryon_db_exec(
+      c,
+      "SELECT " GEN_COLUMNS GEN_FROM " WHERE g.user_id = $1::bigint AND ($2::bigint IS NULL OR"
+      " (g.created_at, g.id) < (timestamptz 'epoch' + $2::bigint * interval '1 microsecond',"
+      " $3::uuid))"
+      " ORDER BY g.created_at DESC, g.id DESC LIMIT $4::int",
+      4, p, &res, err);
+  for (int r = 0; st == TRYON_OK && r < PQntuples(res) && r < limit; r++)
+    row_to_gen(res, r, &out[(*n)++]);
+  if (st == TRYON_OK && PQntuples(res) > limit && *n > 0)
+    snprintf(next, TRYON_GENERATIONS_CURSOR_MAX, "%" PRId64 "_%s", out[*n - 1].created_us,
+             out[*n - 1].id);
+  PQclear(res);
+  return st;
+}
+
+typedef struct delete_op {
+  int64_t user_id;
+  const char *id;
+  char *result_id;
+} delete_op;
+
+static tryon_status delete_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
+  delete_op *op = ud;
+  tryon_generation g;
+  PGresult *res = NULL;
+  tryon_status st = tryon_generations_get(c, op->user_id, op->id, &g, err);
+  if (st != TRYON_OK)
+    return st;
+  if (strcmp(g.status, "queued") == 0 || strcmp(g.status, "running") == 0)
+    return tryon_err_set(err, TRYON_E_CONFLICT, "the try-on is still in progress");
+  tryon_db_num uid = tryon_db_num_i64(op->user_id);
+  const char *p[] = {op->id, uid.s};
+  st = tryon_db_exec(c,
+                     "DELETE FROM generations WHERE id = $1::uuid AND user_id = $2::bigint"
+                     " AND status IN ('succeeded', 'failed', 'cancelled')",
+                     2, p, NULL, err);
+  if (st != TRYON_OK || g.result_upload_id[0] == '\0')
+    return st;
+  /* The result image: its row goes too, unless another generation (an edit) uses it,
+   * in which case it is only marked deleted like a user's upload. */
+  const char *q[] = {g.result_upload_id, uid.s};
+  st =
+      tryon_db_exec(c,
+                    "WITH used AS (SELECT 1 FROM generations WHERE person_upload_id = $1::uuid"
+                    "   OR item_upload_id = $1::uuid OR source_upload_id = $1::uuid"
+                    "   OR result_upload_id = $1::uuid LIMIT 1),"
+                    " d AS (DELETE FROM uploads WHERE id = $1::uuid AND user_id = $2::bigint"
+                    "   AND NOT EXISTS (SELECT 1 FROM used) RETURNING id)"
+                    " UPDATE uploads SET deleted_at = coalesce(deleted_at, now())"
+                    " WHERE id = $1::uuid AND user_id = $2::bigint AND EXISTS (SELECT 1 FROM used)",
+                    2, q, &res, err);
+  PQclear(res);
+  if (st == TRYON_OK)
+    snprintf(op->result_id, TRYON_UUID_STR_LEN, "%s", g.result_upload_id);
+  return st;
+}
+
+tryon_status tryon_generations_delete(tryon_db_conn *c, int64_t user_id, const char *id,
+                                      char *result_upload_id, tryon_err *err) {
+  result_upload_id[0] = '\0';
+  delete_op op = {.user_id = user_id, .id = id, .result_id = result_upload_id};
+  tryon_status st = tryon_db_tx(c, delete_tx, &op, err);
+  if (st != TRYON_OK)
+    result_upload_id[0] = '\0';
+  return st;
+}
+
+/* ------------------------------------------------------------------- the worker */
+
+tryon_status tryon_generations_start(tryon_db_conn *c, const char *id, const char *provider,
+                                     const char *model, int64_t now_ms, tryon_err *err) {
+  PGresult *res = NULL;
+  if (!uuid_ok(id) || provider == NULL)
+    return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to generations_start");
+  tryon_db_num now = tryon_db_num_i64(now_ms);
+  const char *p[] = {id, provider, model, now.s};
+  tryon_status st = tryon_db_exec(c,
+                                  "UPDATE generations SET status = 'running', provider = $2,"
+                                  " model = $3, started_at = coalesce(started_at, " TS(
+                                      4) "), updated_at = now() WHERE id = $1::uuid"
+                                         " AND status IN ('queued', 'running') RETURNING id",
+                                  4, p, &res, err);
+  if (st == TRYON_OK && PQntuples(res) == 0)
+    st = tryon_err_set(err, TRYON_E_CONFLICT, "the generation is not waiting to run");
+  PQclear(res);
+  return st;
+}
+
+tryon_status tryon_generations_set_task(tryon_db_conn *c, const char *id, const char *task_id,
+                                        tryon_err *err) {
+  PGresult *res = NULL;
+  if (!uuid_ok(id) || task_id == NULL || task_id[0] == '\0' || strlen(task_id) > 200)
+    return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to generations_set_task");
+  const char *p[] = {id, task_id};
+  tryon_status st = tryon_db_exec(c,
+                                  "UPDATE generations SET provider_task_id = $2, updated_at ="
+                                  " now() WHERE id = $1::uuid AND (provider_task_id IS NULL OR"
+                                  " provider_task_id = $2) RETURNING id",
+                                  2, p, &res, err);
+  if (st == TRYON_OK && PQntuples(res) == 0)
+    st = tryon_err_set(err, TRYON_E_CONFLICT, "the generation has another provider task");
+  PQclear(res);
+  return st;
+}
+
+tryon_status tryon_generations_succeed(tryon_db_conn *c, const char *id, const char *result_id,
+                                       const tryon_image *img, bool watermarked, int64_t now_ms,
+                                       tryon_err *err) {
+  PGresult *res = NULL;
+  char sha[65], w[16], h[16], bytes[24];
+  if (!uuid_ok(id) || !uuid_ok(result_id) || img == NULL || img->mime == NULL)
+    return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to generations_succeed");
+  snprintf(w, sizeof w, "%d", img->width);
+  snprintf(h, sizeof h, "%d", img->height);
+  snprintf(bytes, sizeof bytes, "%zu", img->len);
+  tryon_hex_encode(img->sha256, sizeof img->sha256, sha);
+  tryon_db_num now = tryon_db_num_i64(now_ms);
+  const char *p[] = {id,        result_id,
+                     img->mime, w,
+                     h,         bytes,
+                     sha,       img->thumb ? "true" : "false",
+                     now.s,     watermarked ? "true" : "false"};
+  tryon_status st = tryon_db_exec(
+      c,
+      "WITH g AS (SELECT user_id FROM generations WHERE id = $1::uuid AND status IN ('queued',"
+      "   'running') FOR UPDATE),"
+      " up AS (INSERT INTO uploads (id, user_id, origin, mime, width, height, bytes, sha256,"
+      "   has_thumb) SELECT $2::uuid, g.user_id, 'result', $3, $4::int, $5::int, $6::bigint,"
+      "   decode($7, 'hex'), $8::boolean FROM g RETURNING id)"
+      " UPDATE generations SET status = 'succeeded', result_upload_id = (SELECT id FROM up),"
+      " watermarked = $10::boolean, started_at = coalesce(started_at, " TS(
+          9) "), finished_at = " TS(9) ", updated_at = now() WHERE id = $1::uuid"
+                                       " AND EXISTS (SELECT 1 FROM up) RETURNING id",
+      10, p, &res, err);
+  if (st == TRYON_OK && PQntuples(res) == 0)
+    st = tryon_err_set(err, TRYON_E_CONFLICT, "the generation is not running");
+  PQclear(res);
+  return st;
+}
+
+/* ---------------------------------------------------------------------- failure */
+
+/* "2 кредита", "5 кредитов", "1 кредит". */
+static const char *ru_credits(int64_t n) {
+  int64_t m100 = n % 100, m10 = n % 10;
+  if (m100 >= 11 && m100 <= 14)
+    return "кредитов";
+  if (m10 == 1)
+    return "кредит";
+  if (m10 >= 2 && m10 <= 4)
+    return "кредита";
+  return "кредитов";
+}
+
+/* A message is head + "2 credits are back" / "2 кредита вернулись" + tail. */
+typedef struct user_message {
+  const char *codes; /* " code code ": error codes between spaces; "" for the fallback */
+  const char *en_head, *en_tail;
+  const char *ru_head, *ru_tail;
+} user_message;
+
+static const user_message messages[] = {
+    {" content_refused ", "The image service refused these photos under its content rules. Your ",
+     ". Try other photos.", "Сервис генерации отклонил эти фото по своим правилам. ",
+     " на ваш счёт. Попробуйте другие фото."},
+    {" generation_failed bad_result bad_request validation ",
+     "The image service could not make this picture. Your ", ". Try again or use other photos.",
+     "Сервису не удалось создать изображение. ",
+     " на ваш счёт. Попробуйте ещё раз или возьмите другие фото."},
+    {" photo_missing ", "One of the photos is no longer available. Your ",
+     ". Upload it again to retry.", "Одно из фото больше недоступно. ",
+     " на ваш счёт. Загрузите его снова."},
+    {"", "The image service is not answering right now. Your ",
+     ". Please try again in a few minutes.", "Сервис генерации сейчас не отвечает. ",
+     " на ваш счёт. Попробуйте через несколько минут."},
+};
+
+void tryon_generations_user_message(const char *code, const char *lang, int64_t cost, char *out,
+                                    size_t cap) {
+  const user_message *m = &messages[sizeof messages / sizeof messages[0] - 1];
+  char word[72];
+  snprintf(word, sizeof word, " %s ", code ? code : "");
+  for (size_t i = 0; code != NULL && code[0] && i + 1 < sizeof messages / sizeof messages[0]; i++) {
+    if (strstr(messages[i].codes, word) != NULL) {
+      m = &messages[i];
+      break;
+    }
+  }
+  if (lang != NULL && strncmp(lang, "ru", 2) == 0)
+    snprintf(out, cap, "%s%lld %s %s%s", m->ru_head, (long long)cost, ru_credits(cost),
+             cost % 10 == 1 && cost % 100 != 11 ? "вернулся" : "вернулись", m->ru_tail);
+  else
+    snprintf(out, cap, "%s%lld %s back%s", m->en_head, (long long)cost,
+             cost == 1 ? "credit is" : "credits are", m->en_tail);
+}
+
+tryon_status tryon_generations_fail_hook(tryon_db_conn *c, const tryon_job *job, void *ud,
+                                         tryon_err *err) {
+  const tryon_clock *clock = ud;
+  PGresult *res = NULL;
+  cJSON *payload = cJSON_Parse(job->payload ? job->payload : "{}");
+  cJSON *error = cJSON_Parse(job->error ? job->error : "{}");
+  const char *gid =
+      cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(payload, "generation_id"));
+  const char *code = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(error, "code"));
+  char charge[64], refund[64], message[512];
+  int64_t now = tryon_clock_now_ms(clock);
+  tryon_status st = TRYON_OK;
+  if (gid == NULL || !uuid_ok(gid)) { /* not a try-on job: nothing to undo */
+    TRYON_LOG_WARN("try-on failure hook without a generation", TRYON_LF_STR("job", job->id));
+    goto out;
+  }
+  /* The money first: the refund is what must never be missed. */
+  tryon_billing_result r;
+  snprintf(charge, sizeof charge, "job:%s:charge", job->id);
+  snprintf(refund, sizeof refund, "job:%s:refund", job->id);
+  st = tryon_billing_refund(c, charge, refund, now, true, &r, err);
+  if (st == TRYON_E_DUPLICATE || st == TRYON_E_NOT_FOUND) {
+    if (st == TRYON_E_NOT_FOUND)
+      TRYON_LOG_WARN("try-on failed without a charge to refund", TRYON_LF_STR("job", job->id));
+    st = TRYON_OK;
+  }
+  if (st != TRYON_OK)
+    goto out;
+  const char *p[] = {gid};
+  st = tryon_db_exec(c,
+                     "SELECT g.cost, coalesce(u.language_code, '') FROM generations g"
+                     " JOIN users u ON u.id = g.user_id WHERE g.id = $1::uuid",
+                     1, p, &res, err);
+  if (st != TRYON_OK || PQntuples(res) == 0)
+    goto out;
+  tryon_generations_user_message(code, PQgetvalue(res, 0, 1), tryon_db_get_i64(res, 0, 0), message,
+                                 sizeof message);
+  PQclear(res);
+  res = NULL;
+  char code_col[65];
+  tryon_utf8_copy(code_col, sizeof code_col, code && code[0] ? code : "failed");
+  tryon_db_num nw = tryon_db_num_i64(now);
+  const char *q[] = {gid, code_col, message, nw.s};
+  st = tryon_db_exec(
+      c,
+      "UPDATE generations SET status = 'failed', error_code = $2,"
+      " error_message = $3, finished_at = " TS(4) ", updated_at = now() WHERE id = $1::uuid"
+                                                  " AND status IN ('queued', 'running')",
+      4, q, NULL, err);
+out:
+  PQclear(res);
+  cJSON_Delete(payload);
+  cJSON_Delete(error);
+  return st;
+}

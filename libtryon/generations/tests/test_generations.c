@@ -1,0 +1,472 @@
+/*
+ * Generations against a real PostgreSQL: the try-on transaction (charge + generation +
+ * job, all or nothing; idempotent by key; ownership; money under concurrency), the
+ * history, the worker's updates and the failure hook's refund with its message.
+ * The ledger audit must hold after every scenario.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tryon/generations.h>
+
+#include "testsupport.h"
+
+typedef struct fixture {
+  tryon_testdb t;
+  tryon_db *db;
+  tryon_db_conn *c;
+  int64_t now;
+} fixture;
+
+static int setup(void **state) {
+  fixture *f = calloc(1, sizeof *f);
+  tryon_err err;
+  assert_non_null(f);
+  tryon_testdb_create_migrated(&f->t);
+  f->db = tryon_testdb_pool(&f->t, 12, 30000);
+  assert_int_equal(tryon_db_acquire(f->db, &f->c, &err), TRYON_OK);
+  f->now = tryon_clock_now_ms(NULL);
+  *state = f;
+  return 0;
+}
+
+/* The books balance: no audit offender. */
+static void check_books(fixture *f) {
+  tryon_err err;
+  tryon_audit_problem p[4];
+  size_t n = 99;
+  EXPECT_STATUS(tryon_billing_audit(f->c, p, 4, &n, &err), TRYON_OK, &err, "audit");
+  if (n > 0)
+    fail_msg("the ledger audit found %zu offenders (user %lld first)", n, (long long)p[0].user_id);
+}
+
+static int teardown(void **state) {
+  fixture *f = *state;
+  check_books(f);
+  tryon_db_release(f->c);
+  tryon_db_free(f->db);
+  tryon_testdb_drop(&f->t);
+  free(f);
+  return 0;
+}
+
+static char *value(fixture *f, const char *sql, const char *arg) {
+  const char *p[] = {arg};
+  char *v = tryon_test_query_value(f->c, sql, arg ? 1 : 0, arg ? p : NULL);
+  return v ? v : strdup("(null)");
+}
+
+static void expect_sql(fixture *f, const char *sql, const char *arg, const char *want,
+                       const char *ctx) {
+  char *got = value(f, sql, arg);
+  if (strcmp(got, want) != 0)
+    fail_msg("%s: %s is %s, want %s", ctx, sql, got, want);
+  free(got);
+}
+
+static int64_t new_user(fixture *f, int64_t tg, const char *lang) {
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "INSERT INTO users (telegram_id, language_code) VALUES (%lld, %s%s%s) RETURNING id",
+           (long long)tg, lang ? "'" : "", lang ? lang : "NULL", lang ? "'" : "");
+  char *id = value(f, sql, NULL);
+  int64_t v = strtoll(id, NULL, 10);
+  free(id);
+  return v;
+}
+
+/* A stored photo of `user` (the row only; these tests never read the files). */
+static void new_upload(fixture *f, int64_t user, char id[TRYON_UUID_STR_LEN]) {
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "INSERT INTO uploads (user_id, origin, mime, width, height, bytes, sha256) VALUES"
+           " (%lld, 'upload', 'image/jpeg', 800, 1000, 12345, sha256(random()::text::bytea))"
+           " RETURNING id",
+           (long long)user);
+  char *v = value(f, sql, NULL);
+  snprintf(id, TRYON_UUID_STR_LEN, "%s", v);
+  free(v);
+}
+
+static tryon_status try_on(fixture *f, int64_t user, const char *person, const char *item,
+                           const char *key, tryon_tryon_created *out,
+                           tryon_billing_refusal *refusal) {
+  tryon_err err;
+  tryon_tryon_params p = {.user_id = user,
+                          .person_upload_id = person,
+                          .item_upload_id = item,
+                          .category = "top",
+                          .aspect_ratio = "3:4",
+                          .idempotency_key = key};
+  return tryon_generations_create_tryon(f->c, &p, f->now, out, refusal, &err);
+}
+
+/* ------------------------------------------------------------------------ prompts */
+
+static void test_generations__prompts_cover_every_category(void **state) {
+  (void)state;
+  static const char *const cats[] = {"top",      "bottom",  "dress", "outerwear", "shoes",
+                                     "headwear", "glasses", "bag",   "jewelry",   "other"};
+  for (size_t i = 0; i < sizeof cats / sizeof cats[0]; i++) {
+    const char *p = tryon_tryon_prompt(cats[i]);
+    if (p == NULL || strstr(p, "first image") == NULL || strstr(p, "second image") == NULL ||
+        strstr(p, "face") == NULL || strstr(p, "colours") == NULL || strlen(p) > 5000)
+      fail_msg("the %s prompt does not keep the person and the item", cats[i]);
+    assert_true(tryon_tryon_category_ok(cats[i]));
+  }
+  assert_null(tryon_tryon_prompt("hat"));
+  assert_null(tryon_tryon_prompt(NULL));
+  assert_false(tryon_tryon_category_ok("Top"));
+  assert_true(tryon_tryon_aspect_ratio_ok("auto"));
+  assert_true(tryon_tryon_aspect_ratio_ok("21:9"));
+  assert_false(tryon_tryon_aspect_ratio_ok("7:5"));
+  assert_false(tryon_tryon_aspect_ratio_ok(""));
+}
+
+static void test_generations__user_messages_say_the_credits_are_back(void **state) {
+  (void)state;
+  char m[512];
+  tryon_generations_user_message("content_refused", "en", 2, m, sizeof m);
+  assert_non_null(strstr(m, "refused"));
+  assert_non_null(strstr(m, "2 credits are back"));
+  tryon_generations_user_message("content_refused", "ru-RU", 2, m, sizeof m);
+  assert_non_null(strstr(m, "2 кредита вернулись"));
+  tryon_generations_user_message("generation_failed", "ru", 1, m, sizeof m);
+  assert_non_null(strstr(m, "1 кредит вернулся"));
+  tryon_generations_user_message("lease_expired", NULL, 5, m, sizeof m);
+  assert_non_null(strstr(m, "not answering"));
+  assert_non_null(strstr(m, "5 credits are back"));
+  tryon_generations_user_message("generation_failed", "de", 1, m, sizeof m);
+  assert_non_null(strstr(m, "1 credit is back"));
+  tryon_generations_user_message("refused", "en", 2, m, sizeof m); /* no partial matches */
+  assert_non_null(strstr(m, "not answering"));
+}
+
+/* ----------------------------------------------------------------------- creating */
+
+static void test_generations__create_charges_enqueues_and_records(void **state) {
+  fixture *f = *state;
+  char a[TRYON_UUID_STR_LEN], b[TRYON_UUID_STR_LEN];
+  int64_t u = new_user(f, 100, "en");
+  new_upload(f, u, a);
+  new_upload(f, u, b);
+  tryon_tryon_created c1, c2;
+  assert_int_equal(try_on(f, u, a, b, "key-1", &c1, NULL), TRYON_OK);
+  assert_true(c1.created);
+  assert_int_equal(c1.cost, 2);
+  assert_int_equal(c1.balance, 8); /* the free month's 10, less 2 */
+  assert_true(c1.watermark);
+  expect_sql(f,
+             "SELECT kind || ' ' || state"
+             " FROM jobs WHERE id = $1::uuid",
+             c1.job_id, "tryon queued", "the job");
+  expect_sql(f, "SELECT payload->>'generation_id' FROM jobs WHERE id = $1::uuid", c1.job_id,
+             c1.generation_id, "the job names its generation");
+  expect_sql(f,
+             "SELECT status || ' ' || category || ' ' || prompt_version || ' ' || aspect_ratio"
+             " || ' ' || output_format || ' ' || cost || ' ' || watermarked FROM generations"
+             " WHERE id = $1::uuid",
+             c1.generation_id, "queued top tryon-1 3:4 png 2 true", "generation");
+  expect_sql(f,
+             "SELECT count(*) FROM credit_ledger WHERE idempotency_key = 'job:' || $1 ||"
+             " ':charge'",
+             c1.job_id, "1", "one charge");
+
+  /* The same key: the same answer, nothing charged. */
+  assert_int_equal(try_on(f, u, a, b, "key-1", &c2, NULL), TRYON_OK);
+  assert_false(c2.created);
+  assert_string_equal(c2.job_id, c1.job_id);
+  assert_string_equal(c2.generation_id, c1.generation_id);
+  assert_int_equal(c2.balance, 8);
+  expect_sql(f, "SELECT count(*) FROM jobs", NULL, "1", "one job");
+  expect_sql(f, "SELECT count(*) FROM credit_ledger WHERE delta_period + delta_pack < 0", NULL, "1",
+             "one spend");
+
+  /* The same key for another try-on is a conflict; another key is a new try-on. */
+  assert_int_equal(try_on(f, u, b, a, "key-1", &c2, NULL), TRYON_E_CONFLICT);
+  assert_int_equal(try_on(f, u, a, b, "key-2", &c2, NULL), TRYON_OK);
+  assert_true(c2.created);
+  assert_int_equal(c2.balance, 6);
+}
+
+static void test_generations__create_refuses_foreign_photos_and_bad_input(void **state) {
+  fixture *f = *state;
+  char mine[TRYON_UUID_STR_LEN], mine2[TRYON_UUID_STR_LEN], theirs[TRYON_UUID_STR_LEN];
+  int64_t u = new_user(f, 200, NULL), v = new_user(f, 201, NULL);
+  new_upload(f, u, mine);
+  new_upload(f, u, mine2);
+  new_upload(f, v, theirs);
+  tryon_tryon_created c;
+  assert_int_equal(try_on(f, u, mine, theirs, "k1", &c, NULL), TRYON_E_NOT_FOUND);
+  assert_int_equal(try_on(f, u, theirs, mine, "k2", &c, NULL), TRYON_E_NOT_FOUND);
+  assert_int_equal(try_on(f, u, mine, "00000000-0000-4000-8000-000000000000", "k3", &c, NULL),
+                   TRYON_E_NOT_FOUND);
+  assert_int_equal(try_on(f, u, mine, "not-a-uuid", "k4", &c, NULL), TRYON_E_NOT_FOUND);
+  assert_int_equal(try_on(f, u, mine, mine, "k5", &c, NULL), TRYON_E_INVALID);
+  assert_int_equal(try_on(f, u, mine, mine2, "", &c, NULL), TRYON_E_INVALID);
+  assert_int_equal(try_on(f, u, mine, mine2, "with space", &c, NULL), TRYON_E_INVALID);
+  tryon_err err;
+  tryon_tryon_params p = {.user_id = u,
+                          .person_upload_id = mine,
+                          .item_upload_id = mine2,
+                          .category = "hat",
+                          .idempotency_key = "k6"};
+  EXPECT_STATUS(tryon_generations_create_tryon(f->c, &p, f->now, &c, NULL, &err), TRYON_E_INVALID,
+                &err, "category");
+  p.category = "shoes";
+  p.aspect_ratio = "7:5";
+  EXPECT_STATUS(tryon_generations_create_tryon(f->c, &p, f->now, &c, NULL, &err), TRYON_E_INVALID,
+                &err, "ratio");
+  p.aspect_ratio = NULL;
+  p.output_format = "gif";
+  EXPECT_STATUS(tryon_generations_create_tryon(f->c, &p, f->now, &c, NULL, &err), TRYON_E_INVALID,
+                &err, "format");
+  /* A deleted photo is gone for try-ons too. */
+  const char *q[] = {mine2};
+  EXPECT_STATUS(tryon_db_exec(f->c, "UPDATE uploads SET deleted_at = now() WHERE id = $1::uuid", 1,
+                              q, NULL, &err),
+                TRYON_OK, &err, "delete a photo");
+  assert_int_equal(try_on(f, u, mine, mine2, "k7", &c, NULL), TRYON_E_NOT_FOUND);
+  expect_sql(f, "SELECT count(*) FROM jobs", NULL, "0", "no job for a refused request");
+  expect_sql(f, "SELECT count(*) FROM generations", NULL, "0", "no generation either");
+  expect_sql(f, "SELECT count(*) FROM credit_ledger WHERE delta_period + delta_pack < 0", NULL, "0",
+             "and no charge");
+}
+
+static void test_generations__unaffordable_leaves_nothing(void **state) {
+  fixture *f = *state;
+  char a[TRYON_UUID_STR_LEN], b[TRYON_UUID_STR_LEN], key[16];
+  int64_t u = new_user(f, 300, NULL);
+  new_upload(f, u, a);
+  new_upload(f, u, b);
+  tryon_tryon_created c;
+  for (int i = 0; i < 5; i++) {
+    snprintf(key, sizeof key, "k%d", i);
+    assert_int_equal(try_on(f, u, a, b, key, &c, NULL), TRYON_OK);
+  }
+  assert_int_equal(c.balance, 0);
+  tryon_billing_refusal r = {0};
+  assert_int_equal(try_on(f, u, a, b, "k-last", &c, &r), TRYON_E_INSUFFICIENT_CREDITS);
+  assert_int_equal(r.balance, 0);
+  assert_int_equal(r.cost, 2);
+  expect_sql(f, "SELECT count(*) FROM jobs", NULL, "5", "no job for the refused one");
+  expect_sql(f, "SELECT count(*) FROM generations", NULL, "5", "nor a generation");
+}
+
+typedef struct racer {
+  fixture *f;
+  int64_t user;
+  const char *a, *b;
+  char key[16];
+  tryon_status st;
+} racer;
+
+static void *race(void *arg) {
+  racer *r = arg;
+  tryon_db_conn *c = NULL;
+  tryon_err err;
+  tryon_tryon_created out;
+  tryon_tryon_params p = {.user_id = r->user,
+                          .person_upload_id = r->a,
+                          .item_upload_id = r->b,
+                          .category = "dress",
+                          .idempotency_key = r->key};
+  r->st = tryon_db_acquire(r->f->db, &c, &err);
+  if (r->st == TRYON_OK)
+    r->st = tryon_generations_create_tryon(c, &p, r->f->now, &out, NULL, &err);
+  tryon_db_release(c);
+  return NULL;
+}
+
+/* 10 credits, 16 racing try-ons with 8 distinct keys (each sent twice): exactly 5 jobs,
+ * 5 charges, and both requests of a key agree. */
+static void test_generations__racing_requests_spend_exactly_the_balance(void **state) {
+  fixture *f = *state;
+  char a[TRYON_UUID_STR_LEN], b[TRYON_UUID_STR_LEN];
+  int64_t u = new_user(f, 400, NULL);
+  new_upload(f, u, a);
+  new_upload(f, u, b);
+  racer rs[16];
+  pthread_t th[16];
+  for (int i = 0; i < 16; i++) {
+    rs[i] = (racer){.f = f, .user = u, .a = a, .b = b};
+    snprintf(rs[i].key, sizeof rs[i].key, "race-%d", i / 2);
+    pthread_create(&th[i], NULL, race, &rs[i]);
+  }
+  int ok = 0, poor = 0;
+  for (int i = 0; i < 16; i++) {
+    pthread_join(th[i], NULL);
+    ok += rs[i].st == TRYON_OK;
+    poor += rs[i].st == TRYON_E_INSUFFICIENT_CREDITS;
+  }
+  if (ok + poor != 16)
+    fail_msg("%d succeeded and %d were refused for want of credits, of 16", ok, poor);
+  expect_sql(f, "SELECT count(*) FROM jobs", NULL, "5", "five jobs");
+  expect_sql(f, "SELECT count(*) FROM generations", NULL, "5", "five generations");
+  expect_sql(f, "SELECT count(*) FROM credit_ledger WHERE delta_period + delta_pack < 0", NULL, "5",
+             "five charges");
+  expect_sql(f, "SELECT period_credits + pack_credits FROM wallets", NULL, "0", "all spent");
+}
+
+/* -------------------------------------------------------------- the worker's side */
+
+static void test_generations__worker_updates_and_history(void **state) {
+  fixture *f = *state;
+  tryon_err err;
+  char a[TRYON_UUID_STR_LEN], b[TRYON_UUID_STR_LEN], key[16];
+  int64_t u = new_user(f, 500, NULL), other = new_user(f, 501, NULL);
+  new_upload(f, u, a);
+  new_upload(f, u, b);
+  tryon_tryon_created c[3];
+  for (int i = 0; i < 3; i++) {
+    snprintf(key, sizeof key, "h%d", i);
+    assert_int_equal(try_on(f, u, a, b, key, &c[i], NULL), TRYON_OK);
+  }
+  const char *g = c[2].generation_id;
+  EXPECT_STATUS(tryon_generations_start(f->c, g, "offline", "offline-compose", f->now, &err),
+                TRYON_OK, &err, "start");
+  EXPECT_STATUS(tryon_generations_start(f->c, g, "offline", "offline-compose", f->now + 5, &err),
+                TRYON_OK, &err, "start again (a rerun)");
+  EXPECT_STATUS(tryon_generations_set_task(f->c, g, "task-1", &err), TRYON_OK, &err, "task");
+  EXPECT_STATUS(tryon_generations_set_task(f->c, g, "task-1", &err), TRYON_OK, &err, "same task");
+  EXPECT_STATUS(tryon_generations_set_task(f->c, g, "task-2", &err), TRYON_E_CONFLICT, &err,
+                "another task");
+  char rid[TRYON_UUID_STR_LEN];
+  tryon_uuid ru;
+  tryon_uuid_v4(&ru);
+  tryon_uuid_format(&ru, rid);
+  unsigned char px[4] = {1, 2, 3, 4}, th[2] = {5, 6};
+  tryon_image img = {.mime = "image/png",
+                     .width = 600,
+                     .height = 800,
+                     .data = px,
+                     .len = sizeof px,
+                     .thumb = th,
+                     .thumb_len = 2};
+  EXPECT_STATUS(tryon_db_exec(f->c, "BEGIN", 0, NULL, NULL, &err), TRYON_OK, &err, "begin");
+  EXPECT_STATUS(tryon_generations_succeed(f->c, g, rid, &img, true, f->now + 10, &err), TRYON_OK,
+                &err, "succeed");
+  EXPECT_STATUS(tryon_db_exec(f->c, "COMMIT", 0, NULL, NULL, &err), TRYON_OK, &err, "commit");
+
+  tryon_generation gen;
+  EXPECT_STATUS(tryon_generations_get(f->c, u, g, &gen, &err), TRYON_OK, &err, "get");
+  assert_string_equal(gen.status, "succeeded");
+  assert_string_equal(gen.result_upload_id, rid);
+  assert_true(gen.result_has_thumb);
+  assert_string_equal(gen.provider, "offline");
+  assert_string_equal(gen.provider_task_id, "task-1");
+  assert_true(gen.finished_ms >= gen.started_ms && gen.started_ms > 0);
+  EXPECT_STATUS(tryon_generations_get(f->c, other, g, &gen, &err), TRYON_E_NOT_FOUND, &err,
+                "someone else's");
+  char want[64];
+  snprintf(want, sizeof want, "result %lld", (long long)u);
+  expect_sql(f, "SELECT origin || ' ' || user_id FROM uploads WHERE id = $1::uuid", rid, want,
+             "the result is the user's image");
+
+  /* History: newest first, two pages. */
+  tryon_generation page[2];
+  size_t n = 0;
+  char next[TRYON_GENERATIONS_CURSOR_MAX];
+  EXPECT_STATUS(tryon_generations_list(f->c, u, 2, NULL, page, &n, next, &err), TRYON_OK, &err,
+                "page 1");
+  assert_int_equal(n, 2);
+  assert_string_equal(page[0].id, c[2].generation_id);
+  assert_string_equal(page[1].id, c[1].generation_id);
+  assert_true(next[0] != '\0');
+  EXPECT_STATUS(tryon_generations_list(f->c, u, 2, next, page, &n, next, &err), TRYON_OK, &err,
+                "page 2");
+  assert_int_equal(n, 1);
+  assert_string_equal(page[0].id, c[0].generation_id);
+  assert_string_equal(next, "");
+  EXPECT_STATUS(tryon_generations_list(f->c, u, 2, "garbage", page, &n, next, &err),
+                TRYON_E_INVALID, &err, "bad cursor");
+  EXPECT_STATUS(tryon_generations_list(f->c, other, 2, NULL, page, &n, next, &err), TRYON_OK, &err,
+                "another user's history");
+  assert_int_equal(n, 0);
+
+  /* Delete: not while queued; a finished one goes with its result image. */
+  char gone[TRYON_UUID_STR_LEN];
+  EXPECT_STATUS(tryon_generations_delete(f->c, u, c[0].generation_id, gone, &err), TRYON_E_CONFLICT,
+                &err, "queued");
+  EXPECT_STATUS(tryon_generations_delete(f->c, other, g, gone, &err), TRYON_E_NOT_FOUND, &err,
+                "not theirs");
+  EXPECT_STATUS(tryon_generations_delete(f->c, u, g, gone, &err), TRYON_OK, &err, "delete");
+  assert_string_equal(gone, rid);
+  expect_sql(f, "SELECT count(*) FROM uploads WHERE id = $1::uuid", rid, "0", "result gone");
+  EXPECT_STATUS(tryon_generations_get(f->c, u, g, &gen, &err), TRYON_E_NOT_FOUND, &err, "gone");
+}
+
+typedef struct hook_op {
+  tryon_job *job;
+} hook_op;
+
+static tryon_status hook_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
+  return tryon_generations_fail_hook(c, ((hook_op *)ud)->job, NULL, err);
+}
+
+static void fail_with(fixture *f, const tryon_tryon_created *cr, const char *error_json) {
+  tryon_err err;
+  tryon_job job;
+  EXPECT_STATUS(tryon_jobs_get(f->c, cr->job_id, 0, &job, &err), TRYON_OK, &err, "job");
+  free(job.error);
+  job.error = strdup(error_json);
+  hook_op op = {&job};
+  EXPECT_STATUS(tryon_db_tx(f->c, hook_tx, &op, &err), TRYON_OK, &err, "hook");
+  tryon_job_release(&job);
+}
+
+static void test_generations__fail_hook_refunds_once_and_explains(void **state) {
+  fixture *f = *state;
+  char a[TRYON_UUID_STR_LEN], b[TRYON_UUID_STR_LEN];
+  int64_t u = new_user(f, 600, "ru"), v = new_user(f, 601, "en");
+  new_upload(f, u, a);
+  new_upload(f, u, b);
+  tryon_tryon_created c;
+  assert_int_equal(try_on(f, u, a, b, "f1", &c, NULL), TRYON_OK);
+  assert_int_equal(c.balance, 8);
+  fail_with(f, &c, "{\"code\":\"content_refused\",\"message\":\"nsfw filter 0.97\"}");
+  fail_with(f, &c, "{\"code\":\"content_refused\"}"); /* a second run changes nothing */
+  char uid[24];
+  snprintf(uid, sizeof uid, "%lld", (long long)u);
+  expect_sql(f, "SELECT period_credits + pack_credits FROM wallets WHERE user_id = $1::bigint", uid,
+             "10", "the credits are back");
+  expect_sql(f,
+             "SELECT count(*) FROM credit_ledger WHERE idempotency_key = 'job:' || $1 ||"
+             " ':refund'",
+             c.job_id, "1", "one refund");
+  expect_sql(f, "SELECT status || ' ' || error_code FROM generations WHERE id = $1::uuid",
+             c.generation_id, "failed content_refused", "failed");
+  char *msg =
+      value(f, "SELECT error_message FROM generations WHERE id = $1::uuid", c.generation_id);
+  if (strstr(msg, "2 кредита вернулись") == NULL || strstr(msg, "nsfw") != NULL)
+    fail_msg("the user's message: %s", msg);
+  free(msg);
+
+  /* An English speaker, the fallback code. */
+  new_upload(f, v, a);
+  new_upload(f, v, b);
+  assert_int_equal(try_on(f, v, a, b, "f2", &c, NULL), TRYON_OK);
+  fail_with(f, &c, "{\"code\":\"lease_expired\"}");
+  msg = value(f, "SELECT error_message FROM generations WHERE id = $1::uuid", c.generation_id);
+  if (strstr(msg, "not answering") == NULL || strstr(msg, "2 credits are back") == NULL)
+    fail_msg("the user's message: %s", msg);
+  free(msg);
+}
+
+int main(void) {
+  tryon_test_log_init();
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_generations__prompts_cover_every_category),
+      cmocka_unit_test(test_generations__user_messages_say_the_credits_are_back),
+      T(test_generations__create_charges_enqueues_and_records),
+      T(test_generations__create_refuses_foreign_photos_and_bad_input),
+      T(test_generations__unaffordable_leaves_nothing),
+      T(test_generations__racing_requests_spend_exactly_the_balance),
+      T(test_generations__worker_updates_and_history),
+      T(test_generations__fail_hook_refunds_once_and_explains),
+  };
+  return cmocka_run_group_tests_name("generations", tests, NULL, NULL);
+}
