@@ -367,7 +367,11 @@ TRYON_API size_t tryon_arena_used(const tryon_arena *a);
   X(worker_poll_ms, "TRYON_WORKER_POLL_MS", INT_MS, "5000", 0)                              \
   X(worker_grace_ms, "TRYON_WORKER_GRACE_MS", INT_MS, "20000", 0)                           \
   X(jobs_per_user, "TRYON_JOBS_PER_USER", INT_RATE, "2", 0)                                 \
-  X(worker_metrics_port, "TRYON_WORKER_METRICS_PORT", PORT, NULL, 0)
+  X(worker_metrics_port, "TRYON_WORKER_METRICS_PORT", PORT, NULL, 0)                        \
+  X(kie_api_key, "TRYON_KIE_API_KEY", TOKEN, NULL, 0)                                       \
+  X(kie_model, "TRYON_KIE_MODEL", STR, "google/nano-banana-edit", 0)                        \
+  X(kie_webhook_hmac_key, "TRYON_KIE_WEBHOOK_HMAC_KEY", TOKEN, NULL, 0)                     \
+  X(kie_poll_limit_s, "TRYON_KIE_POLL_LIMIT_S", INT_S, "900", 0)
 
 /* What a program needs beyond the defaults; OR them into `needs`. */
 enum {
@@ -413,6 +417,10 @@ typedef struct tryon_config {
   int worker_grace_ms;
   int jobs_per_user;
   int worker_metrics_port; /* 0: no metrics listener */
+  char *kie_api_key;       /* NULL: the offline provider is used */
+  char *kie_model;
+  char *kie_webhook_hmac_key; /* NULL: callbacks are not signature-checked */
+  int kie_poll_limit_s;
 } tryon_config;
 
 /*
