@@ -10,7 +10,7 @@ function(tryon_add_test name)
   target_link_libraries(${name} PRIVATE tryon tryon_testsupport PkgConfig::CMOCKA tryon_flags)
   add_test(NAME ${name} COMMAND ${name})
   set_tests_properties(${name} PROPERTIES LABELS "${T_LABELS}" TIMEOUT 300
-    ENVIRONMENT "TRYON_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+    ENVIRONMENT "TRYON_SOURCE_DIR=${PROJECT_SOURCE_DIR};LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/lsan.supp:print_suppressions=0")
   if(T_RUN_SERIAL)
     set_tests_properties(${name} PROPERTIES RUN_SERIAL TRUE)
   endif()

@@ -230,6 +230,82 @@ TRYON_API tryon_status tryon_uploads_list(tryon_db_conn *c, int64_t user_id, int
 TRYON_API tryon_status tryon_uploads_delete(tryon_db_conn *c, int64_t user_id, const char *id,
                                             tryon_err *err);
 
+/* ------------------------------------------ 5. Watermark and offline previews */
+
+/*
+ * Image operations on pictures we made or validated: the free tier's watermark and the
+ * previews shown when no image model is configured (offline mode). libvips, text by
+ * Pango in "DejaVu Sans Bold" (package fonts-dejavu-core; another font is used if it
+ * is missing). Implementation: libtryon/files/compose.c.
+ *
+ * Common to the three functions below:
+ * - Inputs (borrowed for the call) must be JPEG or PNG bytes we produced or that
+ *   tryon_image_normalise accepted. Checked before decoding: not NULL/empty, a JPEG or
+ *   PNG signature, at most 100 JPEG scans, PNG chunks only of the kinds we keep (no
+ *   zTXt/iTXt, no private chunks), else TRYON_E_INVALID; over
+ *   TRYON_FILES_MAX_OUTPUT_BYTES → TRYON_E_TOO_LARGE; over TRYON_FILES_MAX_SIDE a side
+ *   or TRYON_FILES_MAX_PIXELS (from the header) → TRYON_E_IMAGE_TOO_LARGE_DIMENSIONS;
+ *   a header or pixel decode failure → TRYON_E_CORRUPT_IMAGE (pixels stream from the
+ *   decoder to the encoder, so a failed encode reports this status too).
+ * - Pixels: EXIF orientation applied if present, sRGB 8 bits, metadata stripped; JPEG
+ *   output at quality TRYON_FILES_JPEG_QUALITY; PNG output keeps alpha when the
+ *   (person/source) input had it; a JPEG output flattens alpha onto white.
+ * - `out` is a caller-initialised tryon_buf (tryon_buf_init; caller releases). It is
+ *   reset first and receives the encoded bytes; on any failure it is left empty. A
+ *   result over TRYON_FILES_MAX_OUTPUT_BYTES or over out's own ceiling →
+ *   TRYON_E_TOO_LARGE.
+ * - Also TRYON_E_INVALID (out NULL, bad text/category/format), TRYON_E_NOMEM,
+ *   TRYON_E_INTERNAL (the module could not start or was shut down; rendering failed).
+ *   These call tryon_files_global_init themselves (a no-op once done), but programs
+ *   still call it from main.
+ * - Memory: the decoded image is not held whole (except for an input that needs
+ *   rotating): a few strips plus the overlays and, for a try-on, the scaled item.
+ * - Thread-safe: any number of calls at once (Pango is serialised inside vips_text).
+ */
+
+#define TRYON_IMAGE_WATERMARK_TEXT "tryon" /* the mark when `text` is NULL */
+#define TRYON_IMAGE_WATERMARK_TEXT_MAX 64  /* bytes of UTF-8 */
+
+/*
+ * The free-tier watermark: `text` (NULL for TRYON_IMAGE_WATERMARK_TEXT; UTF-8, 1 to
+ * TRYON_IMAGE_WATERMARK_TEXT_MAX bytes, no control characters, not blank, any script;
+ * taken literally, not as markup) in white at 68 % opacity over a soft shadow and a
+ * translucent dark pill, in the bottom-right corner, its em about 4.5 % of the shorter
+ * side (at least 10 px) with a 3 % margin, smaller when it would not fit. Images too
+ * small for a legible mark (a few pixels) are re-encoded without one. Same dimensions
+ * and format as the input (JPEG → JPEG, PNG → PNG, alpha kept); pixels outside the
+ * mark are unchanged (within JPEG re-encoding for a JPEG).
+ */
+TRYON_API tryon_status tryon_image_watermark(const void *data, size_t len, const char *text,
+                                             tryon_buf *out, tryon_err *err);
+
+/*
+ * The offline try-on preview: `item` scaled (aspect kept) into a box of the `person`
+ * photo chosen by `category` — "top", "outerwear", "dress" (torso, about half the
+ * width), "bottom" (lower middle), "shoes" (bottom centre, small), "headwear" (top
+ * centre), "glasses" (upper fifth, small), "bag" (right side), "jewelry" (neck, small),
+ * "other" (centre) — with a soft drop shadow; the item's alpha is used when it has one,
+ * else a feathered rounded rectangle at 92 % opacity. Labelled "offline preview" in
+ * the top-left corner so that nobody takes it for a generation. Same size as the
+ * person photo. `output_format`: "png" (also NULL or "") or "jpeg"/"jpg", any case.
+ * An unknown category or format → TRYON_E_INVALID; statuses about an input name it
+ * ("person"/"item") in err->message.
+ */
+TRYON_API tryon_status tryon_image_offline_tryon(const void *person, size_t person_len,
+                                                 const void *item, size_t item_len,
+                                                 const char *category, const char *output_format,
+                                                 tryon_buf *out, tryon_err *err);
+
+/*
+ * The offline edit preview: `src` with a warm colour grade (deterministic, the same for
+ * every prompt) and the "offline preview" label. `prompt` is borrowed, may be NULL and
+ * is not interpreted. Same size as `src`; `output_format` as for
+ * tryon_image_offline_tryon.
+ */
+TRYON_API tryon_status tryon_image_offline_edit(const void *src, size_t len, const char *prompt,
+                                                const char *output_format, tryon_buf *out,
+                                                tryon_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -46,6 +46,13 @@ pid_t tryon_testworker_spawn(const tryon_testdb *t, const char *const *extra_env
   env[n++] = "TRYON_ENV_FILE=/dev/null";
   env[n++] = "TRYON_LOG_LEVEL=warn";
   env[n++] = "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1";
+  /* The test's leak suppressions (tests/lsan.supp) hold for the worker too. */
+  static char lsan[600];
+  const char *l = getenv("LSAN_OPTIONS");
+  if (l != NULL && n < 31) {
+    snprintf(lsan, sizeof lsan, "LSAN_OPTIONS=%s", l);
+    env[n++] = lsan;
+  }
   env[n] = NULL;
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
