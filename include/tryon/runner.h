@@ -44,6 +44,7 @@
 #include <curl/curl.h>
 #include <tryon/core.h>
 #include <tryon/db.h>
+#include <tryon/http.h>
 #include <tryon/jobs.h>
 
 #ifdef __cplusplus
@@ -174,6 +175,21 @@ TRYON_API void tryon_run_progress(tryon_run *run, int progress, const char *stag
  * abandoned: `done` is not called and the run's data free_fn releases what it owns. */
 TRYON_API void tryon_run_transfer(tryon_run *run, CURL *easy, tryon_run_transfer_done done,
                                   void *ud);
+
+/* Runs `fn` on a DB thread WITHOUT a database connection (`c` is NULL): blocking work
+ * that needs none (decoding images, reading stored files), so it neither blocks the
+ * loop nor holds a pooled connection. `done` as for tryon_run_db. */
+TRYON_API void tryon_run_work(tryon_run *run, tryon_run_db_fn fn, tryon_run_db_done done, void *ud);
+
+/* An HTTP request through the loop with the http module's retries: `req` is copied into
+ * a call; its retryable failures wait (as tryon_run_sleep: a stop releases the job)
+ * and go again; `done` gets the finished call (read tryon_http_call_status and
+ * tryon_http_call_response, or take the response), which is freed when `done` returns.
+ * A request that cannot even be built reaches `done` with call NULL and its status. */
+typedef void (*tryon_run_http_done)(tryon_run *run, tryon_http_call *call, tryon_status st,
+                                    const tryon_err *err, void *ud);
+TRYON_API void tryon_run_http(tryon_run *run, const tryon_http_request *req,
+                              tryon_run_http_done done, void *ud);
 
 /* Finishes the job: in one transaction `effects` (may be NULL) then the job marked
  * succeeded with `result_json` (an object or NULL). The run ends. */

@@ -153,7 +153,7 @@ static void *db_thread(void *arg) {
     pthread_mutex_unlock(&r->mu);
 
     tryon_db_conn *c = NULL;
-    t->st = tryon_db_acquire(r->opt.db, &c, &t->err);
+    t->st = t->no_conn ? TRYON_OK : tryon_db_acquire(r->opt.db, &c, &t->err);
     if (t->st == TRYON_OK)
       t->st = t->fn(r, c, t, &t->err);
     tryon_db_release(c);
@@ -223,6 +223,8 @@ const tryon__kind *tryon__runner_kind(const tryon_runner *r, const char *name) {
   return NULL;
 }
 
+static void http_free_with_run(tryon_run *run);
+
 static void run_free(tryon_runner *r, tryon_run *run) {
   if (run->prev != NULL)
     run->prev->next = run->next;
@@ -232,6 +234,7 @@ static void run_free(tryon_runner *r, tryon_run *run) {
     run->next->prev = run->prev;
   r->nruns--;
   timer_cancel(r, &run->timer);
+  http_free_with_run(run);
   if (run->data_free != NULL)
     run->data_free(run->data);
   tryon_job_release(&run->job);
@@ -287,6 +290,8 @@ static void run_submit(tryon_run *run,
   run->state = RUN_DB;
   run->task.fn = fn;
   run->task.done = done;
+  run->task.no_conn = run->work_next; /* tryon_run_work's steps need no connection */
+  run->work_next = false;
   tryon__runner_submit(run->r, &run->task);
 }
 
@@ -421,6 +426,70 @@ void tryon_run_db(tryon_run *run, tryon_run_db_fn fn, tryon_run_db_done done, vo
   run->db_done = done;
   run->db_ud = ud;
   run_submit(run, step_fn, step_done);
+}
+
+void tryon_run_work(tryon_run *run, tryon_run_db_fn fn, tryon_run_db_done done, void *ud) {
+  if (!step_ok(run, "work"))
+    return;
+  run->db_fn = fn;
+  run->db_done = done;
+  run->db_ud = ud;
+  run->work_next = true;
+  run_submit(run, step_fn, step_done);
+}
+
+/* ----------------------------------------------------------- HTTP through the loop */
+
+static void http_finish(tryon_run *run, tryon_status st, const tryon_err *err) {
+  tryon_http_call *call = run->call;
+  tryon_run_http_done done = run->http_done;
+  run->call = NULL;
+  done(run, call, st, err, run->http_ud);
+  tryon_http_call_free(call);
+}
+
+static void http_go(tryon_run *run);
+
+static void http_transferred(tryon_run *run, CURLcode code, void *ud) {
+  (void)ud;
+  int64_t delay = 0;
+  if (tryon_http_call_finished(run->call, code, &delay) == TRYON_HTTP_RETRY) {
+    tryon_run_sleep(run, delay, http_go);
+    return;
+  }
+  tryon_err err;
+  tryon_err_clear(&err);
+  tryon_status st = tryon_http_call_status(run->call, &err);
+  http_finish(run, st, &err);
+}
+
+static void http_go(tryon_run *run) {
+  tryon_run_transfer(run, tryon_http_call_easy(run->call), http_transferred, NULL);
+}
+
+/* The call dies with the run if the run ends while it waits (a stop, a lost lease). */
+static void http_free_with_run(tryon_run *run) {
+  tryon_http_call_free(run->call);
+  run->call = NULL;
+}
+
+void tryon_run_http(tryon_run *run, const tryon_http_request *req, tryon_run_http_done done,
+                    void *ud) {
+  tryon_err err;
+  tryon_err_clear(&err);
+  if (run->call != NULL) { /* a handler bug: one call at a time */
+    step_ok(run, "http (a call is in flight)");
+    return;
+  }
+  run->http_done = done;
+  run->http_ud = ud;
+  tryon_status st = tryon_http_call_new(req, &run->call, &err);
+  if (st != TRYON_OK) {
+    run->call = NULL;
+    done(run, NULL, st, &err, ud);
+    return;
+  }
+  http_go(run);
 }
 
 static tryon_status progress_fn(tryon_runner *r, tryon_db_conn *c, tryon__task *t, tryon_err *err) {

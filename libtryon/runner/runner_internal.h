@@ -34,6 +34,7 @@ struct tryon__task {
   void (*done)(tryon_runner *r, tryon__task *t);
   tryon_status st;
   tryon_err err;
+  bool no_conn; /* run fn without leasing a connection (c is NULL) */
 };
 
 typedef struct tryon__kind {
@@ -57,6 +58,7 @@ struct tryon_run {
   run_state state;
   bool stepped;    /* a step was chosen in the current handler call */
   bool lost;       /* the heartbeat found the lease gone */
+  bool work_next;  /* the next DB task runs without a connection (tryon_run_work) */
   int write_tries; /* of the current job write, after transient database failures */
   char lease[TRYON__LEASE_MAX + 1]; /* the claim's lease owner: every write names it */
   int64_t started_mono;
@@ -74,6 +76,10 @@ struct tryon_run {
   char *error;
   bool retryable;
   int64_t retry_after_ms;
+  /* an HTTP call in flight (tryon_run_http) */
+  tryon_http_call *call;
+  tryon_run_http_done http_done;
+  void *http_ud;
   /* the transfer in flight */
   CURL *easy;
   tryon_run_transfer_done xfer_done;
