@@ -12,6 +12,9 @@
 
 #include <tryon/core.h>
 #include <tryon/db.h>
+#include <tryon/files.h>
+#include <tryon/generations.h>
+#include <tryon/kie.h>
 #include <tryon/runner.h>
 
 #include "app.h"
@@ -43,6 +46,9 @@ int main(void) {
   tryon_db *db = NULL;
   tryon_runner *runner = NULL;
   tryon_worker_metrics *metrics = NULL;
+  tryon_storage *storage = NULL;
+  tryon_kie_config kie;
+  tryon_tryon_kind_config tryon_cfg;
   tryon_err err;
   int rc = 1;
 
@@ -64,10 +70,24 @@ int main(void) {
                              .lease_ms = cfg.worker_lease_ms,
                              .poll_ms = cfg.worker_poll_ms,
                              .grace_ms = cfg.worker_grace_ms};
+  if (tryon_files_global_init(&err) != TRYON_OK ||
+      tryon_storage_local_new(cfg.storage_dir, &storage, &err) != TRYON_OK)
+    goto fail;
+  /* No kie.ai key: the offline provider, so every flow works without keys. */
+  kie = (tryon_kie_config){.api_url = cfg.kie_api_url,
+                           .upload_url = cfg.kie_upload_url,
+                           .api_key = cfg.kie_api_key,
+                           .model = cfg.kie_model};
+  tryon_cfg = (tryon_tryon_kind_config){.storage = storage,
+                                        .kie = cfg.kie_api_key ? &kie : NULL,
+                                        .poll_limit_ms = (int64_t)cfg.kie_poll_limit_s * 1000};
   if (tryon_runner_new(&ro, &runner, &err) != TRYON_OK ||
       tryon_runner_add_test_kinds(runner, &err) != TRYON_OK ||
-      tryon_runner_add_housekeeping(runner, &err) != TRYON_OK)
+      tryon_runner_add_housekeeping(runner, &err) != TRYON_OK ||
+      tryon_generations_add_kind(runner, &tryon_cfg, &err) != TRYON_OK)
     goto fail;
+  TRYON_LOG_INFO("image provider", TRYON_LF_STR("provider", cfg.kie_api_key ? "kie" : "offline"),
+                 TRYON_LF_STR("model", cfg.kie_api_key ? cfg.kie_model : "offline-compose"));
   if (cfg.worker_metrics_port > 0 &&
       tryon_worker_metrics_start(cfg.worker_metrics_port, runner, db, &metrics, &err) != TRYON_OK)
     goto fail;
@@ -94,6 +114,8 @@ out:
   the_runner = NULL;
   tryon_worker_metrics_stop(metrics);
   tryon_runner_free(runner);
+  tryon_storage_free(storage);
+  tryon_files_global_shutdown();
   tryon_db_free(db);
   tryon_config_release(&cfg);
   return rc;

@@ -26,6 +26,8 @@
 #include <tryon/db.h>
 #include <tryon/files.h>
 #include <tryon/jobs.h>
+#include <tryon/kie.h>
+#include <tryon/runner.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -152,12 +154,36 @@ TRYON_API tryon_status tryon_generations_succeed(tryon_db_conn *c, const char *i
                                                  const char *result_id, const tryon_image *img,
                                                  bool watermarked, int64_t now_ms, tryon_err *err);
 
+/* What the "tryon" job kind needs; borrowed for the runner's life. */
+typedef struct tryon_tryon_kind_config {
+  tryon_storage *storage;      /* the inputs are read from it, the result stored in it */
+  const tryon_kie_config *kie; /* NULL: the offline provider (a local composite) */
+  int64_t poll_limit_ms;       /* give up on a provider task after; 0: 15 minutes */
+  const char *watermark_text;  /* NULL: TRYON_IMAGE_WATERMARK_TEXT */
+  const tryon_clock *clock;    /* for the failure hook's times; NULL: the system's */
+} tryon_tryon_kind_config;
+
+/*
+ * Registers the "tryon" job kind: load the generation and its photos; with kie.ai,
+ * upload both, create the task (its id checkpointed at once: a rerun polls the same
+ * task), poll with tryon_kie_poll_delay_ms until it ends or the limit passes, download
+ * the result; offline, compose it locally; then validate it like an upload, watermark
+ * it when the charge came from the free allowance, store it with a thumbnail, and mark
+ * the generation succeeded in the job's succeeding transaction. Progress events at
+ * each stage ("uploading", "generating", "downloading", "finishing"). A final failure
+ * runs tryon_generations_fail_hook.
+ */
+TRYON_API tryon_status tryon_generations_add_kind(tryon_runner *r,
+                                                  const tryon_tryon_kind_config *cfg,
+                                                  tryon_err *err);
+
 /*
  * The try-on kind's failure hook, in the transaction that fails `job` for good: refunds
  * the charge (once; a refund already made is fine) and marks the generation failed with
  * the job's error code and a message for the user, in their language (Russian for
  * language codes "ru…", English otherwise), saying what happened and that the credits
  * are back. The provider's own words stay in the job's error (logs, operators).
+ * `ud`: the kind's tryon_tryon_kind_config (for its clock) or NULL.
  */
 TRYON_API tryon_status tryon_generations_fail_hook(tryon_db_conn *c, const tryon_job *job, void *ud,
                                                    tryon_err *err);

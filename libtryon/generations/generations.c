@@ -448,7 +448,8 @@ void tryon_generations_user_message(const char *code, const char *lang, int64_t 
 
 tryon_status tryon_generations_fail_hook(tryon_db_conn *c, const tryon_job *job, void *ud,
                                          tryon_err *err) {
-  const tryon_clock *clock = ud;
+  const tryon_tryon_kind_config *cfg = ud;
+  const tryon_clock *clock = cfg ? cfg->clock : NULL;
   PGresult *res = NULL;
   cJSON *payload = cJSON_Parse(job->payload ? job->payload : "{}");
   cJSON *error = cJSON_Parse(job->error ? job->error : "{}");

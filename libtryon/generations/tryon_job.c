@@ -1,0 +1,465 @@
+/*
+ * The "tryon" job kind: from two stored photos to a stored result, on the worker's
+ * event loop.
+ *
+ *   load (DB + storage) ─┬─ offline: compose ──────────────────────────┐
+ *                        └─ kie: upload person, upload item → create task │
+ *                               → poll (2.5 s … 10 s) → download result ───┤
+ *                                                      finish: validate, watermark,
+ *                                                      store, succeed (one transaction)
+ *
+ * Each step that costs money or time leaves a checkpoint in the job's payload
+ * (person_url, item_url, task_id, task_started_ms), so a rerun after a crash, a lost
+ * lease or a shutdown resumes: it never creates a second provider task for a task it
+ * knows. Failures map to the kie verdict's code; a final one makes the runner call
+ * tryon_generations_fail_hook (refund + the user's message) in the failing transaction.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tryon/generations.h>
+
+#define CREATE_TRIES 3 /* createTask answers asking to retry, within one attempt */
+#define POLL_RETRIES 6 /* consecutive recordInfo answers asking to retry */
+#define RESULT_MAX (16u << 20)
+#define INPUT_MAX (TRYON_FILES_MAX_OUTPUT_BYTES + 1u)
+
+typedef struct tryon_job_ctx {
+  tryon_generation gen;
+  tryon_buf person, item; /* the stored inputs */
+  tryon_buf raw;          /* the provider's (or the offline composer's) result */
+  tryon_image img;        /* the result as stored */
+  char result_id[TRYON_UUID_STR_LEN];
+  char person_url[TRYON_KIE_URL_MAX], item_url[TRYON_KIE_URL_MAX];
+  char task_id[TRYON_KIE_TASK_ID_MAX];
+  char result_url[TRYON_KIE_URL_MAX];
+  int64_t task_started_ms;
+  int polls, retries;
+  bool watermark;
+  char fail_code[40];
+} tryon_job_ctx;
+
+static void ctx_free(void *p) {
+  tryon_job_ctx *x = p;
+  if (x == NULL)
+    return;
+  tryon_buf_release(&x->person);
+  tryon_buf_release(&x->item);
+  tryon_buf_release(&x->raw);
+  tryon_image_release(&x->img);
+  free(x);
+}
+
+static const tryon_tryon_kind_config *config(tryon_run *run) {
+  return tryon_run_kind_ud(run);
+}
+
+/* Fails the attempt with our code and, for the logs, the provider's words. */
+static void fail(tryon_run *run, const char *code, const char *detail, bool retryable,
+                 int64_t retry_after_ms) {
+  cJSON *e = cJSON_CreateObject();
+  cJSON_AddStringToObject(e, "code", code);
+  cJSON_AddStringToObject(e, "message", detail && detail[0] ? detail : code);
+  char *text = cJSON_PrintUnformatted(e);
+  cJSON_Delete(e);
+  TRYON_LOG_WARN("try-on attempt failed", TRYON_LF_STR("job", tryon_run_job(run)->id),
+                 TRYON_LF_STR("code", code), TRYON_LF_STR("detail", detail ? detail : ""),
+                 TRYON_LF_BOOL("retryable", retryable));
+  tryon_run_fail(run, text ? text : "{\"code\":\"internal\"}", retryable, retry_after_ms);
+  free(text);
+}
+
+static const char *payload_str(tryon_run *run, const char *key) {
+  return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tryon_run_payload(run), key));
+}
+
+/* ------------------------------------------------------------------- finishing */
+
+static tryon_status succeed_effects(tryon_db_conn *c, tryon_run *run, void *ud, tryon_err *err) {
+  tryon_job_ctx *x = ud;
+  return tryon_generations_succeed(c, x->gen.id, x->result_id, &x->img, x->watermark,
+                                   tryon_run_now_ms(run), err);
+}
+
+/* Off the loop: validate the result like an upload, watermark it for the free tier
+ * (then once more through the validator, so the thumbnail carries the mark too), and
+ * store it and its thumbnail. */
+static tryon_status finish_work(tryon_db_conn *c, tryon_run *run, void *ud, tryon_err *err) {
+  (void)c;
+  tryon_job_ctx *x = ud;
+  const tryon_tryon_kind_config *cfg = config(run);
+  tryon_buf marked;
+  tryon_buf_init(&marked, RESULT_MAX);
+  tryon_status st = tryon_image_normalise(x->raw.data, x->raw.len, NULL, &x->img, err);
+  if (st == TRYON_OK && x->watermark) {
+    st = tryon_image_watermark(x->img.data, x->img.len, cfg->watermark_text, &marked, err);
+    if (st == TRYON_OK) {
+      tryon_image_release(&x->img);
+      st = tryon_image_normalise(marked.data, marked.len, NULL, &x->img, err);
+    }
+  }
+  tryon_buf_release(&marked);
+  if (st != TRYON_OK) {
+    snprintf(x->fail_code, sizeof x->fail_code, "bad_result");
+    return st;
+  }
+  tryon_uuid u;
+  char thumb[48];
+  if (tryon_uuid_v4(&u) != TRYON_OK)
+    return tryon_err_set(err, TRYON_E_INTERNAL, "no randomness for an id");
+  tryon_uuid_format(&u, x->result_id);
+  snprintf(thumb, sizeof thumb, "%s.thumb", x->result_id);
+  st = tryon_storage_put(cfg->storage, x->result_id, x->img.data, x->img.len, err);
+  if (st == TRYON_OK && x->img.thumb != NULL)
+    st = tryon_storage_put(cfg->storage, thumb, x->img.thumb, x->img.thumb_len, err);
+  if (st != TRYON_OK)
+    snprintf(x->fail_code, sizeof x->fail_code, "storage");
+  return st;
+}
+
+static void finish_done(tryon_run *run, tryon_status st, const tryon_err *err, void *ud) {
+  tryon_job_ctx *x = ud;
+  if (st != TRYON_OK) {
+    /* A broken picture will not mend; a full disk may. */
+    bool again = strcmp(x->fail_code, "storage") == 0;
+    fail(run, x->fail_code[0] ? x->fail_code : "internal", tryon_err_message(err), again, 0);
+    return;
+  }
+  char result[160];
+  snprintf(result, sizeof result, "{\"generation_id\":\"%s\",\"result_upload_id\":\"%s\"}",
+           x->gen.id, x->result_id);
+  tryon_run_succeed(run, result, succeed_effects, x);
+}
+
+static void finish_now(tryon_run *run) {
+  tryon_job_ctx *x = tryon_run_data(run);
+  tryon_run_work(run, finish_work, finish_done, x);
+}
+
+/* ------------------------------------------------------------------- offline */
+
+static void offline_done(tryon_run *run, tryon_status st, const tryon_err *err, void *ud);
+
+static tryon_status offline_work(tryon_db_conn *c, tryon_run *run, void *ud, tryon_err *err) {
+  (void)c;
+  (void)run;
+  tryon_job_ctx *x = ud;
+  /* JPEG: a composite of a large photo stays well under the validator's size limit. */
+  return tryon_image_offline_tryon(x->person.data, x->person.len, x->item.data, x->item.len,
+                                   x->gen.category, "jpeg", &x->raw, err);
+}
+
+static void offline_start(tryon_run *run) {
+  tryon_run_work(run, offline_work, offline_done, tryon_run_data(run));
+}
+
+static void offline_done(tryon_run *run, tryon_status st, const tryon_err *err, void *ud) {
+  (void)ud;
+  if (st != TRYON_OK) {
+    fail(run, "generation_failed", tryon_err_message(err), false, 0);
+    return;
+  }
+  tryon_run_progress(run, 90, "finishing", NULL, finish_now);
+}
+
+/* ------------------------------------------------------------------- kie.ai */
+
+static void poll_later(tryon_run *run);
+static void create_task(tryon_run *run);
+
+/* A kie verdict that is not OK ends this step: a retry within the job, or a failure. */
+static void verdict_fail(tryon_run *run, const tryon_kie_verdict *v) {
+  fail(run, v->code[0] ? v->code : "bad_answer", v->detail, v->next == TRYON_KIE_RETRY,
+       v->retry_after_ms);
+}
+
+static void result_downloaded(tryon_run *run, tryon_http_call *call, tryon_status st,
+                              const tryon_err *err, void *ud) {
+  tryon_job_ctx *x = ud;
+  if (st != TRYON_OK) {
+    bool again = st == TRYON_E_NETWORK || st == TRYON_E_TIMEOUT ||
+                 (st == TRYON_E_UPSTREAM && err->http_status >= 500);
+    fail(run, st == TRYON_E_TOO_LARGE ? "bad_result" : "download_failed", tryon_err_message(err),
+         again, 0);
+    return;
+  }
+  tryon_http_response resp;
+  tryon_http_call_take_response(call, &resp);
+  tryon_buf_release(&x->raw);
+  x->raw = resp.body;
+  memset(&resp.body, 0, sizeof resp.body);
+  tryon_http_response_release(&resp);
+  tryon_run_progress(run, 90, "finishing", NULL, finish_now);
+}
+
+static void download(tryon_run *run) {
+  tryon_job_ctx *x = tryon_run_data(run);
+  const tryon_tryon_kind_config *cfg = config(run);
+  tryon_http_request req = {.url = x->result_url,
+                            .max_response_bytes = RESULT_MAX,
+                            .timeout_ms = 120000,
+                            .log_label = "kie-result",
+                            .user_agent = cfg->kie->user_agent};
+  tryon_run_http(run, &req, result_downloaded, x);
+}
+
+static void polled(tryon_run *run, tryon_http_call *call, tryon_status st, const tryon_err *err,
+                   void *ud) {
+  (void)err;
+  tryon_job_ctx *x = ud;
+  tryon_kie_task t;
+  tryon_kie_verdict v;
+  tryon_kie_parse_record(call ? tryon_http_call_response(call) : NULL, st, &t, &v);
+  x->polls++;
+  if (v.next == TRYON_KIE_FINAL) {
+    verdict_fail(run, &v);
+    return;
+  }
+  if (v.next == TRYON_KIE_RETRY) {
+    if (++x->retries > POLL_RETRIES) {
+      verdict_fail(run, &v);
+      return;
+    }
+    poll_later(run);
+    return;
+  }
+  x->retries = 0;
+  if (t.state == TRYON_KIE_SUCCESS) {
+    snprintf(x->result_url, sizeof x->result_url, "%s", t.result_url);
+    tryon_run_progress(run, 85, "downloading", NULL, download);
+    return;
+  }
+  /* Still on its way: the bar creeps from 30 towards 80 as polls go by. */
+  int progress = 30 + (x->polls * 5 > 50 ? 50 : x->polls * 5);
+  tryon_run_progress(run, progress, "generating", NULL, poll_later);
+}
+
+static void poll_now(tryon_run *run) {
+  tryon_job_ctx *x = tryon_run_data(run);
+  const tryon_tryon_kind_config *cfg = config(run);
+  tryon_kie_request req;
+  tryon_err err;
+  if (tryon_kie_record_request(cfg->kie, x->task_id, &req, &err) != TRYON_OK) {
+    fail(run, "internal", tryon_err_message(&err), false, 0);
+    return;
+  }
+  tryon_run_http(run, &req.http, polled, x);
+  tryon_kie_request_release(&req);
+}
+
+static void poll_later(tryon_run *run) {
+  tryon_job_ctx *x = tryon_run_data(run);
+  const tryon_tryon_kind_config *cfg = config(run);
+  int64_t limit = cfg->poll_limit_ms > 0 ? cfg->poll_limit_ms : TRYON_KIE_POLL_LIMIT_MS;
+  if (tryon_run_now_ms(run) - x->task_started_ms > limit) {
+    fail(run, "timeout", "the task did not finish within the poll limit", false, 0);
+    return;
+  }
+  tryon_run_sleep(run, tryon_kie_poll_delay_ms(x->polls), poll_now);
+}
+
+static void task_recorded(tryon_run *run, tryon_status st, const tryon_err *err, void *ud) {
+  (void)ud;
+  if (st != TRYON_OK) {
+    /* The generation already names another task: a rerun should have resumed it. */
+    fail(run, "internal", tryon_err_message(err), st != TRYON_E_CONFLICT, 0);
+    return;
+  }
+  tryon_run_progress(run, 30, "generating", NULL, poll_later);
+}
+
+static tryon_status set_task_fn(tryon_db_conn *c, tryon_run *run, void *ud, tryon_err *err) {
+  (void)run;
+  tryon_job_ctx *x = ud;
+  return tryon_generations_set_task(c, x->gen.id, x->task_id, err);
+}
+
+static void task_checkpointed(tryon_run *run) {
+  tryon_job_ctx *x = tryon_run_data(run);
+  tryon_run_db(run, set_task_fn, task_recorded, x);
+}
+
+static void created(tryon_run *run, tryon_http_call *call, tryon_status st, const tryon_err *err,
+                    void *ud) {
+  (void)err;
+  tryon_job_ctx *x = ud;
+  tryon_kie_verdict v;
+  tryon_kie_parse_create(call ? tryon_http_call_response(call) : NULL, st, x->task_id, &v);
+  if (v.next == TRYON_KIE_RETRY && ++x->retries < CREATE_TRIES) {
+    int64_t wait = v.retry_after_ms > 0 ? v.retry_after_ms : 2000LL << x->retries;
+    tryon_run_sleep(run, wait, create_task);
+    return;
+  }
+  if (v.next != TRYON_KIE_OK) {
+    verdict_fail(run, &v);
+    return;
+  }
+  x->retries = 0;
+  x->task_started_ms = tryon_run_now_ms(run);
+  /* The task id is saved before anything else can happen: a rerun polls this task. */
+  cJSON *cp = cJSON_CreateObject();
+  cJSON_AddStringToObject(cp, "task_id", x->task_id);
+  cJSON_AddNumberToObject(cp, "task_started_ms", (double)x->task_started_ms);
+  char *text = cJSON_PrintUnformatted(cp);
+  cJSON_Delete(cp);
+  tryon_run_progress(run, 25, "generating", text, task_checkpointed);
+  free(text);
+}
+
+static void create_task(tryon_run *run) {
+  tryon_job_ctx *x = tryon_run_data(run);
+  const tryon_tryon_kind_config *cfg = config(run);
+  const char *urls[] = {x->person_url, x->item_url};
+  tryon_kie_request req;
+  tryon_err err;
+  tryon_status st = tryon_kie_create_request(cfg->kie, tryon_tryon_prompt(x->gen.category), urls, 2,
+                                             x->gen.output_format, x->gen.aspect_ratio, &req, &err);
+  if (st != TRYON_OK) {
+    fail(run, "internal", tryon_err_message(&err), false, 0);
+    return;
+  }
+  tryon_run_http(run, &req.http, created, x);
+  tryon_kie_request_release(&req);
+}
+
+static void upload_next(tryon_run *run);
+
+static void uploaded(tryon_run *run, tryon_http_call *call, tryon_status st, const tryon_err *err,
+                     void *ud) {
+  (void)err;
+  tryon_job_ctx *x = ud;
+  bool person = x->person_url[0] == '\0';
+  char url[TRYON_KIE_URL_MAX];
+  tryon_kie_verdict v;
+  tryon_kie_parse_upload(call ? tryon_http_call_response(call) : NULL, st, url, sizeof url, &v);
+  if (v.next != TRYON_KIE_OK) {
+    verdict_fail(run, &v);
+    return;
+  }
+  snprintf(person ? x->person_url : x->item_url, TRYON_KIE_URL_MAX, "%s", url);
+  cJSON *cp = cJSON_CreateObject();
+  cJSON_AddStringToObject(cp, person ? "person_url" : "item_url", url);
+  char *text = cJSON_PrintUnformatted(cp);
+  cJSON_Delete(cp);
+  tryon_run_progress(run, person ? 12 : 20, "uploading", text, upload_next);
+  free(text);
+}
+
+/* Uploads what is not uploaded yet, then creates the task (or resumes polling it). */
+static void upload_next(tryon_run *run) {
+  tryon_job_ctx *x = tryon_run_data(run);
+  const tryon_tryon_kind_config *cfg = config(run);
+  if (x->task_id[0] != '\0') {
+    tryon_run_progress(run, 30, "generating", NULL, poll_later);
+    return;
+  }
+  if (x->person_url[0] != '\0' && x->item_url[0] != '\0') {
+    create_task(run);
+    return;
+  }
+  bool person = x->person_url[0] == '\0';
+  const tryon_buf *b = person ? &x->person : &x->item;
+  char name[64];
+  bool png = b->len > 4 && memcmp(b->data, "\x89PNG", 4) == 0;
+  snprintf(name, sizeof name, "%.36s-%s.%s", x->gen.id, person ? "person" : "item",
+           png ? "png" : "jpg");
+  tryon_kie_request req;
+  tryon_err err;
+  if (tryon_kie_upload_request(cfg->kie, b->data, b->len, png ? "image/png" : "image/jpeg", name,
+                               &req, &err) != TRYON_OK) {
+    fail(run, "internal", tryon_err_message(&err), false, 0);
+    return;
+  }
+  tryon_run_http(run, &req.http, uploaded, x);
+  tryon_kie_request_release(&req);
+}
+
+/* ------------------------------------------------------------------- loading */
+
+static tryon_status load_fn(tryon_db_conn *c, tryon_run *run, void *ud, tryon_err *err) {
+  tryon_job_ctx *x = ud;
+  const tryon_tryon_kind_config *cfg = config(run);
+  const char *gid = payload_str(run, "generation_id");
+  tryon_status st = tryon_generations_get(c, 0, gid, &x->gen, err);
+  if (st != TRYON_OK)
+    return st;
+  if (strcmp(x->gen.status, "queued") != 0 && strcmp(x->gen.status, "running") != 0)
+    return TRYON_OK; /* already decided (a replayed job): nothing to do */
+  st = tryon_generations_start(
+      c, x->gen.id, cfg->kie ? "kie" : "offline",
+      cfg->kie ? (cfg->kie->model ? cfg->kie->model : TRYON_KIE_DEFAULT_MODEL) : "offline-compose",
+      tryon_run_now_ms(run), err);
+  if (st != TRYON_OK)
+    return st;
+  /* The inputs, unless a checkpoint says the provider has them already. */
+  if (cfg->kie == NULL || payload_str(run, "person_url") == NULL)
+    st = tryon_storage_get(cfg->storage, x->gen.person_upload_id, &x->person, err);
+  if (st == TRYON_OK && (cfg->kie == NULL || payload_str(run, "item_url") == NULL))
+    st = tryon_storage_get(cfg->storage, x->gen.item_upload_id, &x->item, err);
+  if (st == TRYON_E_NOT_FOUND)
+    snprintf(x->fail_code, sizeof x->fail_code, "photo_missing");
+  return st;
+}
+
+static void loaded(tryon_run *run, tryon_status st, const tryon_err *err, void *ud) {
+  tryon_job_ctx *x = ud;
+  const tryon_tryon_kind_config *cfg = config(run);
+  if (st != TRYON_OK) {
+    bool missing = x->fail_code[0] != '\0' || st == TRYON_E_NOT_FOUND;
+    fail(run, missing ? "photo_missing" : "internal", tryon_err_message(err), !missing, 0);
+    return;
+  }
+  if (strcmp(x->gen.status, "succeeded") == 0 || strcmp(x->gen.status, "failed") == 0 ||
+      strcmp(x->gen.status, "cancelled") == 0) {
+    tryon_run_succeed(run, "{\"note\":\"the generation was already decided\"}", NULL, NULL);
+    return;
+  }
+  x->watermark = x->gen.watermarked;
+  if (cfg->kie == NULL) {
+    tryon_run_progress(run, 10, "generating", NULL, offline_start);
+    return;
+  }
+  const char *pu = payload_str(run, "person_url"), *iu = payload_str(run, "item_url"),
+             *task = payload_str(run, "task_id");
+  snprintf(x->person_url, sizeof x->person_url, "%s", pu ? pu : "");
+  snprintf(x->item_url, sizeof x->item_url, "%s", iu ? iu : "");
+  snprintf(x->task_id, sizeof x->task_id, "%s", task ? task : "");
+  const cJSON *ts = cJSON_GetObjectItemCaseSensitive(tryon_run_payload(run), "task_started_ms");
+  x->task_started_ms = cJSON_IsNumber(ts) ? (int64_t)ts->valuedouble : tryon_run_now_ms(run);
+  if (task != NULL)
+    TRYON_LOG_INFO("try-on resumes its provider task", TRYON_LF_STR("job", tryon_run_job(run)->id),
+                   TRYON_LF_STR("task", task));
+  tryon_run_progress(run, 5, "uploading", NULL, upload_next);
+}
+
+static void start(tryon_run *run) {
+  tryon_job_ctx *x = calloc(1, sizeof *x);
+  if (x == NULL) {
+    tryon_run_fail(run, "{\"code\":\"internal\",\"message\":\"out of memory\"}", true, 0);
+    return;
+  }
+  tryon_buf_init(&x->person, INPUT_MAX);
+  tryon_buf_init(&x->item, INPUT_MAX);
+  tryon_buf_init(&x->raw, RESULT_MAX);
+  tryon_run_set_data(run, x, ctx_free);
+  if (payload_str(run, "generation_id") == NULL) {
+    tryon_run_fail(run, "{\"code\":\"internal\",\"message\":\"no generation in the payload\"}",
+                   false, 0);
+    return;
+  }
+  tryon_run_db(run, load_fn, loaded, x);
+}
+
+tryon_status tryon_generations_add_kind(tryon_runner *r, const tryon_tryon_kind_config *cfg,
+                                        tryon_err *err) {
+  if (r == NULL || cfg == NULL || cfg->storage == NULL)
+    return tryon_err_set(err, TRYON_E_INVALID, "invalid try-on kind configuration");
+  tryon_job_kind k = {.name = TRYON_TRYON_JOB_KIND,
+                      .start = start,
+                      .on_final = tryon_generations_fail_hook,
+                      .ud = (void *)cfg,
+                      .backoff_ms = 5000};
+  return tryon_runner_add_kind(r, &k, err);
+}
