@@ -105,6 +105,25 @@ const char *tryon__api_header(const tryon_api_request *req, const char *name) {
   return req->header ? req->header(req->header_ud, name) : NULL;
 }
 
+bool tryon__api_json_body(const tryon_api_request *req, tryon_api_response *resp, cJSON **doc) {
+  *doc = NULL;
+  if (!tryon__api_is_json(req)) {
+    tryon__api_fail(resp, 415, "unsupported_media_type", "the body must be application/json");
+    return false;
+  }
+  const char *end = NULL;
+  *doc = cJSON_ParseWithLengthOpts(req->body, req->body_len, &end, false);
+  /* Only white space may follow the document. */
+  while (*doc != NULL && end < req->body + req->body_len &&
+         (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t'))
+    end++;
+  if (*doc == NULL || end != req->body + req->body_len) {
+    tryon__api_fail(resp, 400, "malformed_json", "the body is not valid JSON");
+    return false;
+  }
+  return true;
+}
+
 bool tryon__api_is_json(const tryon_api_request *req) {
   const char *ct = tryon__api_header(req, "Content-Type");
   if (ct == NULL)

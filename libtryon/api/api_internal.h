@@ -76,6 +76,9 @@ void tryon__api_fail_status(tryon_api_response *resp, tryon_status st);
 const char *tryon__api_header(const tryon_api_request *req, const char *name);
 /* Whether the body is declared JSON (application/json, any parameters). */
 bool tryon__api_is_json(const tryon_api_request *req);
+/* Parses an application/json body into *doc (caller deletes); false after filling a
+ * 415 or 400 malformed_json response. Only white space may follow the document. */
+bool tryon__api_json_body(const tryon_api_request *req, tryon_api_response *resp, cJSON **doc);
 /* Takes one token from the per-user bucket; on refusal fills a 429 and returns false. */
 bool tryon__api_user_admit(tryon_api *api, const char *key, tryon_api_response *resp);
 /* Verifies the Bearer token and loads nothing: sets *user_id. On failure fills a 401. */
@@ -106,6 +109,21 @@ void tryon__api_h_upload_delete(tryon_api *api, const tryon_api_request *req,
 void tryon__api_h_file(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp);
 void tryon__api_h_file_thumb(tryon_api *api, const tryon_api_request *req,
                              tryon_api_response *resp);
+/* Adds "url" and "thumb_url" (signed links to image `id`) to `obj`. */
+void tryon__api_image_links(tryon_api *api, const char *id, bool has_thumb, cJSON *obj);
+/* Removes a stored image and its thumbnail (a missing file is only logged). */
+void tryon__api_remove_image(tryon_api *api, const char *id);
+
+/* ---- try-ons, history, jobs (handlers_generations.c) */
+void tryon__api_h_tryon_create(tryon_api *api, const tryon_api_request *req,
+                               tryon_api_response *resp);
+void tryon__api_h_generation_list(tryon_api *api, const tryon_api_request *req,
+                                  tryon_api_response *resp);
+void tryon__api_h_generation_get(tryon_api *api, const tryon_api_request *req,
+                                 tryon_api_response *resp);
+void tryon__api_h_generation_delete(tryon_api *api, const tryon_api_request *req,
+                                    tryon_api_response *resp);
+void tryon__api_h_job_get(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp);
 
 /* ---- billing (handlers_billing.c) */
 typedef struct tryon_balance tryon_balance;

@@ -74,20 +74,8 @@ static bool find_init_data(const tryon_api_request *req, tryon_api_response *res
                     "send init_data in the body or an Authorization: tma header");
     return false;
   }
-  if (!tryon__api_is_json(req)) {
-    tryon__api_fail(resp, 415, "unsupported_media_type", "the body must be application/json");
+  if (!tryon__api_json_body(req, resp, doc))
     return false;
-  }
-  const char *end = NULL;
-  *doc = cJSON_ParseWithLengthOpts(req->body, req->body_len, &end, false);
-  /* Only white space may follow the document. */
-  while (*doc != NULL && end < req->body + req->body_len &&
-         (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t'))
-    end++;
-  if (*doc == NULL || end != req->body + req->body_len) {
-    tryon__api_fail(resp, 400, "malformed_json", "the body is not valid JSON");
-    return false;
-  }
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(*doc, "init_data");
   if (!cJSON_IsObject(*doc) || !cJSON_IsString(v) || v->valuestring[0] == '\0') {
     tryon__api_fail(resp, 422, "invalid_request", "init_data must be a non-empty string");
@@ -174,6 +162,9 @@ static void h_me(tryon_api *api, const tryon_api_request *req, tryon_api_respons
 
 /* -------------------------------------------------------------------------- the table */
 
+/* A try-on request is a few ids and words. */
+#define TRYON_BODY_MAX 4096u
+
 /* A multipart upload: the 5 MiB photo, one byte more (to tell "over 5 MB" apart from a
  * cut stream), and room for the form's framing. */
 #define UPLOAD_PART_MAX (TRYON_FILES_MAX_BYTES + 1u)
@@ -194,5 +185,10 @@ const tryon__api_route tryon__api_routes[] = {
     {"DELETE", "/api/uploads/{id}", tryon__api_h_upload_delete, 0, true, true, 0, NULL},
     {"GET", "/files/{id}", tryon__api_h_file, 0, true, false, 0, NULL},
     {"GET", "/files/{id}/thumb", tryon__api_h_file_thumb, 0, true, false, 0, NULL},
+    {"POST", "/api/tryon", tryon__api_h_tryon_create, TRYON_BODY_MAX, true, true, 0, NULL},
+    {"GET", "/api/generations", tryon__api_h_generation_list, 0, true, true, 0, NULL},
+    {"GET", "/api/generations/{id}", tryon__api_h_generation_get, 0, true, true, 0, NULL},
+    {"DELETE", "/api/generations/{id}", tryon__api_h_generation_delete, 0, true, true, 0, NULL},
+    {"GET", "/api/jobs/{id}", tryon__api_h_job_get, 0, true, true, 0, NULL},
 };
 const size_t tryon__api_route_count = sizeof tryon__api_routes / sizeof tryon__api_routes[0];

@@ -34,19 +34,24 @@ static void signed_url(tryon_api *api, const char *id, bool thumb, int64_t exp, 
   snprintf(out, cap, "%.*s%s", (int)blen, base, path);
 }
 
-static cJSON *upload_json(tryon_api *api, const tryon_upload *u) {
-  char url[512], ts[TRYON_TIME_ISO8601_LEN];
+void tryon__api_image_links(tryon_api *api, const char *id, bool has_thumb, cJSON *obj) {
+  char url[512];
   int64_t exp = link_expiry(api);
+  signed_url(api, id, false, exp, url, sizeof url);
+  cJSON_AddStringToObject(obj, "url", url);
+  signed_url(api, id, has_thumb, exp, url, sizeof url);
+  cJSON_AddStringToObject(obj, "thumb_url", url);
+}
+
+static cJSON *upload_json(tryon_api *api, const tryon_upload *u) {
+  char ts[TRYON_TIME_ISO8601_LEN];
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "id", u->id);
   cJSON_AddStringToObject(o, "mime", u->mime);
   cJSON_AddNumberToObject(o, "width", u->width);
   cJSON_AddNumberToObject(o, "height", u->height);
   cJSON_AddNumberToObject(o, "bytes", (double)u->bytes);
-  signed_url(api, u->id, false, exp, url, sizeof url);
-  cJSON_AddStringToObject(o, "url", url);
-  signed_url(api, u->id, u->has_thumb, exp, url, sizeof url);
-  cJSON_AddStringToObject(o, "thumb_url", url);
+  tryon__api_image_links(api, u->id, u->has_thumb, o);
   tryon_time_format_iso8601(u->created_at_us / 1000, ts);
   cJSON_AddStringToObject(o, "created_at", ts);
   return o;
@@ -77,7 +82,7 @@ static void fail_file(tryon_api_response *resp, tryon_status st, const tryon_err
   tryon__api_fail(resp, status, tryon_status_code(st), tryon_err_message(err));
 }
 
-static void remove_files(tryon_api *api, const char *id) {
+void tryon__api_remove_image(tryon_api *api, const char *id) {
   char key[48];
   tryon_err err;
   snprintf(key, sizeof key, "%s", id);
@@ -217,7 +222,7 @@ void tryon__api_h_upload_create(tryon_api *api, const tryon_api_request *req,
   tryon__api_json(resp, 201, upload_json(api, &x.row));
 out:
   if (stored)
-    remove_files(api, id);
+    tryon__api_remove_image(api, id);
   tryon_image_release(&img);
 }
 
@@ -304,7 +309,7 @@ void tryon__api_h_upload_delete(tryon_api *api, const tryon_api_request *req,
     return;
   }
   /* The row is gone or marked deleted: the bytes go now, whatever links are around. */
-  remove_files(api, id);
+  tryon__api_remove_image(api, id);
   resp->status = 204;
 }
 

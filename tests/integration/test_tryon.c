@@ -1,0 +1,632 @@
+/*
+ * Try-on end to end: tryon-server + tryon-worker processes + a real PostgreSQL. With no
+ * kie.ai key the worker uses the offline provider; with the loopback fake of kie.ai
+ * (tests/fakes/fake_kie.c) it runs the real client: uploads, createTask, polling,
+ * the result's download, retries, failures with their refund, and a worker killed while
+ * polling. The ledger audit holds after every test.
+ */
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <tryon/billing.h>
+#include <tryon/http.h>
+
+#include "testserver.h"
+#include "testworker.h"
+
+/* ------------------------------------------------------------------------- helpers */
+
+static char *read_corpus(const char *name, size_t *len) {
+  const char *dir = getenv("TRYON_FILES_CORPUS");
+  if (dir == NULL)
+    fail_msg("TRYON_FILES_CORPUS is not set: run through ctest (fixture files_corpus)");
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "rb");
+  if (f == NULL)
+    fail_msg("cannot read %s", path);
+  char *buf = malloc(8u << 20);
+  *len = fread(buf, 1, 8u << 20, f);
+  fclose(f);
+  return buf;
+}
+
+typedef struct user {
+  char *token;
+  char person[TRYON_UUID_STR_LEN], item[TRYON_UUID_STR_LEN];
+} user;
+
+static void upload(const user *u, const char *file, const char *mime, char id[TRYON_UUID_STR_LEN]) {
+  size_t len = 0;
+  char *data = read_corpus(file, &len);
+  tryon_reply r = tryon_test_upload(u->token, data, len, file, mime);
+  free(data);
+  if (r.status != 201)
+    fail_msg("upload %s: %ld %s", file, r.status, r.body.data);
+  snprintf(id, TRYON_UUID_STR_LEN, "%s",
+           cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r.json, "id")));
+  tryon_reply_free(&r);
+}
+
+/* A signed-in user with a person photo and an item photo. */
+static user new_user(int64_t tg) {
+  user u;
+  memset(&u, 0, sizeof u);
+  tryon_reply r = tryon_test_sign_in(tg, "Try");
+  u.token = tryon_reply_token(&r);
+  tryon_reply_free(&r);
+  upload(&u, "exif_rotated.jpg", "image/jpeg", u.person);
+  upload(&u, "alpha.png", "image/png", u.item);
+  return u;
+}
+
+static void user_free(user *u) {
+  free(u->token);
+}
+
+static tryon_reply post_tryon(const user *u, const char *key, const char *body) {
+  char auth[1200], idem[160];
+  snprintf(auth, sizeof auth, "Authorization: Bearer %s", u->token);
+  snprintf(idem, sizeof idem, "Idempotency-Key: %s", key);
+  const char *h[] = {auth, "Content-Type: application/json", key ? idem : NULL, NULL};
+  return tryon_test_http("POST", "/api/tryon", h, body, strlen(body));
+}
+
+static tryon_reply get_auth(const user *u, const char *path) {
+  char auth[1200];
+  snprintf(auth, sizeof auth, "Authorization: Bearer %s", u->token);
+  const char *h[] = {auth, NULL};
+  return tryon_test_http("GET", path, h, NULL, 0);
+}
+
+static const char *jstr(const cJSON *o, const char *k) {
+  const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k));
+  return v ? v : "";
+}
+
+static double jnum(const cJSON *o, const char *k) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+  return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
+typedef struct started {
+  char job[TRYON_UUID_STR_LEN], generation[TRYON_UUID_STR_LEN];
+  double balance;
+  bool watermark;
+} started;
+
+static started start_tryon(const user *u, const char *key, const char *category) {
+  char body[512];
+  snprintf(body, sizeof body,
+           "{\"person_upload_id\":\"%s\",\"item_upload_id\":\"%s\",\"category\":\"%s\","
+           "\"aspect_ratio\":\"3:4\"}",
+           u->person, u->item, category);
+  tryon_reply r = post_tryon(u, key, body);
+  if (r.status != 202)
+    fail_msg("POST /api/tryon: %ld %s", r.status, r.body.data);
+  started s;
+  snprintf(s.job, sizeof s.job, "%s", jstr(r.json, "job_id"));
+  snprintf(s.generation, sizeof s.generation, "%s", jstr(r.json, "generation_id"));
+  s.balance = jnum(r.json, "balance");
+  s.watermark = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r.json, "watermark"));
+  if (jnum(r.json, "cost") != 2)
+    fail_msg("cost %s", r.body.data);
+  tryon_reply_free(&r);
+  return s;
+}
+
+/* Polls GET /api/jobs/{id} until the job ends; returns the generation as the API shows
+ * it (the caller frees the reply). */
+static tryon_reply wait_generation(const user *u, const started *s, int timeout_ms) {
+  char path[96];
+  snprintf(path, sizeof path, "/api/jobs/%s", s->job);
+  char last[64] = "";
+  for (int waited = 0; waited < timeout_ms; waited += 50) {
+    tryon_reply r = get_auth(u, path);
+    if (r.status != 200)
+      fail_msg("GET %s: %ld %s", path, r.status, r.body.data);
+    snprintf(last, sizeof last, "%s", jstr(r.json, "state"));
+    tryon_reply_free(&r);
+    if (strcmp(last, "succeeded") == 0 || strcmp(last, "failed") == 0)
+      break;
+    usleep(50 * 1000);
+  }
+  snprintf(path, sizeof path, "/api/generations/%s", s->generation);
+  tryon_reply g = get_auth(u, path);
+  if (g.status != 200)
+    fail_msg("GET %s: %ld %s (job %s)", path, g.status, g.body.data, last);
+  return g;
+}
+
+static void check_books(void) {
+  char *v = tryon_testserver_db_value(
+      "SELECT count(*) FROM wallets w WHERE period_credits + pack_credits <>"
+      " (SELECT coalesce(sum(delta_period + delta_pack), 0) FROM credit_ledger l"
+      "  WHERE l.user_id = w.user_id)");
+  if (v == NULL || strcmp(v, "0") != 0)
+    fail_msg("wallets that disagree with their ledger: %s", v ? v : "(null)");
+  free(v);
+}
+
+static pid_t start_worker(const char *const *extra) {
+  char storage[128];
+  snprintf(storage, sizeof storage, "TRYON_STORAGE_DIR=%s", tryon_test_server.storage);
+  const char *env[16] = {storage, "TRYON_WORKER_POLL_MS=200", "TRYON_DB_POOL_SIZE=3"};
+  size_t n = 3;
+  for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 15; i++)
+    env[n++] = extra[i];
+  env[n] = NULL;
+  return tryon_testworker_spawn(&tryon_test_server.t, env, NULL);
+}
+
+static void stop_worker(pid_t pid) {
+  int st = tryon_testworker_signal_wait(pid, SIGTERM);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    fail_msg("the worker did not stop cleanly (status %d)", st);
+}
+
+static int teardown(void **state) {
+  (void)state;
+  tryon_testworker_kill_all();
+  check_books();
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ offline */
+
+static void test_tryon__offline_provider_makes_a_watermarked_result(void **state) {
+  (void)state;
+  user u = new_user(91001);
+  pid_t w = start_worker(NULL);
+  started s = start_tryon(&u, "offline-1", "top");
+  assert_int_equal((int)s.balance, 8);
+  assert_true(s.watermark);
+  tryon_reply g = wait_generation(&u, &s, 30000);
+  if (strcmp(jstr(g.json, "status"), "succeeded") != 0)
+    fail_msg("generation: %s", g.body.data);
+  assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g.json, "watermarked")));
+  assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g.json, "offline_preview")));
+  const cJSON *res = cJSON_GetObjectItemCaseSensitive(g.json, "result");
+  tryon_reply img = tryon_test_get_url(jstr(res, "url"), NULL);
+  assert_int_equal(img.status, 200);
+  if (img.body.len < 1000 || (unsigned char)img.body.data[0] != 0xFF)
+    fail_msg("the result is not a JPEG (%zu bytes)", img.body.len);
+  tryon_reply_free(&img);
+  tryon_reply th = tryon_test_get_url(jstr(res, "thumb_url"), NULL);
+  assert_int_equal(th.status, 200);
+  tryon_reply_free(&th);
+  tryon_reply_free(&g);
+
+  /* The job reports its end; the history lists the try-on. */
+  char path[96];
+  snprintf(path, sizeof path, "/api/jobs/%s", s.job);
+  tryon_reply j = get_auth(&u, path);
+  assert_int_equal((int)jnum(j.json, "progress"), 100);
+  assert_string_equal(jstr(j.json, "generation_id"), s.generation);
+  tryon_reply_free(&j);
+  tryon_reply l = get_auth(&u, "/api/generations?limit=5");
+  const cJSON *items = cJSON_GetObjectItemCaseSensitive(l.json, "items");
+  assert_int_equal(cJSON_GetArraySize(items), 1);
+  assert_string_equal(jstr(cJSON_GetArrayItem(items, 0), "id"), s.generation);
+  tryon_reply_free(&l);
+  stop_worker(w);
+  user_free(&u);
+}
+
+static void test_tryon__idempotency_key_means_one_job_one_charge(void **state) {
+  (void)state;
+  user u = new_user(91002);
+  started a = start_tryon(&u, "same-key", "shoes");
+  started b = start_tryon(&u, "same-key", "shoes");
+  assert_string_equal(a.job, b.job);
+  assert_string_equal(a.generation, b.generation);
+  assert_int_equal((int)a.balance, 8);
+  assert_int_equal((int)b.balance, 8);
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "SELECT count(*) FROM credit_ledger WHERE idempotency_key = 'job:%s:charge'", a.job);
+  char *n = tryon_testserver_db_value(sql);
+  assert_string_equal(n, "1");
+  free(n);
+  /* The same key for something else is refused, not silently answered. */
+  char body[512];
+  snprintf(body, sizeof body,
+           "{\"person_upload_id\":\"%s\",\"item_upload_id\":\"%s\",\"category\":\"bag\"}", u.person,
+           u.item);
+  tryon_expect_error(post_tryon(&u, "same-key", body), 409, "idempotency_key_reused");
+  user_free(&u);
+}
+
+static void test_tryon__bad_requests_are_refused_and_cost_nothing(void **state) {
+  (void)state;
+  user u = new_user(91003), v = new_user(91004);
+  char body[512];
+  snprintf(body, sizeof body,
+           "{\"person_upload_id\":\"%s\",\"item_upload_id\":\"%s\",\"category\":\"top\"}", u.person,
+           v.item);
+  tryon_expect_error(post_tryon(&u, "k-foreign", body), 404, "not_found");
+  snprintf(body, sizeof body,
+           "{\"person_upload_id\":\"%s\",\"item_upload_id\":\"%s\",\"category\":\"top\"}", u.person,
+           u.item);
+  tryon_expect_error(post_tryon(&u, NULL, body), 400, "idempotency_key_required");
+  tryon_expect_error(post_tryon(&u, "k-json", "{\"person_upload_id\":"), 400, "malformed_json");
+  tryon_expect_error(post_tryon(&u, "k-arr", "[1,2]"), 422, "invalid_request");
+  snprintf(body, sizeof body,
+           "{\"person_upload_id\":\"%s\",\"item_upload_id\":\"%s\",\"category\":\"hat\"}", u.person,
+           u.item);
+  tryon_expect_error(post_tryon(&u, "k-cat", body), 422, "invalid_request");
+  snprintf(body, sizeof body,
+           "{\"person_upload_id\":\"%s\",\"item_upload_id\":\"%s\",\"category\":\"top\","
+           "\"aspect_ratio\":\"7:5\"}",
+           u.person, u.item);
+  tryon_expect_error(post_tryon(&u, "k-ratio", body), 422, "invalid_request");
+  snprintf(body, sizeof body,
+           "{\"person_upload_id\":1,\"item_upload_id\":\"%s\","
+           "\"category\":\"top\"}",
+           u.item);
+  tryon_expect_error(post_tryon(&u, "k-type", body), 422, "invalid_request");
+  user nobody = {.token = "not-a-token"};
+  tryon_expect_error(post_tryon(&nobody, "k-auth", "{}"), 401, "token_malformed");
+  /* Five paid try-ons spend the ten free credits; the sixth is refused with 402. */
+  char key[16];
+  for (int i = 0; i < 5; i++) {
+    snprintf(key, sizeof key, "spend-%d", i);
+    start_tryon(&u, key, "top");
+  }
+  snprintf(body, sizeof body,
+           "{\"person_upload_id\":\"%s\",\"item_upload_id\":\"%s\",\"category\":\"top\"}", u.person,
+           u.item);
+  tryon_reply r = post_tryon(&u, "spend-6", body);
+  assert_int_equal(r.status, 402);
+  assert_string_equal(tryon_reply_error_code(&r), "insufficient_credits");
+  const cJSON *e = cJSON_GetObjectItemCaseSensitive(r.json, "error");
+  assert_int_equal((int)jnum(e, "balance"), 0);
+  assert_int_equal((int)jnum(e, "cost"), 2);
+  tryon_reply_free(&r);
+  /* Someone else's job and try-on are not there for this user. */
+  started mine = start_tryon(&v, "v-1", "glasses");
+  char path[96];
+  snprintf(path, sizeof path, "/api/jobs/%s", mine.job);
+  tryon_expect_error(get_auth(&u, path), 404, "not_found");
+  snprintf(path, sizeof path, "/api/generations/%s", mine.generation);
+  tryon_expect_error(get_auth(&u, path), 404, "not_found");
+  tryon_expect_error(get_auth(&u, "/api/generations?limit=0"), 422, "invalid_request");
+  tryon_expect_error(get_auth(&u, "/api/generations?cursor=zzz"), 422, "invalid_request");
+  user_free(&u);
+  user_free(&v);
+}
+
+static void test_tryon__delete_removes_the_result(void **state) {
+  (void)state;
+  user u = new_user(91005);
+  pid_t w = start_worker(NULL);
+  started s = start_tryon(&u, "del-1", "bottom");
+  tryon_reply g = wait_generation(&u, &s, 30000);
+  assert_string_equal(jstr(g.json, "status"), "succeeded");
+  char url[512];
+  snprintf(url, sizeof url, "%s", jstr(cJSON_GetObjectItemCaseSensitive(g.json, "result"), "url"));
+  tryon_reply_free(&g);
+  stop_worker(w);
+  char auth[1200], path[96];
+  snprintf(auth, sizeof auth, "Authorization: Bearer %s", u.token);
+  const char *h[] = {auth, NULL};
+  snprintf(path, sizeof path, "/api/generations/%s", s.generation);
+  tryon_reply d = tryon_test_http("DELETE", path, h, NULL, 0);
+  assert_int_equal(d.status, 204);
+  tryon_reply_free(&d);
+  tryon_expect_error(get_auth(&u, path), 404, "not_found");
+  tryon_reply img = tryon_test_get_url(url, NULL);
+  assert_int_equal(img.status, 404);
+  tryon_reply_free(&img);
+  user_free(&u);
+}
+
+/* ------------------------------------------------------------ the kie.ai fake */
+
+static pid_t fake_pid;
+static int fake_port;
+
+static void fake_start(void) {
+  const char *bin = getenv("TRYON_FAKE_KIE_BIN");
+  if (bin == NULL)
+    fail_msg("TRYON_FAKE_KIE_BIN is not set: run through ctest");
+  int fds[2];
+  if (pipe(fds) != 0)
+    fail_msg("pipe");
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addclose(&fa, fds[0]);
+  char *argv[] = {(char *)bin, "--api-key", "test-kie-key", NULL};
+  extern char **environ;
+  if (posix_spawn(&fake_pid, bin, &fa, NULL, argv, environ) != 0)
+    fail_msg("cannot start %s", bin);
+  posix_spawn_file_actions_destroy(&fa);
+  close(fds[1]);
+  FILE *out = fdopen(fds[0], "r");
+  char line[64] = "";
+  if (out == NULL || fgets(line, sizeof line, out) == NULL ||
+      sscanf(line, "listening %d", &fake_port) != 1)
+    fail_msg("fake-kie did not say it was listening");
+  fclose(out);
+}
+
+/* A control call to the fake; the JSON answer (caller deletes). */
+static cJSON *fake_call(const char *method, const char *path, const char *json) {
+  char url[128];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d%s", fake_port, path);
+  tryon_http_request req = {.method = method,
+                            .url = url,
+                            .body = json,
+                            .body_len = json ? strlen(json) : 0,
+                            .content_type = "application/json",
+                            .max_attempts = 1,
+                            .max_response_bytes = 32u << 20};
+  tryon_http_response resp;
+  tryon_err err;
+  if (tryon_http_perform(&req, &resp, &err) != TRYON_OK)
+    fail_msg("fake %s %s: %s", method, path, tryon_err_message(&err));
+  cJSON *doc = cJSON_Parse(resp.body.data);
+  tryon_http_response_release(&resp);
+  return doc;
+}
+
+static void fake_script(const char *json) {
+  cJSON_Delete(fake_call("POST", "/_fake/script", json));
+}
+
+static int fake_count(const char *path_part) {
+  cJSON *doc = fake_call("GET", "/_fake/requests", NULL);
+
+  int n = 0;
+  const cJSON *r;
+  cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(doc, "requests")) {
+    if (strstr(jstr(r, "path"), path_part) != NULL)
+      n++;
+  }
+  cJSON_Delete(doc);
+  return n;
+}
+
+/* A clean slate for a kie test: the fake forgets, and try-ons queued by earlier tests
+ * (which had no worker) are cancelled, so they do not reach this test's worker. */
+static void fresh_kie(void) {
+  cJSON_Delete(fake_call("POST", "/_fake/reset", NULL));
+  char *v = tryon_testserver_db_value("WITH c AS (UPDATE jobs SET state = 'cancelled',"
+                                      " finished_at = now() WHERE state = 'queued' RETURNING 1)"
+                                      " SELECT count(*) FROM c");
+  free(v);
+}
+
+static int group_setup(void **state) {
+  /* The tests poll their jobs quickly: lift the per-user limit. */
+  static const char *const env[] = {"TRYON_RATE_LIMIT_USER_RPS=100000",
+                                    "TRYON_RATE_LIMIT_USER_BURST=100000", NULL};
+  tryon_testserver_extra_env = env;
+  tryon_testserver_start(state);
+  fake_start();
+  return 0;
+}
+
+static int group_teardown(void **state) {
+  int st = tryon_testworker_signal_wait(fake_pid, SIGTERM);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    fail_msg("fake-kie did not stop cleanly (status %d)", st);
+  return tryon_testserver_stop(state);
+}
+
+/* A worker that talks to the fake. */
+static pid_t start_kie_worker(void) {
+  static char api[96], up[96];
+  snprintf(api, sizeof api, "TRYON_KIE_API_URL=http://127.0.0.1:%d", fake_port);
+  snprintf(up, sizeof up, "TRYON_KIE_UPLOAD_URL=http://127.0.0.1:%d", fake_port);
+  const char *env[] = {"TRYON_KIE_API_KEY=test-kie-key", api, up, NULL};
+  return start_worker(env);
+}
+
+static char *user_id_of(int64_t tg) {
+  char sql[128];
+  snprintf(sql, sizeof sql, "SELECT id FROM users WHERE telegram_id = %lld", (long long)tg);
+  return tryon_testserver_db_value(sql);
+}
+
+/* Makes the user a paying subscriber (Start): their try-ons carry no watermark. */
+static void subscribe(int64_t tg) {
+  tryon_db *db = tryon_testdb_pool(&tryon_test_server.t, 1, 5000);
+  tryon_db_conn *c = NULL;
+  tryon_err err;
+  tryon_subscription sub;
+  char *id = user_id_of(tg), key[64];
+  snprintf(key, sizeof key, "grant:test-sub-%lld", (long long)tg);
+  EXPECT_STATUS(tryon_db_acquire(db, &c, &err), TRYON_OK, &err, "acquire");
+  EXPECT_STATUS(tryon_billing_subscribe(c, strtoll(id, NULL, 10), TRYON_PLAN_START, key, NULL,
+                                        tryon_clock_now_ms(NULL), &sub, &err),
+                TRYON_OK, &err, "subscribe");
+  tryon_db_release(c);
+  tryon_db_free(db);
+  free(id);
+}
+
+static void test_tryon__kie_success_with_and_without_watermark(void **state) {
+  (void)state;
+  fresh_kie();
+  fake_script("{\"task\":{\"waiting_ms\":300,\"generating_ms\":300}}");
+  user free_user = new_user(92001), paid = new_user(92002);
+  subscribe(92002);
+  pid_t w = start_kie_worker();
+  started a = start_tryon(&free_user, "kie-1", "dress");
+  started b = start_tryon(&paid, "kie-2", "dress");
+  assert_true(a.watermark);
+  assert_false(b.watermark);
+  tryon_reply ga = wait_generation(&free_user, &a, 60000);
+  tryon_reply gb = wait_generation(&paid, &b, 60000);
+  if (strcmp(jstr(ga.json, "status"), "succeeded") != 0 ||
+      strcmp(jstr(gb.json, "status"), "succeeded") != 0)
+    fail_msg("generations: %s / %s", ga.body.data, gb.body.data);
+  assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ga.json, "watermarked")));
+  assert_false(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(gb.json, "watermarked")));
+  assert_false(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ga.json, "offline_preview")));
+  tryon_reply img =
+      tryon_test_get_url(jstr(cJSON_GetObjectItemCaseSensitive(gb.json, "result"), "url"), NULL);
+  assert_int_equal(img.status, 200);
+  assert_true(img.body.len > 1000);
+  tryon_reply_free(&img);
+  tryon_reply_free(&ga);
+  tryon_reply_free(&gb);
+  stop_worker(w);
+
+  /* What kie.ai saw: two uploads and one task per try-on, every field explicit. */
+  assert_int_equal(fake_count("/api/file-stream-upload"), 4);
+  assert_int_equal(fake_count("/api/v1/jobs/createTask"), 2);
+  cJSON *doc = fake_call("GET", "/_fake/requests", NULL);
+  const cJSON *r;
+  cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(doc, "requests")) {
+    if (strstr(jstr(r, "path"), "/api/") == NULL)
+      continue;
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "auth_ok")) ||
+        jstr(r, "user_agent")[0] == '\0')
+      fail_msg("a request without the key or a User-Agent: %s", jstr(r, "path"));
+    if (strcmp(jstr(r, "path"), "/api/v1/jobs/createTask") == 0) {
+      const cJSON *j = cJSON_GetObjectItemCaseSensitive(r, "json");
+      const cJSON *in = cJSON_GetObjectItemCaseSensitive(j, "input");
+      assert_string_equal(jstr(j, "model"), "google/nano-banana-edit");
+      assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(in, "image_urls")), 2);
+      assert_string_equal(jstr(in, "aspect_ratio"), "3:4");
+      assert_string_equal(jstr(in, "output_format"), "png");
+      assert_non_null(strstr(jstr(in, "prompt"), "dress"));
+    }
+  }
+  cJSON_Delete(doc);
+  char sql[160];
+  snprintf(sql, sizeof sql,
+           "SELECT provider || ' ' || (provider_task_id IS NOT NULL)"
+           " FROM generations WHERE id = '%s'",
+           a.generation);
+  char *v = tryon_testserver_db_value(sql);
+  assert_string_equal(v, "kie true");
+  free(v);
+  user_free(&free_user);
+  user_free(&paid);
+}
+
+static void test_tryon__kie_rate_limits_and_errors_in_200_are_retried(void **state) {
+  (void)state;
+  fresh_kie();
+  /* createTask: 429 twice (Retry-After 1 s), then a task; recordInfo: maintenance inside
+   * an HTTP 200, then a server error, then the normal answers. */
+  fake_script("{\"create\":[{\"http\":429,\"retry_after\":1},{\"http\":429,"
+              "\"retry_after\":1}],\"record\":[{\"http\":200,\"code\":455,"
+              "\"msg\":\"maintenance\"},{\"http\":200,\"code\":500,\"msg\":\"busy\"}]}");
+  user u = new_user(92003);
+  pid_t w = start_kie_worker();
+  started s = start_tryon(&u, "retry-1", "top");
+  tryon_reply g = wait_generation(&u, &s, 90000);
+  if (strcmp(jstr(g.json, "status"), "succeeded") != 0)
+    fail_msg("generation: %s", g.body.data);
+  tryon_reply_free(&g);
+  stop_worker(w);
+  assert_int_equal(fake_count("/api/v1/jobs/createTask"), 3);
+  cJSON *tasks = fake_call("GET", "/_fake/tasks", NULL);
+  assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(tasks, "tasks")), 1);
+  cJSON_Delete(tasks);
+  char sql[160];
+  snprintf(sql, sizeof sql, "SELECT attempts FROM jobs WHERE id = '%s'", s.job);
+  char *v = tryon_testserver_db_value(sql);
+  assert_string_equal(v, "1"); /* retried inside the attempt */
+  free(v);
+  user_free(&u);
+}
+
+static void test_tryon__kie_refusal_refunds_once_and_explains(void **state) {
+  (void)state;
+  fresh_kie();
+  fake_script("{\"task\":{\"fail_code\":\"400\",\"fail_msg\":\"Content policy violation:"
+              " nsfw\"}}");
+  user u = new_user(92004);
+  pid_t w = start_kie_worker();
+  started s = start_tryon(&u, "refused-1", "top");
+  assert_int_equal((int)s.balance, 8);
+  tryon_reply g = wait_generation(&u, &s, 60000);
+  if (strcmp(jstr(g.json, "status"), "failed") != 0)
+    fail_msg("generation: %s", g.body.data);
+  const cJSON *e = cJSON_GetObjectItemCaseSensitive(g.json, "error");
+  assert_string_equal(jstr(e, "code"), "content_refused");
+  /* The test users sign in with Telegram's language_code "ru". */
+  if ((strstr(jstr(e, "message"), "2 credits are back") == NULL &&
+       strstr(jstr(e, "message"), "2 кредита вернулись") == NULL) ||
+      strstr(jstr(e, "message"), "nsfw") != NULL)
+    fail_msg("the user's message: %s", jstr(e, "message"));
+  tryon_reply_free(&g);
+  stop_worker(w);
+  tryon_reply me = tryon_test_get_me(u.token);
+  const cJSON *bal = cJSON_GetObjectItemCaseSensitive(me.json, "balance");
+  assert_int_equal((int)jnum(bal, "total"), 10);
+  tryon_reply_free(&me);
+  char sql[200];
+  snprintf(sql, sizeof sql,
+           "SELECT count(*) FROM credit_ledger WHERE idempotency_key = 'job:%s:refund'", s.job);
+  char *v = tryon_testserver_db_value(sql);
+  assert_string_equal(v, "1");
+  free(v);
+  /* One task, never retried: a refusal is final. */
+  assert_int_equal(fake_count("/api/v1/jobs/createTask"), 1);
+  user_free(&u);
+}
+
+static void test_tryon__worker_killed_while_polling_resumes_the_same_task(void **state) {
+  (void)state;
+  fresh_kie();
+  fake_script("{\"task\":{\"generating_ms\":6000}}");
+  user u = new_user(92005);
+  const char *lease[] = {"TRYON_WORKER_LEASE_MS=1500", NULL};
+  static char api[96], up[96];
+  snprintf(api, sizeof api, "TRYON_KIE_API_URL=http://127.0.0.1:%d", fake_port);
+  snprintf(up, sizeof up, "TRYON_KIE_UPLOAD_URL=http://127.0.0.1:%d", fake_port);
+  const char *env[] = {lease[0], "TRYON_KIE_API_KEY=test-kie-key", api, up, NULL};
+  pid_t w1 = start_worker(env);
+  started s = start_tryon(&u, "kill-1", "top");
+  char sql[200];
+  snprintf(sql, sizeof sql, "SELECT payload ? 'task_id' FROM jobs WHERE id = '%s'", s.job);
+  for (int i = 0; i < 600; i++) {
+    char *v = tryon_testserver_db_value(sql);
+    bool has = v != NULL && strcmp(v, "t") == 0;
+    free(v);
+    if (has)
+      break;
+    usleep(20 * 1000);
+  }
+  tryon_testworker_signal_wait(w1, SIGKILL);
+  pid_t w2 = start_worker(env);
+  tryon_reply g = wait_generation(&u, &s, 60000);
+  if (strcmp(jstr(g.json, "status"), "succeeded") != 0)
+    fail_msg("generation: %s", g.body.data);
+  tryon_reply_free(&g);
+  stop_worker(w2);
+  assert_int_equal(fake_count("/api/v1/jobs/createTask"), 1); /* the same task, polled on */
+  snprintf(sql, sizeof sql, "SELECT attempts FROM jobs WHERE id = '%s'", s.job);
+  char *v = tryon_testserver_db_value(sql);
+  assert_string_equal(v, "2");
+  free(v);
+  user_free(&u);
+}
+
+int main(void) {
+  tryon_test_log_init();
+#define T(name) cmocka_unit_test_teardown(name, teardown)
+  const struct CMUnitTest tests[] = {
+      T(test_tryon__offline_provider_makes_a_watermarked_result),
+      T(test_tryon__idempotency_key_means_one_job_one_charge),
+      T(test_tryon__bad_requests_are_refused_and_cost_nothing),
+      T(test_tryon__delete_removes_the_result),
+      T(test_tryon__kie_success_with_and_without_watermark),
+      T(test_tryon__kie_rate_limits_and_errors_in_200_are_retried),
+      T(test_tryon__kie_refusal_refunds_once_and_explains),
+      T(test_tryon__worker_killed_while_polling_resumes_the_same_task),
+  };
+  return cmocka_run_group_tests_name("tryon", tests, group_setup, group_teardown);
+}
