@@ -77,7 +77,8 @@ int main(void) {
   kie = (tryon_kie_config){.api_url = cfg.kie_api_url,
                            .upload_url = cfg.kie_upload_url,
                            .api_key = cfg.kie_api_key,
-                           .model = cfg.kie_model};
+                           .model = cfg.kie_model,
+                           .callback_url = cfg.kie_callback_url};
   tryon_cfg = (tryon_tryon_kind_config){.storage = storage,
                                         .kie = cfg.kie_api_key ? &kie : NULL,
                                         .poll_limit_ms = (int64_t)cfg.kie_poll_limit_s * 1000};

@@ -371,7 +371,8 @@ TRYON_API size_t tryon_arena_used(const tryon_arena *a);
   X(kie_api_key, "TRYON_KIE_API_KEY", TOKEN, NULL, 0)                                       \
   X(kie_model, "TRYON_KIE_MODEL", STR, "google/nano-banana-edit", 0)                        \
   X(kie_webhook_hmac_key, "TRYON_KIE_WEBHOOK_HMAC_KEY", TOKEN, NULL, 0)                     \
-  X(kie_poll_limit_s, "TRYON_KIE_POLL_LIMIT_S", INT_S, "900", 0)
+  X(kie_poll_limit_s, "TRYON_KIE_POLL_LIMIT_S", INT_S, "900", 0)                            \
+  X(kie_callback_url, "TRYON_KIE_CALLBACK_URL", URL, NULL, 0)
 
 /* What a program needs beyond the defaults; OR them into `needs`. */
 enum {
@@ -421,6 +422,7 @@ typedef struct tryon_config {
   char *kie_model;
   char *kie_webhook_hmac_key; /* NULL: callbacks are not signature-checked */
   int kie_poll_limit_s;
+  char *kie_callback_url; /* NULL: tasks are only polled */
 } tryon_config;
 
 /*

@@ -147,6 +147,13 @@ TRYON_API tryon_status tryon_generations_start(tryon_db_conn *c, const char *id,
 TRYON_API tryon_status tryon_generations_set_task(tryon_db_conn *c, const char *id,
                                                   const char *task_id, tryon_err *err);
 
+/* A provider's callback about `task_id`: wakes the job of the generation running it
+ * (NOTIFY tryon_wake) so that it polls at once. `*found` false when no live
+ * generation has that task (a late or foreign callback: nothing to do). */
+TRYON_API tryon_status tryon_generations_wake_task(tryon_db_conn *c, const char *provider,
+                                                   const char *task_id, bool *found,
+                                                   tryon_err *err);
+
 /* Caller's transaction: records the result image `result_id` (already stored, with its
  * thumbnail when img->thumb is set) as an upload of origin "result" and marks the
  * generation succeeded. */

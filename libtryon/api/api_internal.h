@@ -124,6 +124,8 @@ void tryon__api_h_generation_get(tryon_api *api, const tryon_api_request *req,
 void tryon__api_h_generation_delete(tryon_api *api, const tryon_api_request *req,
                                     tryon_api_response *resp);
 void tryon__api_h_job_get(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp);
+void tryon__api_h_kie_callback(tryon_api *api, const tryon_api_request *req,
+                               tryon_api_response *resp);
 
 /* ---- billing (handlers_billing.c) */
 typedef struct tryon_balance tryon_balance;

@@ -164,6 +164,8 @@ static void h_me(tryon_api *api, const tryon_api_request *req, tryon_api_respons
 
 /* A try-on request is a few ids and words. */
 #define TRYON_BODY_MAX 4096u
+/* A kie.ai callback: recordInfo's data (a prompt of up to 5,000 characters inside). */
+#define KIE_CALLBACK_BODY_MAX (64u * 1024u)
 
 /* A multipart upload: the 5 MiB photo, one byte more (to tell "over 5 MB" apart from a
  * cut stream), and room for the form's framing. */
@@ -190,5 +192,7 @@ const tryon__api_route tryon__api_routes[] = {
     {"GET", "/api/generations/{id}", tryon__api_h_generation_get, 0, true, true, 0, NULL},
     {"DELETE", "/api/generations/{id}", tryon__api_h_generation_delete, 0, true, true, 0, NULL},
     {"GET", "/api/jobs/{id}", tryon__api_h_job_get, 0, true, true, 0, NULL},
+    {"POST", "/webhooks/kie", tryon__api_h_kie_callback, KIE_CALLBACK_BODY_MAX, true, true, 0,
+     NULL},
 };
 const size_t tryon__api_route_count = sizeof tryon__api_routes / sizeof tryon__api_routes[0];

@@ -13,6 +13,7 @@
 #include <tryon/billing.h>
 #include <tryon/generations.h>
 #include <tryon/jobs.h>
+#include <tryon/kie.h>
 
 static void iso_or_null(cJSON *o, const char *name, int64_t ms) {
   char ts[TRYON_TIME_ISO8601_LEN];
@@ -324,4 +325,48 @@ void tryon__api_h_job_get(tryon_api *api, const tryon_api_request *req, tryon_ap
     tryon__api_json(resp, 200, doc);
   }
   tryon_job_release(&job);
+}
+
+/* ------------------------------------------------------------ kie.ai callbacks */
+
+/* How far a signed callback's timestamp may be from our clock. */
+#define KIE_CALLBACK_SKEW_S 300
+
+void tryon__api_h_kie_callback(tryon_api *api, const tryon_api_request *req,
+                               tryon_api_response *resp) {
+  tryon_kie_task task;
+  tryon_kie_verdict v;
+  tryon_db_conn *c = NULL;
+  tryon_err err;
+  bool found = false;
+  tryon_err_clear(&err);
+  if (tryon_kie_parse_callback(req->body, req->body_len, &task, &v, &err) != TRYON_OK) {
+    tryon__api_fail(resp, 400, "invalid_callback", "not a kie.ai callback");
+    return;
+  }
+  /* The signature covers the task id and the time, not the body: a callback is only
+   * "this task has news"; the worker reads the result from recordInfo. */
+  if (api->cfg->kie_webhook_hmac_key != NULL &&
+      tryon_kie_callback_verify(
+          api->cfg->kie_webhook_hmac_key, tryon__api_header(req, "X-Webhook-Timestamp"),
+          tryon__api_header(req, "X-Webhook-Signature"), task.task_id,
+          tryon_clock_now_ms(api->clock) / 1000, KIE_CALLBACK_SKEW_S, &err) != TRYON_OK) {
+    TRYON_LOG_WARN("kie callback refused", TRYON_LF_STR("reason", tryon_err_message(&err)));
+    tryon__api_fail(resp, 403, "forbidden", "the callback's signature is not valid");
+    return;
+  }
+  tryon_status st = tryon_db_acquire(api->db, &c, &err);
+  if (st == TRYON_OK)
+    st = tryon_generations_wake_task(c, "kie", task.task_id, &found, &err);
+  tryon_db_release(c);
+  if (st != TRYON_OK) {
+    tryon__api_fail_status(resp, st); /* kie.ai may deliver it again; polling goes on */
+    return;
+  }
+  TRYON_LOG_INFO("kie callback", TRYON_LF_STR("task", task.task_id),
+                 TRYON_LF_STR("state", tryon_kie_state_name(task.state)),
+                 TRYON_LF_BOOL("job_woken", found));
+  cJSON *doc = cJSON_CreateObject();
+  cJSON_AddBoolToObject(doc, "ok", true);
+  tryon__api_json(resp, 200, doc);
 }

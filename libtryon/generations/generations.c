@@ -355,6 +355,24 @@ tryon_status tryon_generations_set_task(tryon_db_conn *c, const char *id, const 
   return st;
 }
 
+tryon_status tryon_generations_wake_task(tryon_db_conn *c, const char *provider,
+                                         const char *task_id, bool *found, tryon_err *err) {
+  PGresult *res = NULL;
+  *found = false;
+  if (provider == NULL || task_id == NULL || task_id[0] == '\0' || strlen(task_id) > 200)
+    return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to generations_wake_task");
+  const char *p[] = {provider, task_id};
+  tryon_status st = tryon_db_exec(c,
+                                  "SELECT pg_notify('tryon_wake', job_id::text) FROM generations"
+                                  " WHERE provider = $1 AND provider_task_id = $2"
+                                  " AND status IN ('queued', 'running') AND job_id IS NOT NULL",
+                                  2, p, &res, err);
+  if (st == TRYON_OK)
+    *found = PQntuples(res) > 0;
+  PQclear(res);
+  return st;
+}
+
 tryon_status tryon_generations_succeed(tryon_db_conn *c, const char *id, const char *result_id,
                                        const tryon_image *img, bool watermarked, int64_t now_ms,
                                        tryon_err *err) {

@@ -1035,7 +1035,7 @@ static tryon_status listen_connect(const char *conninfo, PGconn **out, tryon_err
     st = tryon_err_set(err, TRYON_E_DB_UNAVAILABLE, "cannot open the listen connection");
     goto out;
   }
-  res = PQexec(pg, "LISTEN tryon_jobs");
+  res = PQexec(pg, "LISTEN tryon_jobs; LISTEN tryon_wake");
   if (PQresultStatus(res) != PGRES_COMMAND_OK || PQsetnonblocking(pg, 1) != 0) {
     st = tryon_err_set(err, TRYON_E_DB_UNAVAILABLE, "cannot listen for jobs");
     goto out;
@@ -1108,6 +1108,18 @@ static void listen_lost(tryon_runner *r) {
   timer_arm(r, &r->listen_timer, r->listen_backoff_ms, listen_retry);
 }
 
+/* NOTIFY tryon_wake, '<job id>': the job's wait is over early (a provider's callback
+ * says its task has news). Only a run waiting on a timer is woken; anything else
+ * carries on as it was, so a wake-up is always safe to send, and to send twice. */
+static void wake_run(tryon_runner *r, const char *job_id) {
+  for (tryon_run *run = r->runs; run != NULL; run = run->next) {
+    if (strcmp(run->job.id, job_id) != 0 || run->state != RUN_TIMER || run->lost)
+      continue;
+    TRYON_LOG_INFO("job woken early", TRYON_LF_STR("job", job_id));
+    timer_arm(r, &run->timer, 0, sleep_fired);
+  }
+}
+
 static void listen_read(tryon_runner *r) {
   if (PQconsumeInput(r->listen) == 0 || PQstatus(r->listen) != CONNECTION_OK) {
     listen_lost(r);
@@ -1115,7 +1127,9 @@ static void listen_read(tryon_runner *r) {
   }
   PGnotify *note;
   while ((note = PQnotifies(r->listen)) != NULL) {
-    if (tryon__runner_kind(r, note->extra) != NULL) {
+    if (strcmp(note->relname, "tryon_wake") == 0) {
+      wake_run(r, note->extra);
+    } else if (tryon__runner_kind(r, note->extra) != NULL) {
       r->want_claim = true;
       r->backlog = true; /* if there is no room now, claim when there is */
     }

@@ -153,7 +153,7 @@ static void check_books(void) {
   free(v);
 }
 
-static pid_t start_worker(const char *const *extra) {
+static pid_t start_worker_log(const char *const *extra, const char *log_path) {
   char storage[128];
   snprintf(storage, sizeof storage, "TRYON_STORAGE_DIR=%s", tryon_test_server.storage);
   const char *env[16] = {storage, "TRYON_WORKER_POLL_MS=200", "TRYON_DB_POOL_SIZE=3"};
@@ -161,7 +161,11 @@ static pid_t start_worker(const char *const *extra) {
   for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 15; i++)
     env[n++] = extra[i];
   env[n] = NULL;
-  return tryon_testworker_spawn(&tryon_test_server.t, env, NULL);
+  return tryon_testworker_spawn(&tryon_test_server.t, env, log_path);
+}
+
+static pid_t start_worker(const char *const *extra) {
+  return start_worker_log(extra, NULL);
 }
 
 static void stop_worker(pid_t pid) {
@@ -406,7 +410,8 @@ static void fresh_kie(void) {
 static int group_setup(void **state) {
   /* The tests poll their jobs quickly: lift the per-user limit. */
   static const char *const env[] = {"TRYON_RATE_LIMIT_USER_RPS=100000",
-                                    "TRYON_RATE_LIMIT_USER_BURST=100000", NULL};
+                                    "TRYON_RATE_LIMIT_USER_BURST=100000",
+                                    "TRYON_KIE_WEBHOOK_HMAC_KEY=fake-kie-webhook-key", NULL};
   tryon_testserver_extra_env = env;
   tryon_testserver_start(state);
   fake_start();
@@ -615,6 +620,68 @@ static void test_tryon__worker_killed_while_polling_resumes_the_same_task(void *
   user_free(&u);
 }
 
+static int count_lines(const char *path, const char *needle) {
+  FILE *f = fopen(path, "r");
+  char line[4096];
+  int n = 0;
+  while (f != NULL && fgets(line, sizeof line, f) != NULL)
+    n += strstr(line, needle) != NULL;
+  if (f != NULL)
+    fclose(f);
+  return n;
+}
+
+static void test_tryon__kie_callback_wakes_the_poll_and_bad_ones_are_refused(void **state) {
+  (void)state;
+  fresh_kie();
+  /* Two tasks finishing between two polls: one signed callback, one badly signed. */
+  fake_script("{\"task_queue\":[{\"generating_ms\":4000,\"callback\":\"signed\"},"
+              "{\"generating_ms\":4000,\"callback\":\"bad_signature\"}]}");
+  user u = new_user(92006);
+  static char api[96], up[96], cb[128], logp[128];
+  snprintf(api, sizeof api, "TRYON_KIE_API_URL=http://127.0.0.1:%d", fake_port);
+  snprintf(up, sizeof up, "TRYON_KIE_UPLOAD_URL=http://127.0.0.1:%d", fake_port);
+  snprintf(cb, sizeof cb, "TRYON_KIE_CALLBACK_URL=%s/webhooks/kie", tryon_test_server.base);
+  snprintf(logp, sizeof logp, "/tmp/%s_kie_cb.log", tryon_test_server.t.name);
+  unlink(logp);
+  const char *env[] = {"TRYON_LOG_LEVEL=info", "TRYON_KIE_API_KEY=test-kie-key", api, up, cb, NULL};
+  pid_t w = start_worker_log(env, logp);
+  started a = start_tryon(&u, "cb-1", "top"), b = start_tryon(&u, "cb-2", "top");
+  tryon_reply ga = wait_generation(&u, &a, 60000), gb = wait_generation(&u, &b, 60000);
+  assert_string_equal(jstr(ga.json, "status"), "succeeded");
+  assert_string_equal(jstr(gb.json, "status"), "succeeded"); /* polling finished it */
+  tryon_reply_free(&ga);
+  tryon_reply_free(&gb);
+  stop_worker(w);
+  cJSON *tasks = fake_call("GET", "/_fake/tasks", NULL);
+  int ok = 0, refused = 0;
+  const cJSON *t;
+  cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(tasks, "tasks")) {
+    double st = jnum(t, "callback_status");
+    ok += st == 200;
+    refused += st == 403;
+    assert_non_null(strstr(jstr(t, "callback_url"), "/webhooks/kie"));
+  }
+  cJSON_Delete(tasks);
+  assert_int_equal(ok, 1);
+  assert_int_equal(refused, 1);
+  assert_int_equal(count_lines(logp, "job woken early"), 1);
+  unlink(logp);
+
+  /* Not a callback; a signed one about a task nobody runs (answered, nothing woken). */
+  const char *h[] = {"Content-Type: application/json", NULL};
+  tryon_expect_error(tryon_test_http("POST", "/webhooks/kie", h, "{\"x\":1}", 7), 400,
+                     "invalid_callback");
+  tryon_expect_error(tryon_test_http("POST", "/webhooks/kie", h, "garbage", 7), 400,
+                     "invalid_callback");
+  const char *unsigned_body = "{\"code\":200,\"msg\":\"ok\",\"data\":{\"taskId\":\"task_x_1\","
+                              "\"state\":\"success\"}}";
+  tryon_expect_error(
+      tryon_test_http("POST", "/webhooks/kie", h, unsigned_body, strlen(unsigned_body)), 403,
+      "forbidden");
+  user_free(&u);
+}
+
 int main(void) {
   tryon_test_log_init();
 #define T(name) cmocka_unit_test_teardown(name, teardown)
@@ -627,6 +694,7 @@ int main(void) {
       T(test_tryon__kie_rate_limits_and_errors_in_200_are_retried),
       T(test_tryon__kie_refusal_refunds_once_and_explains),
       T(test_tryon__worker_killed_while_polling_resumes_the_same_task),
+      T(test_tryon__kie_callback_wakes_the_poll_and_bad_ones_are_refused),
   };
   return cmocka_run_group_tests_name("tryon", tests, group_setup, group_teardown);
 }
