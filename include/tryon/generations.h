@@ -106,8 +106,8 @@ typedef struct tryon_generation {
   char provider[16];
   char model[128];
   char provider_task_id[201];
-  char error_code[65];     /* "" unless failed */
-  char error_message[512]; /* words for the user, in their language */
+  char error_code[65];     /* "" unless failed; picks the user's message */
+  char error_message[512]; /* the provider's or our detail, for operators only */
   char job_id[TRYON_UUID_STR_LEN];
   int64_t created_us; /* microseconds since the epoch (the list's cursor) */
   int64_t started_ms;
@@ -187,16 +187,16 @@ TRYON_API tryon_status tryon_generations_add_kind(tryon_runner *r,
 /*
  * The try-on kind's failure hook, in the transaction that fails `job` for good: refunds
  * the charge (once; a refund already made is fine) and marks the generation failed with
- * the job's error code and a message for the user, in their language (Russian for
- * language codes "ru…", English otherwise), saying what happened and that the credits
- * are back. The provider's own words stay in the job's error (logs, operators).
+ * the job's error code and, for operators, its detail. Users see
+ * tryon_generations_user_message for the code, never the provider's words.
  * `ud`: the kind's tryon_tryon_kind_config (for its clock) or NULL.
  */
 TRYON_API tryon_status tryon_generations_fail_hook(tryon_db_conn *c, const tryon_job *job, void *ud,
                                                    tryon_err *err);
 
-/* The user-facing message for a try-on that failed with `code`, in `lang` ("ru" or
- * other), into `out`. */
+/* The user-facing message for a try-on that failed with `code`, in `lang` (Russian for
+ * "ru…", English otherwise), saying what happened and that the `cost` credits are back,
+ * into `out`. */
 TRYON_API void tryon_generations_user_message(const char *code, const char *lang, int64_t cost,
                                               char *out, size_t cap);
 

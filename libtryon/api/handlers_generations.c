@@ -25,7 +25,7 @@ static void iso_or_null(cJSON *o, const char *name, int64_t ms) {
   cJSON_AddStringToObject(o, name, ts);
 }
 
-static cJSON *generation_json(tryon_api *api, const tryon_generation *g) {
+static cJSON *generation_json(tryon_api *api, const tryon_user *user, const tryon_generation *g) {
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "id", g->id);
   cJSON_AddStringToObject(o, "kind", g->kind);
@@ -54,9 +54,12 @@ static cJSON *generation_json(tryon_api *api, const tryon_generation *g) {
     cJSON_AddNullToObject(o, "result");
   }
   if (g->error_code[0]) {
+    /* The user's words for the code, never the provider's detail. */
+    char msg[512];
+    tryon_generations_user_message(g->error_code, user->language_code, g->cost, msg, sizeof msg);
     cJSON *e = cJSON_AddObjectToObject(o, "error");
     cJSON_AddStringToObject(e, "code", g->error_code);
-    cJSON_AddStringToObject(e, "message", g->error_message);
+    cJSON_AddStringToObject(e, "message", msg);
   } else {
     cJSON_AddNullToObject(o, "error");
   }
@@ -204,7 +207,7 @@ void tryon__api_h_generation_list(tryon_api *api, const tryon_api_request *req,
     cJSON *doc = cJSON_CreateObject();
     cJSON *items = cJSON_AddArrayToObject(doc, "items");
     for (size_t i = 0; i < n; i++)
-      cJSON_AddItemToArray(items, generation_json(api, &rows[i]));
+      cJSON_AddItemToArray(items, generation_json(api, &user, &rows[i]));
     if (next[0] != '\0')
       cJSON_AddStringToObject(doc, "next_cursor", next);
     else
@@ -247,7 +250,7 @@ void tryon__api_h_generation_get(tryon_api *api, const tryon_api_request *req,
   else if (st != TRYON_OK)
     tryon__api_fail_status(resp, st);
   else
-    tryon__api_json(resp, 200, generation_json(api, &g));
+    tryon__api_json(resp, 200, generation_json(api, &user, &g));
 }
 
 void tryon__api_h_generation_delete(tryon_api *api, const tryon_api_request *req,

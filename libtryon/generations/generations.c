@@ -474,7 +474,7 @@ tryon_status tryon_generations_fail_hook(tryon_db_conn *c, const tryon_job *job,
   const char *gid =
       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(payload, "generation_id"));
   const char *code = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(error, "code"));
-  char charge[64], refund[64], message[512];
+  char charge[64], refund[64];
   int64_t now = tryon_clock_now_ms(clock);
   tryon_status st = TRYON_OK;
   if (gid == NULL || !uuid_ok(gid)) { /* not a try-on job: nothing to undo */
@@ -493,21 +493,14 @@ tryon_status tryon_generations_fail_hook(tryon_db_conn *c, const tryon_job *job,
   }
   if (st != TRYON_OK)
     goto out;
-  const char *p[] = {gid};
-  st = tryon_db_exec(c,
-                     "SELECT g.cost, coalesce(u.language_code, '') FROM generations g"
-                     " JOIN users u ON u.id = g.user_id WHERE g.id = $1::uuid",
-                     1, p, &res, err);
-  if (st != TRYON_OK || PQntuples(res) == 0)
-    goto out;
-  tryon_generations_user_message(code, PQgetvalue(res, 0, 1), tryon_db_get_i64(res, 0, 0), message,
-                                 sizeof message);
-  PQclear(res);
-  res = NULL;
-  char code_col[65];
+  /* The code picks the user's words when the generation is shown (in their language);
+   * the provider's own words stay here and in the job for operators. */
+  const char *detail = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(error, "message"));
+  char code_col[65], detail_col[512];
   tryon_utf8_copy(code_col, sizeof code_col, code && code[0] ? code : "failed");
+  tryon_utf8_copy(detail_col, sizeof detail_col, detail ? detail : "");
   tryon_db_num nw = tryon_db_num_i64(now);
-  const char *q[] = {gid, code_col, message, nw.s};
+  const char *q[] = {gid, code_col, detail_col[0] ? detail_col : NULL, nw.s};
   st = tryon_db_exec(
       c,
       "UPDATE generations SET status = 'failed', error_code = $2,"
