@@ -21,6 +21,7 @@
 #include <tryon/core.h>
 #include <tryon/db.h>
 #include <tryon/files.h>
+#include <tryon/generations.h>
 #include <tryon/jobs.h>
 #include <tryon/users.h>
 
@@ -1654,12 +1655,9 @@ static int change_job(const ctl_args *a, bool retry) {
   if (retry) {
     st = tryon_jobs_retry(s.conn, a->pos[0], tryon_clock_now_ms(NULL), &err);
   } else {
-    /* cancel runs inside a transaction: the worker's hook would run in the same one. */
-    st = tryon_db_exec(s.conn, "BEGIN", 0, NULL, NULL, &err);
-    if (st == TRYON_OK)
-      st = tryon_jobs_cancel(s.conn, a->pos[0], 0, tryon_clock_now_ms(NULL), &err);
-    tryon_err ignored;
-    tryon_db_exec(s.conn, st == TRYON_OK ? "COMMIT" : "ROLLBACK", 0, NULL, NULL, &ignored);
+    /* One transaction: the job cancelled and, for a try-on, its credits refunded and
+     * its generation marked cancelled. */
+    st = tryon_generations_cancel_job(s.conn, a->pos[0], 0, tryon_clock_now_ms(NULL), &err);
   }
   if (st != TRYON_OK) {
     rc = refuse(a, &err, NULL);

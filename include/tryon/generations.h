@@ -154,6 +154,19 @@ TRYON_API tryon_status tryon_generations_wake_task(tryon_db_conn *c, const char 
                                                    const char *task_id, bool *found,
                                                    tryon_err *err);
 
+/* The storage name of generation `id`'s result: derived from the id (a UUID), so every
+ * run of its job writes the same name and the failure hook knows what to remove. */
+TRYON_API void tryon_generations_result_id(const char *id, char out[TRYON_UUID_STR_LEN]);
+
+/*
+ * Cancels queued job `job_id` (with user_id > 0, only that user's) in one transaction;
+ * for a try-on also refunds its charge and marks the generation cancelled. Statuses as
+ * tryon_jobs_cancel: TRYON_E_CONFLICT once it runs or ended, TRYON_E_NOT_FOUND.
+ */
+TRYON_API tryon_status tryon_generations_cancel_job(tryon_db_conn *c, const char *job_id,
+                                                    int64_t user_id, int64_t now_ms,
+                                                    tryon_err *err);
+
 /* Caller's transaction: records the result image `result_id` (already stored, with its
  * thumbnail when img->thumb is set) as an upload of origin "result" and marks the
  * generation succeeded. */

@@ -24,8 +24,8 @@
  * an expired lease or a shutdown resumes where the last one stopped.
  *
  * Wake-ups: NOTIFY tryon_wake, '<job id>' ends the current wait (tryon_run_sleep) of
- * that job at once, on whichever worker holds it — how a provider's callback shortens
- * polling. Harmless for a job that is not waiting.
+ * that job at once, on whichever worker holds it, or its next wait when it is in the
+ * middle of a step — how a provider's callback shortens polling. Harmless otherwise.
  *
  * Leases: the runner claims jobs under a lease and renews all of them in one statement
  * every lease/3. A job whose lease was lost (this worker stalled past the lease, another

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <openssl/sha.h>
 #include <tryon/generations.h>
 
 #define TS(n) TRYON_DB_TS(n)
@@ -199,8 +200,25 @@ tryon_status tryon_generations_create_tryon(tryon_db_conn *c, const tryon_tryon_
     return tryon_err_set(err, TRYON_E_NOT_FOUND, "no such photo");
   if (strcmp(p->person_upload_id, p->item_upload_id) == 0)
     return tryon_err_set(err, TRYON_E_INVALID, "the person and the item must be two photos");
-  create_op op = {
-      .p = p, .ratio = ratio, .format = format, .now_ms = now_ms, .out = out, .refusal = refusal};
+  /* One spelling of the ids, so a client resending them in upper case replays. */
+  char person[TRYON_UUID_STR_LEN], item[TRYON_UUID_STR_LEN];
+  for (size_t i = 0; i < TRYON_UUID_STR_LEN; i++) {
+    person[i] = (char)(p->person_upload_id[i] >= 'A' && p->person_upload_id[i] <= 'F'
+                           ? p->person_upload_id[i] - 'A' + 'a'
+                           : p->person_upload_id[i]);
+    item[i] = (char)(p->item_upload_id[i] >= 'A' && p->item_upload_id[i] <= 'F'
+                         ? p->item_upload_id[i] - 'A' + 'a'
+                         : p->item_upload_id[i]);
+  }
+  tryon_tryon_params norm = *p;
+  norm.person_upload_id = person;
+  norm.item_upload_id = item;
+  create_op op = {.p = &norm,
+                  .ratio = ratio,
+                  .format = format,
+                  .now_ms = now_ms,
+                  .out = out,
+                  .refusal = refusal};
   tryon_status st = tryon_db_tx(c, create_tx, &op, err);
   if (st != TRYON_OK)
     memset(out, 0, sizeof *out);
@@ -437,6 +455,13 @@ static const user_message messages[] = {
      "The image service could not make this picture. Your ", ". Try again or use other photos.",
      "Сервису не удалось создать изображение. ",
      " на ваш счёт. Попробуйте ещё раз или возьмите другие фото."},
+    {" photo_too_large ",
+     "One of the photos is too large for the image service (over 10 MB). Your ",
+     ". Use a smaller photo.",
+     "Одно из фото слишком большое для сервиса генерации (больше 10 МБ). ",
+     " на ваш счёт. Возьмите фото поменьше."},
+    {" cancelled ", "The try-on was cancelled before it started. Your ", ".",
+     "Примерка отменена до начала. ", " на ваш счёт."},
     {" photo_missing ", "One of the photos is no longer available. Your ",
      ". Upload it again to retry.", "Одно из фото больше недоступно. ",
      " на ваш счёт. Загрузите его снова."},
@@ -464,18 +489,27 @@ void tryon_generations_user_message(const char *code, const char *lang, int64_t 
              cost == 1 ? "credit is" : "credits are", m->en_tail);
 }
 
-tryon_status tryon_generations_fail_hook(tryon_db_conn *c, const tryon_job *job, void *ud,
-                                         tryon_err *err) {
-  const tryon_tryon_kind_config *cfg = ud;
-  const tryon_clock *clock = cfg ? cfg->clock : NULL;
-  PGresult *res = NULL;
+void tryon_generations_result_id(const char *id, char out[TRYON_UUID_STR_LEN]) {
+  unsigned char h[SHA256_DIGEST_LENGTH];
+  char in[64];
+  int n = snprintf(in, sizeof in, "tryon-result:%s", id ? id : "");
+  SHA256((const unsigned char *)in, (size_t)n, h);
+  h[6] = (unsigned char)((h[6] & 0x0f) | 0x40); /* shaped as a version-4 UUID */
+  h[8] = (unsigned char)((h[8] & 0x3f) | 0x80);
+  tryon_uuid u;
+  memcpy(u.b, h, sizeof u.b);
+  tryon_uuid_format(&u, out);
+}
+
+/* Undoes a try-on that will not finish: the refund (once; one already made is fine),
+ * the result files a run may have stored, and the generation's final state. */
+static tryon_status settle(tryon_db_conn *c, const tryon_job *job,
+                           const tryon_tryon_kind_config *cfg, const char *status, const char *code,
+                           const char *detail, int64_t now, tryon_err *err) {
   cJSON *payload = cJSON_Parse(job->payload ? job->payload : "{}");
-  cJSON *error = cJSON_Parse(job->error ? job->error : "{}");
   const char *gid =
       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(payload, "generation_id"));
-  const char *code = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(error, "code"));
   char charge[64], refund[64];
-  int64_t now = tryon_clock_now_ms(clock);
   tryon_status st = TRYON_OK;
   if (gid == NULL || !uuid_ok(gid)) { /* not a try-on job: nothing to undo */
     TRYON_LOG_WARN("try-on failure hook without a generation", TRYON_LF_STR("job", job->id));
@@ -488,28 +522,69 @@ tryon_status tryon_generations_fail_hook(tryon_db_conn *c, const tryon_job *job,
   st = tryon_billing_refund(c, charge, refund, now, true, &r, err);
   if (st == TRYON_E_DUPLICATE || st == TRYON_E_NOT_FOUND) {
     if (st == TRYON_E_NOT_FOUND)
-      TRYON_LOG_WARN("try-on failed without a charge to refund", TRYON_LF_STR("job", job->id));
+      TRYON_LOG_WARN("try-on ended without a charge to refund", TRYON_LF_STR("job", job->id));
     st = TRYON_OK;
   }
   if (st != TRYON_OK)
     goto out;
+  if (cfg != NULL && cfg->storage != NULL) {
+    char rid[TRYON_UUID_STR_LEN], thumb[48];
+    tryon_generations_result_id(gid, rid);
+    snprintf(thumb, sizeof thumb, "%s.thumb", rid);
+    tryon_storage_remove(cfg->storage, rid, NULL);
+    tryon_storage_remove(cfg->storage, thumb, NULL);
+  }
   /* The code picks the user's words when the generation is shown (in their language);
    * the provider's own words stay here and in the job for operators. */
-  const char *detail = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(error, "message"));
   char code_col[65], detail_col[512];
   tryon_utf8_copy(code_col, sizeof code_col, code && code[0] ? code : "failed");
   tryon_utf8_copy(detail_col, sizeof detail_col, detail ? detail : "");
   tryon_db_num nw = tryon_db_num_i64(now);
-  const char *q[] = {gid, code_col, detail_col[0] ? detail_col : NULL, nw.s};
+  const char *q[] = {gid, status, code_col, detail_col[0] ? detail_col : NULL, nw.s};
   st = tryon_db_exec(
       c,
-      "UPDATE generations SET status = 'failed', error_code = $2,"
-      " error_message = $3, finished_at = " TS(4) ", updated_at = now() WHERE id = $1::uuid"
+      "UPDATE generations SET status = $2, error_code = $3,"
+      " error_message = $4, finished_at = " TS(5) ", updated_at = now() WHERE id = $1::uuid"
                                                   " AND status IN ('queued', 'running')",
-      4, q, NULL, err);
+      5, q, NULL, err);
 out:
-  PQclear(res);
   cJSON_Delete(payload);
+  return st;
+}
+
+tryon_status tryon_generations_fail_hook(tryon_db_conn *c, const tryon_job *job, void *ud,
+                                         tryon_err *err) {
+  const tryon_tryon_kind_config *cfg = ud;
+  cJSON *error = cJSON_Parse(job->error ? job->error : "{}");
+  tryon_status st = settle(c, job, cfg, "failed",
+                           cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(error, "code")),
+                           cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(error, "message")),
+                           tryon_clock_now_ms(cfg ? cfg->clock : NULL), err);
   cJSON_Delete(error);
   return st;
+}
+
+typedef struct cancel_op {
+  const char *job_id;
+  int64_t user_id, now_ms;
+} cancel_op;
+
+static tryon_status cancel_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
+  cancel_op *op = ud;
+  tryon_job job;
+  memset(&job, 0, sizeof job);
+  tryon_status st = tryon_jobs_cancel(c, op->job_id, op->user_id, op->now_ms, err);
+  if (st == TRYON_OK)
+    st = tryon_jobs_get(c, op->job_id, 0, &job, err);
+  if (st == TRYON_OK && strcmp(job.kind, TRYON_TRYON_JOB_KIND) == 0)
+    st =
+        settle(c, &job, NULL, "cancelled", "cancelled", "cancelled before it ran", op->now_ms, err);
+  tryon_job_release(&job);
+  return st;
+}
+
+tryon_status tryon_generations_cancel_job(tryon_db_conn *c, const char *job_id, int64_t user_id,
+                                          int64_t now_ms, tryon_err *err) {
+  cancel_op op = {.job_id = job_id, .user_id = user_id, .now_ms = now_ms};
+  return tryon_db_tx(c, cancel_tx, &op, err);
 }

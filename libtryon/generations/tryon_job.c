@@ -105,12 +105,13 @@ static tryon_status finish_work(tryon_db_conn *c, tryon_run *run, void *ud, tryo
     snprintf(x->fail_code, sizeof x->fail_code, "bad_result");
     return st;
   }
-  tryon_uuid u;
+  /* One name per generation: a rerun replaces what an earlier run stored, so files
+   * never pile up, and the failure hook knows what to remove. */
   char thumb[48];
-  if (tryon_uuid_v4(&u) != TRYON_OK)
-    return tryon_err_set(err, TRYON_E_INTERNAL, "no randomness for an id");
-  tryon_uuid_format(&u, x->result_id);
+  tryon_generations_result_id(x->gen.id, x->result_id);
   snprintf(thumb, sizeof thumb, "%s.thumb", x->result_id);
+  tryon_storage_remove(cfg->storage, x->result_id, NULL);
+  tryon_storage_remove(cfg->storage, thumb, NULL);
   st = tryon_storage_put(cfg->storage, x->result_id, x->img.data, x->img.len, err);
   if (st == TRYON_OK && x->img.thumb != NULL)
     st = tryon_storage_put(cfg->storage, thumb, x->img.thumb, x->img.thumb_len, err);
@@ -156,7 +157,9 @@ static void offline_start(tryon_run *run) {
 }
 
 static void offline_done(tryon_run *run, tryon_status st, const tryon_err *err, void *ud) {
-  (void)ud;
+  tryon_job_ctx *x = ud;
+  tryon_buf_release(&x->person);
+  tryon_buf_release(&x->item);
   if (st != TRYON_OK) {
     fail(run, "generation_failed", tryon_err_message(err), false, 0);
     return;
@@ -167,6 +170,7 @@ static void offline_done(tryon_run *run, tryon_status st, const tryon_err *err, 
 /* ------------------------------------------------------------------- kie.ai */
 
 static void poll_later(tryon_run *run);
+static void poll_now(tryon_run *run);
 static void create_task(tryon_run *run);
 
 /* A kie verdict that is not OK ends this step: a retry within the job, or a failure. */
@@ -220,6 +224,10 @@ static void polled(tryon_run *run, tryon_http_call *call, tryon_status st, const
   if (v.next == TRYON_KIE_RETRY) {
     if (++x->retries > POLL_RETRIES) {
       verdict_fail(run, &v);
+      return;
+    }
+    if (v.retry_after_ms > tryon_kie_poll_delay_ms(x->polls)) {
+      tryon_run_sleep(run, v.retry_after_ms, poll_now);
       return;
     }
     poll_later(run);
@@ -287,9 +295,18 @@ static void created(tryon_run *run, tryon_http_call *call, tryon_status st, cons
   tryon_job_ctx *x = ud;
   tryon_kie_verdict v;
   tryon_kie_parse_create(call ? tryon_http_call_response(call) : NULL, st, x->task_id, &v);
-  if (v.next == TRYON_KIE_RETRY && ++x->retries < CREATE_TRIES) {
+  /* Only an answer that says no task was made may be asked again (rate limits,
+   * maintenance). After a timeout, a reset or a server error kie.ai may have created
+   * and billed a task whose id we never saw: posting again could make a second one,
+   * so the try-on ends here (the user's credits come back). */
+  bool made_nothing = strcmp(v.code, "rate_limited") == 0 || strcmp(v.code, "maintenance") == 0;
+  if (v.next == TRYON_KIE_RETRY && made_nothing && ++x->retries < CREATE_TRIES) {
     int64_t wait = v.retry_after_ms > 0 ? v.retry_after_ms : 2000LL << x->retries;
     tryon_run_sleep(run, wait, create_task);
+    return;
+  }
+  if (v.next == TRYON_KIE_RETRY && !made_nothing) {
+    fail(run, v.code, v.detail, false, 0);
     return;
   }
   if (v.next != TRYON_KIE_OK) {
@@ -304,6 +321,10 @@ static void created(tryon_run *run, tryon_http_call *call, tryon_status st, cons
   cJSON_AddNumberToObject(cp, "task_started_ms", (double)x->task_started_ms);
   char *text = cJSON_PrintUnformatted(cp);
   cJSON_Delete(cp);
+  if (text == NULL) { /* unsaved, a rerun would make a second task: stop here */
+    fail(run, "internal", "out of memory saving the task id", false, 0);
+    return;
+  }
   tryon_run_progress(run, 25, "generating", text, task_checkpointed);
   free(text);
 }
@@ -339,6 +360,7 @@ static void uploaded(tryon_run *run, tryon_http_call *call, tryon_status st, con
     return;
   }
   snprintf(person ? x->person_url : x->item_url, TRYON_KIE_URL_MAX, "%s", url);
+  tryon_buf_release(person ? &x->person : &x->item); /* the provider has it now */
   cJSON *cp = cJSON_CreateObject();
   cJSON_AddStringToObject(cp, person ? "person_url" : "item_url", url);
   char *text = cJSON_PrintUnformatted(cp);
@@ -362,6 +384,10 @@ static void upload_next(tryon_run *run) {
   bool person = x->person_url[0] == '\0';
   const tryon_buf *b = person ? &x->person : &x->item;
   char name[64];
+  if (b->len > TRYON_KIE_UPLOAD_MAX) {
+    fail(run, "photo_too_large", "a photo is over the image service's 10 MB limit", false, 0);
+    return;
+  }
   bool png = b->len > 4 && memcmp(b->data, "\x89PNG", 4) == 0;
   snprintf(name, sizeof name, "%.36s-%s.%s", x->gen.id, person ? "person" : "item",
            png ? "png" : "jpg");
@@ -391,9 +417,16 @@ static tryon_status load_fn(tryon_db_conn *c, tryon_run *run, void *ud, tryon_er
       c, x->gen.id, cfg->kie ? "kie" : "offline",
       cfg->kie ? (cfg->kie->model ? cfg->kie->model : TRYON_KIE_DEFAULT_MODEL) : "offline-compose",
       tryon_run_now_ms(run), err);
-  if (st != TRYON_OK)
-    return st;
-  /* The inputs, unless a checkpoint says the provider has them already. */
+  return st;
+}
+
+/* The inputs, unless a checkpoint says the provider has them already: disk reads, so
+ * off the loop and without a database connection. */
+static tryon_status read_inputs(tryon_db_conn *c, tryon_run *run, void *ud, tryon_err *err) {
+  (void)c;
+  tryon_job_ctx *x = ud;
+  const tryon_tryon_kind_config *cfg = config(run);
+  tryon_status st = TRYON_OK;
   if (cfg->kie == NULL || payload_str(run, "person_url") == NULL)
     st = tryon_storage_get(cfg->storage, x->gen.person_upload_id, &x->person, err);
   if (st == TRYON_OK && (cfg->kie == NULL || payload_str(run, "item_url") == NULL))
@@ -403,17 +436,28 @@ static tryon_status load_fn(tryon_db_conn *c, tryon_run *run, void *ud, tryon_er
   return st;
 }
 
+static void inputs_read(tryon_run *run, tryon_status st, const tryon_err *err, void *ud);
+
 static void loaded(tryon_run *run, tryon_status st, const tryon_err *err, void *ud) {
   tryon_job_ctx *x = ud;
-  const tryon_tryon_kind_config *cfg = config(run);
   if (st != TRYON_OK) {
-    bool missing = x->fail_code[0] != '\0' || st == TRYON_E_NOT_FOUND;
-    fail(run, missing ? "photo_missing" : "internal", tryon_err_message(err), !missing, 0);
+    fail(run, "internal", tryon_err_message(err), true, 0);
     return;
   }
   if (strcmp(x->gen.status, "succeeded") == 0 || strcmp(x->gen.status, "failed") == 0 ||
       strcmp(x->gen.status, "cancelled") == 0) {
     tryon_run_succeed(run, "{\"note\":\"the generation was already decided\"}", NULL, NULL);
+    return;
+  }
+  tryon_run_work(run, read_inputs, inputs_read, x);
+}
+
+static void inputs_read(tryon_run *run, tryon_status st, const tryon_err *err, void *ud) {
+  tryon_job_ctx *x = ud;
+  const tryon_tryon_kind_config *cfg = config(run);
+  if (st != TRYON_OK) {
+    bool missing = x->fail_code[0] != '\0' || st == TRYON_E_NOT_FOUND;
+    fail(run, missing ? "photo_missing" : "internal", tryon_err_message(err), !missing, 0);
     return;
   }
   x->watermark = x->gen.watermarked;

@@ -386,6 +386,10 @@ void tryon_run_sleep(tryon_run *run, int64_t ms, tryon_run_fn cont) {
   run->stepped = true;
   run->state = RUN_TIMER;
   run->cont = cont;
+  if (run->wake_pending) { /* woken while it was busy: this wait is already over */
+    run->wake_pending = false;
+    ms = 0;
+  }
   if (!timer_arm(run->r, &run->timer, ms, sleep_fired))
     run_release(run);
   else
@@ -1113,10 +1117,13 @@ static void listen_lost(tryon_runner *r) {
  * carries on as it was, so a wake-up is always safe to send, and to send twice. */
 static void wake_run(tryon_runner *r, const char *job_id) {
   for (tryon_run *run = r->runs; run != NULL; run = run->next) {
-    if (strcmp(run->job.id, job_id) != 0 || run->state != RUN_TIMER || run->lost)
+    if (strcmp(run->job.id, job_id) != 0 || run->lost)
       continue;
     TRYON_LOG_INFO("job woken early", TRYON_LF_STR("job", job_id));
-    timer_arm(r, &run->timer, 0, sleep_fired);
+    if (run->state == RUN_TIMER)
+      timer_arm(r, &run->timer, 0, sleep_fired);
+    else
+      run->wake_pending = true; /* mid-step: its next wait ends at once */
   }
 }
 

@@ -56,10 +56,11 @@ struct tryon_run {
   tryon_job job;
   cJSON *payload;
   run_state state;
-  bool stepped;    /* a step was chosen in the current handler call */
-  bool lost;       /* the heartbeat found the lease gone */
-  bool work_next;  /* the next DB task runs without a connection (tryon_run_work) */
-  int write_tries; /* of the current job write, after transient database failures */
+  bool stepped;      /* a step was chosen in the current handler call */
+  bool lost;         /* the heartbeat found the lease gone */
+  bool work_next;    /* the next DB task runs without a connection (tryon_run_work) */
+  bool wake_pending; /* a wake-up came mid-step: the next sleep ends at once */
+  int write_tries;   /* of the current job write, after transient database failures */
   char lease[TRYON__LEASE_MAX + 1]; /* the claim's lease owner: every write names it */
   int64_t started_mono;
   tryon__timer timer;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <tryon/billing.h>
+#include <tryon/generations.h>
 #include <tryon/http.h>
 
 #include "testserver.h"
@@ -143,7 +144,19 @@ static tryon_reply wait_generation(const user *u, const started *s, int timeout_
   return g;
 }
 
+static void check_refunds(void) {
+  /* Every try-on that ended without a result gave its credits back. */
+  char *v = tryon_testserver_db_value(
+      "SELECT count(*) FROM generations g WHERE g.status IN ('failed', 'cancelled')"
+      " AND NOT EXISTS (SELECT 1 FROM credit_ledger l"
+      "  WHERE l.idempotency_key = 'job:' || g.job_id || ':refund')");
+  if (v == NULL || strcmp(v, "0") != 0)
+    fail_msg("failed or cancelled try-ons without a refund: %s", v ? v : "(null)");
+  free(v);
+}
+
 static void check_books(void) {
+  check_refunds();
   char *v = tryon_testserver_db_value(
       "SELECT count(*) FROM wallets w WHERE period_credits + pack_credits <>"
       " (SELECT coalesce(sum(delta_period + delta_pack), 0) FROM credit_ledger l"
@@ -401,10 +414,21 @@ static int fake_count(const char *path_part) {
  * (which had no worker) are cancelled, so they do not reach this test's worker. */
 static void fresh_kie(void) {
   cJSON_Delete(fake_call("POST", "/_fake/reset", NULL));
-  char *v = tryon_testserver_db_value("WITH c AS (UPDATE jobs SET state = 'cancelled',"
-                                      " finished_at = now() WHERE state = 'queued' RETURNING 1)"
-                                      " SELECT count(*) FROM c");
-  free(v);
+  tryon_db *db = tryon_testdb_pool(&tryon_test_server.t, 1, 5000);
+  tryon_db_conn *c = NULL;
+  tryon_err err;
+  PGresult *res = NULL;
+  EXPECT_STATUS(tryon_db_acquire(db, &c, &err), TRYON_OK, &err, "acquire");
+  EXPECT_STATUS(
+      tryon_db_exec(c, "SELECT id::text FROM jobs WHERE state = 'queued'", 0, NULL, &res, &err),
+      TRYON_OK, &err, "queued jobs");
+  for (int i = 0; i < PQntuples(res); i++) /* refunded, as an operator's cancel does */
+    EXPECT_STATUS(
+        tryon_generations_cancel_job(c, PQgetvalue(res, i, 0), 0, tryon_clock_now_ms(NULL), &err),
+        TRYON_OK, &err, "cancel");
+  PQclear(res);
+  tryon_db_release(c);
+  tryon_db_free(db);
 }
 
 static int group_setup(void **state) {
@@ -597,14 +621,16 @@ static void test_tryon__worker_killed_while_polling_resumes_the_same_task(void *
   started s = start_tryon(&u, "kill-1", "top");
   char sql[200];
   snprintf(sql, sizeof sql, "SELECT payload ? 'task_id' FROM jobs WHERE id = '%s'", s.job);
-  for (int i = 0; i < 600; i++) {
+  bool has = false;
+  for (int i = 0; i < 1500 && !has; i++) {
     char *v = tryon_testserver_db_value(sql);
-    bool has = v != NULL && strcmp(v, "t") == 0;
+    has = v != NULL && strcmp(v, "t") == 0;
     free(v);
-    if (has)
-      break;
-    usleep(20 * 1000);
+    if (!has)
+      usleep(20 * 1000);
   }
+  if (!has) /* the kill must land while polling, or the test proves nothing */
+    fail_msg("the first worker never saved its task id");
   tryon_testworker_signal_wait(w1, SIGKILL);
   pid_t w2 = start_worker(env);
   tryon_reply g = wait_generation(&u, &s, 60000);
@@ -682,6 +708,27 @@ static void test_tryon__kie_callback_wakes_the_poll_and_bad_ones_are_refused(voi
   user_free(&u);
 }
 
+/* A createTask that may have gone through (a server error after sending) is never
+ * posted again: the try-on fails, the credits come back, kie.ai saw one request. */
+static void test_tryon__kie_ambiguous_create_is_not_repeated(void **state) {
+  (void)state;
+  fresh_kie();
+  fake_script("{\"create\":[{\"http\":502}]}");
+  user u = new_user(92007);
+  pid_t w = start_kie_worker();
+  started s = start_tryon(&u, "ambiguous-1", "top");
+  tryon_reply g = wait_generation(&u, &s, 60000);
+  if (strcmp(jstr(g.json, "status"), "failed") != 0)
+    fail_msg("generation: %s", g.body.data);
+  tryon_reply_free(&g);
+  stop_worker(w);
+  assert_int_equal(fake_count("/api/v1/jobs/createTask"), 1);
+  tryon_reply me = tryon_test_get_me(u.token);
+  assert_int_equal((int)jnum(cJSON_GetObjectItemCaseSensitive(me.json, "balance"), "total"), 10);
+  tryon_reply_free(&me);
+  user_free(&u);
+}
+
 int main(void) {
   tryon_test_log_init();
 #define T(name) cmocka_unit_test_teardown(name, teardown)
@@ -695,6 +742,7 @@ int main(void) {
       T(test_tryon__kie_refusal_refunds_once_and_explains),
       T(test_tryon__worker_killed_while_polling_resumes_the_same_task),
       T(test_tryon__kie_callback_wakes_the_poll_and_bad_ones_are_refused),
+      T(test_tryon__kie_ambiguous_create_is_not_repeated),
   };
   return cmocka_run_group_tests_name("tryon", tests, group_setup, group_teardown);
 }

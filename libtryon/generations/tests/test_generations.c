@@ -261,13 +261,13 @@ typedef struct racer {
   const char *a, *b;
   char key[16];
   tryon_status st;
+  tryon_tryon_created out;
 } racer;
 
 static void *race(void *arg) {
   racer *r = arg;
   tryon_db_conn *c = NULL;
   tryon_err err;
-  tryon_tryon_created out;
   tryon_tryon_params p = {.user_id = r->user,
                           .person_upload_id = r->a,
                           .item_upload_id = r->b,
@@ -275,7 +275,7 @@ static void *race(void *arg) {
                           .idempotency_key = r->key};
   r->st = tryon_db_acquire(r->f->db, &c, &err);
   if (r->st == TRYON_OK)
-    r->st = tryon_generations_create_tryon(c, &p, r->f->now, &out, NULL, &err);
+    r->st = tryon_generations_create_tryon(c, &p, r->f->now, &r->out, NULL, &err);
   tryon_db_release(c);
   return NULL;
 }
@@ -303,6 +303,11 @@ static void test_generations__racing_requests_spend_exactly_the_balance(void **s
   }
   if (ok + poor != 16)
     fail_msg("%d succeeded and %d were refused for want of credits, of 16", ok, poor);
+  for (int i = 0; i < 16; i += 2) { /* both requests of a key got the same answer */
+    if (rs[i].st != rs[i + 1].st ||
+        (rs[i].st == TRYON_OK && strcmp(rs[i].out.job_id, rs[i + 1].out.job_id) != 0))
+      fail_msg("the two requests of %s disagree", rs[i].key);
+  }
   expect_sql(f, "SELECT count(*) FROM jobs", NULL, "5", "five jobs");
   expect_sql(f, "SELECT count(*) FROM generations", NULL, "5", "five generations");
   expect_sql(f, "SELECT count(*) FROM credit_ledger WHERE delta_period + delta_pack < 0", NULL, "5",
@@ -453,6 +458,51 @@ static void test_generations__fail_hook_refunds_once_and_explains(void **state) 
              c.generation_id, "lease_expired none", "no detail given");
 }
 
+static void test_generations__cancel_refunds_and_marks_cancelled(void **state) {
+  fixture *f = *state;
+  tryon_err err;
+  char a[TRYON_UUID_STR_LEN], b[TRYON_UUID_STR_LEN];
+  int64_t u = new_user(f, 700, "en"), v = new_user(f, 701, "en");
+  new_upload(f, u, a);
+  new_upload(f, u, b);
+  tryon_tryon_created c;
+  assert_int_equal(try_on(f, u, a, b, "c1", &c, NULL), TRYON_OK);
+  EXPECT_STATUS(tryon_generations_cancel_job(f->c, c.job_id, v, f->now, &err), TRYON_E_NOT_FOUND,
+                &err, "someone else's");
+  EXPECT_STATUS(tryon_generations_cancel_job(f->c, c.job_id, u, f->now, &err), TRYON_OK, &err,
+                "cancel");
+  EXPECT_STATUS(tryon_generations_cancel_job(f->c, c.job_id, u, f->now, &err), TRYON_E_CONFLICT,
+                &err, "twice");
+  expect_sql(f, "SELECT status || ' ' || error_code FROM generations WHERE id = $1::uuid",
+             c.generation_id, "cancelled cancelled", "the generation");
+  expect_sql(f, "SELECT state FROM jobs WHERE id = $1::uuid", c.job_id, "cancelled", "the job");
+  char uid[24];
+  snprintf(uid, sizeof uid, "%lld", (long long)u);
+  expect_sql(f, "SELECT period_credits + pack_credits FROM wallets WHERE user_id = $1::bigint", uid,
+             "10", "refunded");
+  char m[256];
+  tryon_generations_user_message("cancelled", "en", 2, m, sizeof m);
+  assert_non_null(strstr(m, "cancelled"));
+  /* A finished try-on can be deleted now. */
+  char gone[TRYON_UUID_STR_LEN];
+  EXPECT_STATUS(tryon_generations_delete(f->c, u, c.generation_id, gone, &err), TRYON_OK, &err,
+                "delete");
+}
+
+static void test_generations__result_ids_are_stable_per_generation(void **state) {
+  (void)state;
+  char r1[TRYON_UUID_STR_LEN], r2[TRYON_UUID_STR_LEN], r3[TRYON_UUID_STR_LEN];
+  tryon_generations_result_id("11111111-1111-4111-8111-111111111111", r1);
+  tryon_generations_result_id("11111111-1111-4111-8111-111111111111", r2);
+  tryon_generations_result_id("22222222-2222-4222-8222-222222222222", r3);
+  assert_string_equal(r1, r2);
+  assert_string_not_equal(r1, r3);
+  assert_string_not_equal(r1, "11111111-1111-4111-8111-111111111111");
+  tryon_uuid u;
+  assert_int_equal(tryon_uuid_parse(r1, &u), TRYON_OK);
+  assert_true(tryon_storage_key_valid(r1));
+}
+
 int main(void) {
   tryon_test_log_init();
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -465,6 +515,8 @@ int main(void) {
       T(test_generations__racing_requests_spend_exactly_the_balance),
       T(test_generations__worker_updates_and_history),
       T(test_generations__fail_hook_refunds_once_and_explains),
+      T(test_generations__cancel_refunds_and_marks_cancelled),
+      cmocka_unit_test(test_generations__result_ids_are_stable_per_generation),
   };
   return cmocka_run_group_tests_name("generations", tests, NULL, NULL);
 }
