@@ -155,15 +155,21 @@ static void check_refunds(void) {
   free(v);
 }
 
+/* The ledger audit (every wallet equals its ledger, every running balance chains) and
+ * the refunds, after every test. */
 static void check_books(void) {
   check_refunds();
-  char *v = tryon_testserver_db_value(
-      "SELECT count(*) FROM wallets w WHERE period_credits + pack_credits <>"
-      " (SELECT coalesce(sum(delta_period + delta_pack), 0) FROM credit_ledger l"
-      "  WHERE l.user_id = w.user_id)");
-  if (v == NULL || strcmp(v, "0") != 0)
-    fail_msg("wallets that disagree with their ledger: %s", v ? v : "(null)");
-  free(v);
+  tryon_db *db = tryon_testdb_pool(&tryon_test_server.t, 1, 5000);
+  tryon_db_conn *c = NULL;
+  tryon_err err;
+  tryon_audit_problem p[4];
+  size_t n = 99;
+  EXPECT_STATUS(tryon_db_acquire(db, &c, &err), TRYON_OK, &err, "acquire");
+  EXPECT_STATUS(tryon_billing_audit(c, p, 4, &n, &err), TRYON_OK, &err, "audit");
+  tryon_db_release(c);
+  tryon_db_free(db);
+  if (n > 0)
+    fail_msg("the ledger audit found %zu offenders (user %lld first)", n, (long long)p[0].user_id);
 }
 
 static pid_t start_worker_log(const char *const *extra, const char *log_path) {
