@@ -133,12 +133,12 @@ tryon_status tryon_uploads_list(tryon_db_conn *c, int64_t user_id, int limit, co
   tryon_status st;
 
   *n = 0;
-  next[0] = '\0';
   if (limit < 1 || limit > 100)
     return tryon_err_set(err, TRYON_E_INVALID, "limit must be from 1 to 100");
   bool paged = cursor != NULL && cursor[0] != '\0';
   if (paged && !cursor_parse(cursor, us, sizeof us, cid))
     return tryon_err_set(err, TRYON_E_INVALID, "the cursor is not valid");
+  next[0] = '\0'; /* only now: `next` may be the buffer `cursor` points into */
   snprintf(uid, sizeof uid, "%" PRId64, user_id);
   /* One more row than asked tells whether there is a next page. */
   snprintf(lim, sizeof lim, "%d", limit + 1);

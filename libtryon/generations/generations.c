@@ -254,9 +254,9 @@ tryon_status tryon_generations_list(tryon_db_conn *c, int64_t user_id, int limit
   *n = 0;
   if (limit < 1 || limit > 100)
     return tryon_err_set(err, TRYON_E_INVALID, "limit must be 1 to 100");
-  /* The cursor is "<created microseconds>_<id>" of the last item shown. */
+  /* The cursor is "<created microseconds>.<id>" of the last item shown (as uploads'). */
   if (cursor != NULL && cursor[0] != '\0') {
-    const char *sep = strchr(cursor, '_');
+    const char *sep = strchr(cursor, '.');
     size_t tl = sep ? (size_t)(sep - cursor) : 0;
     if (sep == NULL || tl == 0 || tl >= sizeof cur_ts || strspn(cursor, "0123456789") != tl ||
         !uuid_ok(sep + 1))
@@ -277,7 +277,7 @@ tryon_status tryon_generations_list(tryon_db_conn *c, int64_t user_id, int limit
   for (int r = 0; st == TRYON_OK && r < PQntuples(res) && r < limit; r++)
     row_to_gen(res, r, &out[(*n)++]);
   if (st == TRYON_OK && PQntuples(res) > limit && *n > 0)
-    snprintf(next, TRYON_GENERATIONS_CURSOR_MAX, "%" PRId64 "_%s", out[*n - 1].created_us,
+    snprintf(next, TRYON_GENERATIONS_CURSOR_MAX, "%" PRId64 ".%s", out[*n - 1].created_us,
              out[*n - 1].id);
   PQclear(res);
   return st;
