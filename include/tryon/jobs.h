@@ -66,6 +66,9 @@ typedef enum tryon_job_state {
   TRYON_JOB_CANCELLED = 4,
 } tryon_job_state;
 
+/* Whether `kind` is a valid job kind: "[a-z][a-z0-9_.]*", at most 64 characters. */
+TRYON_API bool tryon_jobs_kind_valid(const char *kind);
+
 /* "queued", "running", ... */
 TRYON_API const char *tryon_job_state_name(tryon_job_state s);
 

@@ -105,6 +105,30 @@ const char *tryon__api_header(const tryon_api_request *req, const char *name) {
   return req->header ? req->header(req->header_ud, name) : NULL;
 }
 
+void tryon__api_add_time(cJSON *obj, const char *name, int64_t ms) {
+  char ts[TRYON_TIME_ISO8601_LEN];
+  if (ms <= 0) {
+    cJSON_AddNullToObject(obj, name);
+    return;
+  }
+  tryon_time_format_iso8601(ms, ts);
+  cJSON_AddStringToObject(obj, name, ts);
+}
+
+bool tryon__api_query_limit(const tryon_api_request *req, tryon_api_response *resp, long *limit) {
+  const char *lim = tryon__api_query(req, "limit");
+  if (lim == NULL)
+    return true; /* the caller's default stays */
+  char *end = NULL;
+  long v = strtol(lim, &end, 10);
+  if (end == lim || *end != '\0' || v < 1 || v > 100) {
+    tryon__api_fail(resp, 422, "invalid_request", "limit must be a number from 1 to 100");
+    return false;
+  }
+  *limit = v;
+  return true;
+}
+
 bool tryon__api_json_body(const tryon_api_request *req, tryon_api_response *resp, cJSON **doc) {
   *doc = NULL;
   if (!tryon__api_is_json(req)) {

@@ -76,6 +76,11 @@ void tryon__api_fail_status(tryon_api_response *resp, tryon_status st);
 const char *tryon__api_header(const tryon_api_request *req, const char *name);
 /* Whether the body is declared JSON (application/json, any parameters). */
 bool tryon__api_is_json(const tryon_api_request *req);
+/* Adds `name`: the ISO 8601 time of `ms`, or null when ms <= 0. */
+void tryon__api_add_time(cJSON *obj, const char *name, int64_t ms);
+/* The ?limit= of a list (1..100) into *limit, which keeps the caller's default when
+ * absent; false after a 422. */
+bool tryon__api_query_limit(const tryon_api_request *req, tryon_api_response *resp, long *limit);
 /* Parses an application/json body into *doc (caller deletes); false after filling a
  * 415 or 400 malformed_json response. Only white space may follow the document. */
 bool tryon__api_json_body(const tryon_api_request *req, tryon_api_response *resp, cJSON **doc);

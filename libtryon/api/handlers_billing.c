@@ -12,16 +12,6 @@
 
 #define HISTORY_SHOWN 20
 
-static void add_time(cJSON *o, const char *name, int64_t ms) {
-  char ts[TRYON_TIME_ISO8601_LEN];
-  if (ms <= 0) {
-    cJSON_AddNullToObject(o, name);
-    return;
-  }
-  tryon_time_format_iso8601(ms, ts);
-  cJSON_AddStringToObject(o, name, ts);
-}
-
 static const char *plan_code(tryon_plan plan) {
   const tryon_product *p = tryon_billing_plan_product(plan);
   return p ? p->code : "none";
@@ -33,8 +23,8 @@ cJSON *tryon__api_balance_json(const tryon_balance *b) {
   cJSON_AddNumberToObject(o, "period", (double)b->period);
   cJSON_AddNumberToObject(o, "pack", (double)b->pack);
   cJSON_AddStringToObject(o, "plan", plan_code(b->plan));
-  add_time(o, "period_ends_at", b->period_ends_ms);
-  add_time(o, "queued_until", b->queued_until_ms);
+  tryon__api_add_time(o, "period_ends_at", b->period_ends_ms);
+  tryon__api_add_time(o, "queued_until", b->queued_until_ms);
   cJSON_AddBoolToObject(o, "watermark", b->watermark);
   return o;
 }
@@ -139,7 +129,7 @@ void tryon__api_h_billing(tryon_api *api, const tryon_api_request *req, tryon_ap
     cJSON_AddNumberToObject(o, "balance_after",
                             (double)(hist[i].period_after + hist[i].pack_after));
     cJSON_AddBoolToObject(o, "watermark", hist[i].from_free);
-    add_time(o, "created_at", hist[i].created_ms);
+    tryon__api_add_time(o, "created_at", hist[i].created_ms);
     cJSON_AddItemToArray(arr, o);
   }
   tryon__api_json(resp, 200, doc);

@@ -15,16 +15,6 @@
 #include <tryon/jobs.h>
 #include <tryon/kie.h>
 
-static void iso_or_null(cJSON *o, const char *name, int64_t ms) {
-  char ts[TRYON_TIME_ISO8601_LEN];
-  if (ms <= 0) {
-    cJSON_AddNullToObject(o, name);
-    return;
-  }
-  tryon_time_format_iso8601(ms, ts);
-  cJSON_AddStringToObject(o, name, ts);
-}
-
 static cJSON *generation_json(tryon_api *api, const tryon_user *user, const tryon_generation *g) {
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "id", g->id);
@@ -63,9 +53,9 @@ static cJSON *generation_json(tryon_api *api, const tryon_user *user, const tryo
   } else {
     cJSON_AddNullToObject(o, "error");
   }
-  iso_or_null(o, "created_at", g->created_us / 1000);
-  iso_or_null(o, "started_at", g->started_ms);
-  iso_or_null(o, "finished_at", g->finished_ms);
+  tryon__api_add_time(o, "created_at", g->created_us / 1000);
+  tryon__api_add_time(o, "started_at", g->started_ms);
+  tryon__api_add_time(o, "finished_at", g->finished_ms);
   return o;
 }
 
@@ -180,15 +170,8 @@ void tryon__api_h_generation_list(tryon_api *api, const tryon_api_request *req,
   tryon_err_clear(&err);
   if (!tryon__api_session(api, req, resp, &user))
     return;
-  const char *lim = tryon__api_query(req, "limit");
-  if (lim != NULL) {
-    char *end = NULL;
-    limit = strtol(lim, &end, 10);
-    if (end == lim || *end != '\0' || limit < 1 || limit > 100) {
-      tryon__api_fail(resp, 422, "invalid_request", "limit must be a number from 1 to 100");
-      return;
-    }
-  }
+  if (!tryon__api_query_limit(req, resp, &limit))
+    return;
   rows = calloc((size_t)limit, sizeof *rows);
   if (rows == NULL) {
     tryon__api_fail_status(resp, TRYON_E_NOMEM);
@@ -323,8 +306,8 @@ void tryon__api_h_job_get(tryon_api *api, const tryon_api_request *req, tryon_ap
     if (gid != NULL)
       cJSON_AddStringToObject(doc, "generation_id", gid);
     cJSON_Delete(gen);
-    iso_or_null(doc, "created_at", job.created_ms);
-    iso_or_null(doc, "finished_at", job.finished_ms);
+    tryon__api_add_time(doc, "created_at", job.created_ms);
+    tryon__api_add_time(doc, "finished_at", job.finished_ms);
     tryon__api_json(resp, 200, doc);
   }
   tryon_job_release(&job);

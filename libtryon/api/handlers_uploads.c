@@ -242,15 +242,8 @@ void tryon__api_h_upload_list(tryon_api *api, const tryon_api_request *req,
   tryon_err_clear(&err);
   if (!tryon__api_session(api, req, resp, &user))
     return;
-  const char *lim = tryon__api_query(req, "limit");
-  if (lim != NULL) {
-    char *end = NULL;
-    limit = strtol(lim, &end, 10);
-    if (end == lim || *end != '\0' || limit < 1 || limit > 100) {
-      tryon__api_fail(resp, 422, "invalid_request", "limit must be a number from 1 to 100");
-      return;
-    }
-  }
+  if (!tryon__api_query_limit(req, resp, &limit))
+    return;
   st = tryon_db_acquire(api->db, &c, &err);
   if (st == TRYON_OK)
     st = tryon_uploads_list(c, user.id, (int)limit, tryon__api_query(req, "cursor"), rows, &n, next,

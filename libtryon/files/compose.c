@@ -20,6 +20,8 @@
 #include <tryon/core.h>
 #include <tryon/files.h>
 
+#include "files/files_internal.h"
+
 /* Pango renders "<family> <size>"; at 72 dpi one point is one pixel, so the size is
  * the font's em in pixels. */
 #define FONT_FAMILY "DejaVu Sans Bold"
@@ -99,22 +101,6 @@ static int clampi(long v, long lo, long hi) {
 
 static int mini(int a, int b) {
   return a < b ? a : b;
-}
-
-/* Logs libvips's reason at debug level (it is for us, and under concurrency may be
- * another call's) and clears its error buffer. */
-static void vips_log_reason(const char *stage) {
-  char *why = vips_error_buffer_copy();
-
-  TRYON_LOG_DEBUG("libvips failed", TRYON_LF_STR("stage", stage),
-                  TRYON_LF_STR("why", why ? why : ""));
-  g_free(why);
-}
-
-static tryon_status vips_failed(tryon_err *err, tryon_status st, const char *stage,
-                                const char *message) {
-  vips_log_reason(stage);
-  return tryon_err_set(err, st, "%s", message);
 }
 
 /* Local arrays of `scope` are unreffed with it: whatever a helper puts there lives as
@@ -222,7 +208,7 @@ static tryon_status load_input(VipsObject *scope, const char *what, const void *
     rc = vips_jpegload_buffer((void *)data, len, &t[0], "access", VIPS_ACCESS_SEQUENTIAL, "fail_on",
                               VIPS_FAIL_ON_WARNING, NULL);
   if (rc != 0) {
-    vips_log_reason("load");
+    tryon__files_vips_log_reason("load");
     st = tryon_err_set(err, TRYON_E_CORRUPT_IMAGE, MSG_CORRUPT, what);
     goto out;
   }
@@ -246,7 +232,7 @@ static tryon_status load_input(VipsObject *scope, const char *what, const void *
     else
       rc = vips_jpegload_buffer((void *)data, len, &t[1], "fail_on", VIPS_FAIL_ON_WARNING, NULL);
     if (rc != 0 || vips_autorot(t[1], &t[2], NULL) != 0) {
-      vips_log_reason("autorot");
+      tryon__files_vips_log_reason("autorot");
       st = tryon_err_set(err, TRYON_E_CORRUPT_IMAGE, MSG_CORRUPT, what);
       goto out;
     }
@@ -254,7 +240,7 @@ static tryon_status load_input(VipsObject *scope, const char *what, const void *
   }
   if (vips_image_get_interpretation(img) != VIPS_INTERPRETATION_sRGB) {
     if (vips_colourspace(img, &t[3], VIPS_INTERPRETATION_sRGB, NULL) != 0) {
-      vips_log_reason("colourspace");
+      tryon__files_vips_log_reason("colourspace");
       st = tryon_err_set(err, TRYON_E_CORRUPT_IMAGE, MSG_CORRUPT, what);
       goto out;
     }
@@ -262,7 +248,7 @@ static tryon_status load_input(VipsObject *scope, const char *what, const void *
   }
   if (vips_image_get_format(img) != VIPS_FORMAT_UCHAR) {
     if (vips_cast_uchar(img, &t[4], NULL) != 0) {
-      vips_log_reason("cast");
+      tryon__files_vips_log_reason("cast");
       st = tryon_err_set(err, TRYON_E_CORRUPT_IMAGE, MSG_CORRUPT, what);
       goto out;
     }
@@ -275,7 +261,7 @@ static tryon_status load_input(VipsObject *scope, const char *what, const void *
   /* No later operation (the item's resize above all) may hand a profile to lcms:
    * profiles are validated only by tryon_image_normalise, and ours carry none. */
   if (vips_copy(img, &t[5], NULL) != 0) {
-    st = vips_failed(err, TRYON_E_INTERNAL, "copy", "the image could not be prepared");
+    st = tryon__files_vips_failed(err, TRYON_E_INTERNAL, "copy", "the image could not be prepared");
     goto out;
   }
   img = t[5];
@@ -382,7 +368,7 @@ static tryon_status render_mark(VipsObject *scope, const char *markup, int font_
   snprintf(font, sizeof font, "%s %d", FONT_FAMILY, font_px);
   /* vips_text serialises Pango behind its own lock, so this is safe on any thread. */
   if (vips_text(&t[0], markup, "font", font, "dpi", FONT_DPI, NULL) != 0) {
-    st = vips_failed(err, TRYON_E_INTERNAL, "text", "the text could not be drawn");
+    st = tryon__files_vips_failed(err, TRYON_E_INTERNAL, "text", "the text could not be drawn");
     goto out;
   }
   pad_x = (int)rnd(0.55 * font_px);
@@ -404,13 +390,13 @@ static tryon_status render_mark(VipsObject *scope, const char *markup, int font_
       layer(scope, t[5], 0, style->shadow_alpha, &layers[1]) != 0 ||
       layer(scope, t[3], 255, style->text_alpha, &layers[2]) != 0 ||
       vips_composite(layers, &t[6], 3, modes, NULL) != 0) {
-    st = vips_failed(err, TRYON_E_INTERNAL, "mark", "the text could not be drawn");
+    st = tryon__files_vips_failed(err, TRYON_E_INTERNAL, "mark", "the text could not be drawn");
     goto out;
   }
   /* Small, and read by every strip of the result that crosses it: made once. */
   t[7] = vips_image_copy_memory(t[6]);
   if (t[7] == NULL) {
-    st = vips_failed(err, TRYON_E_INTERNAL, "mark", "the text could not be drawn");
+    st = tryon__files_vips_failed(err, TRYON_E_INTERNAL, "mark", "the text could not be drawn");
     goto out;
   }
   *out = t[7];
@@ -438,7 +424,7 @@ static tryon_status fit_mark(VipsObject *scope, const char *markup, int font_px,
     goto out;
   snprintf(font, sizeof font, "%s %d", FONT_FAMILY, probe_px);
   if (vips_text(&t[0], markup, "font", font, "dpi", FONT_DPI, NULL) != 0) {
-    st = vips_failed(err, TRYON_E_INTERNAL, "text", "the text could not be drawn");
+    st = tryon__files_vips_failed(err, TRYON_E_INTERNAL, "text", "the text could not be drawn");
     goto out;
   }
   /* The mark's size at font_px as render_mark lays it out, pads and pill included. */
@@ -474,7 +460,8 @@ static tryon_status overlay(VipsObject *scope, VipsImage *img, VipsImage *over, 
   VipsImage **t = scratch(scope, 1);
 
   if (vips_composite2(img, over, &t[0], VIPS_BLEND_MODE_OVER, "x", x, "y", y, NULL) != 0)
-    return vips_failed(err, TRYON_E_INTERNAL, "composite", "the image could not be composed");
+    return tryon__files_vips_failed(err, TRYON_E_INTERNAL, "composite",
+                                    "the image could not be composed");
   *out = t[0];
   return TRYON_OK;
 }
@@ -525,7 +512,8 @@ static tryon_status encode(VipsObject *scope, VipsImage *img, bool png, bool alp
       rc = vips_extract_band(img, &t[0], 0, "n", 3, NULL);
     }
     if (rc != 0 || vips_cast_uchar(t[0], &t[1], NULL) != 0) {
-      st = vips_failed(err, TRYON_E_INTERNAL, "bands", "the image could not be composed");
+      st = tryon__files_vips_failed(err, TRYON_E_INTERNAL, "bands",
+                                    "the image could not be composed");
       goto out;
     }
     img = t[1];
@@ -536,7 +524,7 @@ static tryon_status encode(VipsObject *scope, VipsImage *img, bool png, bool alp
     rc = vips_jpegsave_buffer(img, &buf, &n, "Q", TRYON_FILES_JPEG_QUALITY, "strip", TRUE,
                               "optimize_coding", TRUE, NULL);
   if (rc != 0) {
-    st = vips_failed(err, TRYON_E_CORRUPT_IMAGE, "save", MSG_ENCODE);
+    st = tryon__files_vips_failed(err, TRYON_E_CORRUPT_IMAGE, "save", MSG_ENCODE);
     goto out;
   }
   if (n > TRYON_FILES_MAX_OUTPUT_BYTES) {
@@ -662,13 +650,13 @@ tryon_status tryon_image_offline_tryon(const void *person, size_t person_len, co
    * and the composite read it again. */
   if (vips_thumbnail_image(iin.img, &t[0], box_w, "height", box_h, "size", VIPS_SIZE_BOTH,
                            "no_rotate", TRUE, NULL) != 0) {
-    vips_log_reason("item resize");
+    tryon__files_vips_log_reason("item resize");
     st = tryon_err_set(err, TRYON_E_CORRUPT_IMAGE, MSG_CORRUPT, "item");
     goto out;
   }
   t[1] = vips_image_copy_memory(t[0]);
   if (t[1] == NULL) {
-    vips_log_reason("item decode");
+    tryon__files_vips_log_reason("item decode");
     st = tryon_err_set(err, TRYON_E_CORRUPT_IMAGE, MSG_CORRUPT, "item");
     goto out;
   }
@@ -680,7 +668,8 @@ tryon_status tryon_image_offline_tryon(const void *person, size_t person_len, co
   if (iin.alpha && t[1]->Bands == 4) {
     if (vips_extract_band(t[1], &t[2], 0, "n", 3, NULL) != 0 ||
         vips_extract_band(t[1], &t[3], 3, NULL) != 0) {
-      st = vips_failed(err, TRYON_E_INTERNAL, "item alpha", "the image could not be composed");
+      st = tryon__files_vips_failed(err, TRYON_E_INTERNAL, "item alpha",
+                                    "the image could not be composed");
       goto out;
     }
     rgb = t[2];
@@ -688,7 +677,8 @@ tryon_status tryon_image_offline_tryon(const void *person, size_t person_len, co
   } else {
     if (t[1]->Bands == 4) {
       if (vips_extract_band(t[1], &t[2], 0, "n", 3, NULL) != 0) {
-        st = vips_failed(err, TRYON_E_INTERNAL, "item", "the image could not be composed");
+        st = tryon__files_vips_failed(err, TRYON_E_INTERNAL, "item",
+                                      "the image could not be composed");
         goto out;
       }
       rgb = t[2];
@@ -699,7 +689,8 @@ tryon_status tryon_image_offline_tryon(const void *person, size_t person_len, co
     if (t[4] == NULL ||
         vips_gaussblur(t[4], &t[5], ishort / 80.0 > 0.8 ? ishort / 80.0 : 0.8, NULL) != 0 ||
         vips_linear1(t[5], &t[3], 0.92, 0.0, "uchar", TRUE, NULL) != 0) {
-      st = vips_failed(err, TRYON_E_INTERNAL, "item mask", "the image could not be composed");
+      st = tryon__files_vips_failed(err, TRYON_E_INTERNAL, "item mask",
+                                    "the image could not be composed");
       goto out;
     }
     alpha = t[3];
@@ -711,13 +702,15 @@ tryon_status tryon_image_offline_tryon(const void *person, size_t person_len, co
       vips_embed(alpha, &t[8], pad, pad, iw + 2 * pad, ih + 2 * pad, NULL) != 0 ||
       vips_gaussblur(t[8], &t[9], pad / 2.5 > 0.6 ? pad / 2.5 : 0.6, NULL) != 0 ||
       layer(VIPS_OBJECT(scope), t[9], 0, 0.45, &shadow_layer) != 0) {
-    st = vips_failed(err, TRYON_E_INTERNAL, "item layer", "the image could not be composed");
+    st = tryon__files_vips_failed(err, TRYON_E_INTERNAL, "item layer",
+                                  "the image could not be composed");
     goto out;
   }
   item_layer = t[7];
   t[10] = vips_image_copy_memory(shadow_layer);
   if (t[10] == NULL) {
-    st = vips_failed(err, TRYON_E_INTERNAL, "shadow", "the image could not be composed");
+    st = tryon__files_vips_failed(err, TRYON_E_INTERNAL, "shadow",
+                                  "the image could not be composed");
     goto out;
   }
 
@@ -771,7 +764,8 @@ tryon_status tryon_image_offline_edit(const void *src, size_t len, const char *p
     goto out;
   if (vips_linear(in.img, &t[0], gain, lift, in.img->Bands, "uchar", TRUE, NULL) != 0 ||
       vips_copy(t[0], &t[1], "interpretation", VIPS_INTERPRETATION_sRGB, NULL) != 0) {
-    st = vips_failed(err, TRYON_E_INTERNAL, "grade", "the image could not be composed");
+    st =
+        tryon__files_vips_failed(err, TRYON_E_INTERNAL, "grade", "the image could not be composed");
     goto out;
   }
   st = add_offline_label(VIPS_OBJECT(scope), t[1], &img, err);

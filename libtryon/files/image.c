@@ -419,7 +419,7 @@ out:
 
 /* Logs what libvips said (debug only: it is for us, not the user) and clears its error
  * buffer, which would otherwise grow with every refused upload. */
-static void vips_log_reason(const char *stage) {
+void tryon__files_vips_log_reason(const char *stage) {
   char *why = vips_error_buffer_copy(); /* copies and clears in one locked step */
 
   TRYON_LOG_DEBUG("libvips failed", TRYON_LF_STR("stage", stage),
@@ -428,9 +428,9 @@ static void vips_log_reason(const char *stage) {
 }
 
 /* vips_log_reason, then sets `st` with a user-readable message and returns it. */
-static tryon_status vips_failed(tryon_err *err, tryon_status st, const char *stage,
-                                const char *message) {
-  vips_log_reason(stage);
+tryon_status tryon__files_vips_failed(tryon_err *err, tryon_status st, const char *stage,
+                                      const char *message) {
+  tryon__files_vips_log_reason(stage);
   return tryon_err_set(err, st, "%s", message);
 }
 
@@ -496,7 +496,7 @@ static tryon_status transcode(image_format fmt, const unsigned char *src, size_t
     rc = vips_pngload_buffer((void *)src, len, &t[0], "access", VIPS_ACCESS_SEQUENTIAL, "fail_on",
                              VIPS_FAIL_ON_ERROR, NULL);
   if (rc != 0) {
-    st = vips_failed(err, TRYON_E_CORRUPT_IMAGE, "header", MSG_CORRUPT);
+    st = tryon__files_vips_failed(err, TRYON_E_CORRUPT_IMAGE, "header", MSG_CORRUPT);
     goto out;
   }
   img = t[0];
@@ -522,19 +522,19 @@ static tryon_status transcode(image_format fmt, const unsigned char *src, size_t
                                   VIPS_INTENT_RELATIVE, NULL) == 0) {
       img = t[1];
     } else {
-      vips_log_reason("icc");
+      tryon__files_vips_log_reason("icc");
     }
   }
   if (vips_image_get_interpretation(img) != VIPS_INTERPRETATION_sRGB) {
     if (vips_colourspace(img, &t[2], VIPS_INTERPRETATION_sRGB, NULL) != 0) {
-      st = vips_failed(err, TRYON_E_CORRUPT_IMAGE, "colourspace", MSG_CORRUPT);
+      st = tryon__files_vips_failed(err, TRYON_E_CORRUPT_IMAGE, "colourspace", MSG_CORRUPT);
       goto out;
     }
     img = t[2];
   }
   if (vips_image_get_format(img) != VIPS_FORMAT_UCHAR) {
     if (vips_cast_uchar(img, &t[3], NULL) != 0) {
-      st = vips_failed(err, TRYON_E_CORRUPT_IMAGE, "cast", MSG_CORRUPT);
+      st = tryon__files_vips_failed(err, TRYON_E_CORRUPT_IMAGE, "cast", MSG_CORRUPT);
       goto out;
     }
     img = t[3];
@@ -547,11 +547,11 @@ static tryon_status transcode(image_format fmt, const unsigned char *src, size_t
   /* The full decode happens here, once: every pixel read, every error seen. */
   t[4] = vips_image_copy_memory(img);
   if (t[4] == NULL) {
-    st = vips_failed(err, TRYON_E_CORRUPT_IMAGE, "decode", MSG_CORRUPT);
+    st = tryon__files_vips_failed(err, TRYON_E_CORRUPT_IMAGE, "decode", MSG_CORRUPT);
     goto out;
   }
   if (vips_autorot(t[4], &t[5], NULL) != 0) {
-    st = vips_failed(err, TRYON_E_CORRUPT_IMAGE, "autorot", MSG_CORRUPT);
+    st = tryon__files_vips_failed(err, TRYON_E_CORRUPT_IMAGE, "autorot", MSG_CORRUPT);
     goto out;
   }
   img = t[5];
@@ -562,13 +562,15 @@ static tryon_status transcode(image_format fmt, const unsigned char *src, size_t
   int side = png ? TRYON_FILES_MAX_OUTPUT_SIDE_ALPHA : TRYON_FILES_MAX_OUTPUT_SIDE;
   if (img->Xsize > side || img->Ysize > side) {
     if (vips_thumbnail_image(img, &t[7], side, "height", side, "size", VIPS_SIZE_DOWN, NULL) != 0) {
-      st = vips_failed(err, TRYON_E_INTERNAL, "downscale", "the image could not be re-encoded");
+      st = tryon__files_vips_failed(err, TRYON_E_INTERNAL, "downscale",
+                                    "the image could not be re-encoded");
       goto out;
     }
     img = t[7];
   }
   if (save(img, png, &main_buf, &main_len) != 0) {
-    st = vips_failed(err, TRYON_E_INTERNAL, "save", "the image could not be re-encoded");
+    st = tryon__files_vips_failed(err, TRYON_E_INTERNAL, "save",
+                                  "the image could not be re-encoded");
     goto out;
   }
   if (main_len > TRYON_FILES_MAX_OUTPUT_BYTES) {
@@ -579,7 +581,8 @@ static tryon_status transcode(image_format fmt, const unsigned char *src, size_t
   if (vips_thumbnail_image(img, &t[6], TRYON_FILES_THUMB_SIDE, "height", TRYON_FILES_THUMB_SIDE,
                            "size", VIPS_SIZE_DOWN, NULL) != 0 ||
       save(t[6], png, &thumb_buf, &thumb_len) != 0) {
-    st = vips_failed(err, TRYON_E_INTERNAL, "thumbnail", "the thumbnail could not be made");
+    st = tryon__files_vips_failed(err, TRYON_E_INTERNAL, "thumbnail",
+                                  "the thumbnail could not be made");
     goto out;
   }
   if (EVP_Digest(main_buf, main_len, md, NULL, EVP_sha256(), NULL) != 1) {

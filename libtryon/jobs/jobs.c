@@ -51,7 +51,7 @@ static tryon_job_state parse_state(const char *s) {
   return TRYON_JOB_FAILED;
 }
 
-static bool kind_ok(const char *k) {
+bool tryon_jobs_kind_valid(const char *k) {
   size_t n = k ? strlen(k) : 0;
   if (n == 0 || n > 64 || !(k[0] >= 'a' && k[0] <= 'z'))
     return false;
@@ -118,8 +118,9 @@ tryon_status tryon_jobs_enqueue(tryon_db_conn *c, const tryon_job_spec *spec, in
                                 char id_out[TRYON_UUID_STR_LEN], bool *created, tryon_err *err) {
   PGresult *res = NULL;
   tryon_status st;
-  if (c == NULL || spec == NULL || !kind_ok(spec->kind) || !json_object_ok(spec->payload_json) ||
-      spec->max_attempts < 0 || spec->max_attempts > 100 || spec->user_id < 0)
+  if (c == NULL || spec == NULL || !tryon_jobs_kind_valid(spec->kind) ||
+      !json_object_ok(spec->payload_json) || spec->max_attempts < 0 || spec->max_attempts > 100 ||
+      spec->user_id < 0)
     return tryon_err_set(err, TRYON_E_INVALID, "invalid job");
   tryon_db_num uid = tryon_db_num_i64(spec->user_id),
                att = tryon_db_num_i64(spec->max_attempts ? spec->max_attempts : DEFAULT_ATTEMPTS),
@@ -178,7 +179,7 @@ static bool kinds_array(const char *const *kinds, char *buf, size_t cap, size_t 
 
 static bool kinds_ok(const char *const *kinds) {
   for (size_t i = 0; kinds != NULL && kinds[i] != NULL; i++) {
-    if (!kind_ok(kinds[i]))
+    if (!tryon_jobs_kind_valid(kinds[i]))
       return false;
   }
   return true;

@@ -1303,18 +1303,6 @@ void tryon_runner_stop(tryon_runner *r) {
 
 /* ------------------------------------------------------------------ set-up, tear-down */
 
-static bool kind_name_ok(const char *k) {
-  size_t n = k ? strlen(k) : 0;
-  if (n == 0 || n > 64 || !(k[0] >= 'a' && k[0] <= 'z'))
-    return false;
-  for (size_t i = 0; i < n; i++) {
-    char ch = k[i];
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '.'))
-      return false;
-  }
-  return true;
-}
-
 tryon_status tryon_runner_new(const tryon_runner_options *opt, tryon_runner **out, tryon_err *err) {
   tryon_runner *r = NULL;
   *out = NULL;
@@ -1363,7 +1351,8 @@ tryon_status tryon_runner_new(const tryon_runner_options *opt, tryon_runner **ou
 }
 
 tryon_status tryon_runner_add_kind(tryon_runner *r, const tryon_job_kind *kind, tryon_err *err) {
-  if (kind == NULL || !kind_name_ok(kind->name) || kind->start == NULL || kind->backoff_ms < 0)
+  if (kind == NULL || !tryon_jobs_kind_valid(kind->name) || kind->start == NULL ||
+      kind->backoff_ms < 0)
     return tryon_err_set(err, TRYON_E_INVALID, "invalid job kind");
   if (tryon__runner_kind(r, kind->name) != NULL)
     return tryon_err_set(err, TRYON_E_INVALID, "job kind %s is registered twice", kind->name);
