@@ -85,6 +85,7 @@ int main(void) {
   if (tryon_runner_new(&ro, &runner, &err) != TRYON_OK ||
       tryon_runner_add_test_kinds(runner, &err) != TRYON_OK ||
       tryon_runner_add_housekeeping(runner, &err) != TRYON_OK ||
+      tryon_runner_add_file_sweep(runner, storage, &err) != TRYON_OK ||
       tryon_generations_add_kind(runner, &tryon_cfg, &err) != TRYON_OK)
     goto fail;
   TRYON_LOG_INFO("image provider", TRYON_LF_STR("provider", cfg.kie_api_key ? "kie" : "offline"),

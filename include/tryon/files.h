@@ -113,10 +113,16 @@ TRYON_API void tryon_image_release(tryon_image *img);
  */
 typedef struct tryon_storage tryon_storage;
 
+/* Called for each stored object: its key and when it was written (ms since the epoch).
+ * Return false to stop the listing. */
+typedef bool (*tryon_storage_list_fn)(const char *key, int64_t written_ms, void *ud);
+
 typedef struct tryon_storage_ops {
   tryon_status (*put)(void *impl, const char *key, const void *data, size_t len, tryon_err *err);
   tryon_status (*get)(void *impl, const char *key, tryon_buf *out, tryon_err *err);
   tryon_status (*remove)(void *impl, const char *key, tryon_err *err);
+  /* Every object, in no particular order (NULL: the backend cannot list). */
+  tryon_status (*list)(void *impl, tryon_storage_list_fn fn, void *ud, tryon_err *err);
   void (*free)(void *impl);
 } tryon_storage_ops;
 
@@ -140,6 +146,10 @@ TRYON_API tryon_status tryon_storage_put(tryon_storage *s, const char *key, cons
 TRYON_API tryon_status tryon_storage_get(tryon_storage *s, const char *key, tryon_buf *out,
                                          tryon_err *err);
 TRYON_API tryon_status tryon_storage_remove(tryon_storage *s, const char *key, tryon_err *err);
+/* Calls `fn` for every object (housekeeping); TRYON_E_INVALID for a backend that cannot
+ * list. Objects put or removed meanwhile may or may not be seen. */
+TRYON_API tryon_status tryon_storage_list(tryon_storage *s, tryon_storage_list_fn fn, void *ud,
+                                          tryon_err *err);
 TRYON_API void tryon_storage_free(tryon_storage *s);
 
 /* Whether `key` is a valid storage key (see above). */
@@ -223,6 +233,17 @@ TRYON_API tryon_status tryon_uploads_get(tryon_db_conn *c, int64_t user_id, cons
 TRYON_API tryon_status tryon_uploads_list(tryon_db_conn *c, int64_t user_id, int limit,
                                           const char *cursor, tryon_upload *out, size_t *n,
                                           char *next, tryon_err *err);
+
+/*
+ * Housekeeping: removes stored files that no `uploads` row names (an upload whose
+ * recording crashed after its file was written, a result whose job never finished) and
+ * that were written before `before_ms` (so nothing being recorded right now is
+ * touched), and stale temporary files the local backend left. `*removed` (optional)
+ * counts the files removed; at most `max` are looked at in one call.
+ */
+TRYON_API tryon_status tryon_files_sweep_orphans(tryon_db_conn *c, tryon_storage *s,
+                                                 int64_t before_ms, size_t max, size_t *removed,
+                                                 tryon_err *err);
 
 /* Removes the user's upload `id`: the row, or, when a generation still refers to the
  * image, marks it deleted (the history keeps its shape). The caller removes the files.

@@ -48,6 +48,7 @@
 #include <curl/curl.h>
 #include <tryon/core.h>
 #include <tryon/db.h>
+#include <tryon/files.h>
 #include <tryon/http.h>
 #include <tryon/jobs.h>
 
@@ -224,6 +225,10 @@ TRYON_API void tryon_run_fail(tryon_run *run, const char *error_json, bool retry
  */
 TRYON_API tryon_status tryon_runner_add_test_kinds(tryon_runner *r, tryon_err *err);
 TRYON_API tryon_status tryon_runner_add_housekeeping(tryon_runner *r, tryon_err *err);
+/* "files.sweep", every hour: stored files no upload row names, older than an hour,
+ * removed (tryon_files_sweep_orphans). `storage` is borrowed for the runner's life. */
+TRYON_API tryon_status tryon_runner_add_file_sweep(tryon_runner *r, tryon_storage *storage,
+                                                   tryon_err *err);
 
 #ifdef __cplusplus
 }

@@ -1,12 +1,14 @@
 /*
  * Image storage: the interface and the local filesystem backend.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <tryon/files.h>
@@ -67,6 +69,13 @@ tryon_status tryon_storage_put(tryon_storage *s, const char *key, const void *da
 tryon_status tryon_storage_get(tryon_storage *s, const char *key, tryon_buf *out, tryon_err *err) {
   tryon_status st = check_key(key, err);
   return st != TRYON_OK ? st : s->ops->get(s->impl, key, out, err);
+}
+
+tryon_status tryon_storage_list(tryon_storage *s, tryon_storage_list_fn fn, void *ud,
+                                tryon_err *err) {
+  if (s == NULL || fn == NULL || s->ops->list == NULL)
+    return tryon_err_set(err, TRYON_E_INVALID, "this storage cannot list its objects");
+  return s->ops->list(s->impl, fn, ud, err);
 }
 
 tryon_status tryon_storage_remove(tryon_storage *s, const char *key, tryon_err *err) {
@@ -208,6 +217,57 @@ static tryon_status local_remove(void *impl, const char *key, tryon_err *err) {
   return TRYON_OK;
 }
 
+/* A temporary file older than this was left by a writer that died: removed on sight. */
+#define STALE_TMP_S 3600
+
+static bool is_hex2(const char *name) {
+  return strlen(name) == 2 && tryon_hex_digit(name[0]) >= 0 && tryon_hex_digit(name[1]) >= 0;
+}
+
+/* root/ab/cd/<key>: two levels of two hex digits, then the objects. */
+static tryon_status local_list(void *impl, tryon_storage_list_fn fn, void *ud, tryon_err *err) {
+  local *l = impl;
+  char p1[4096], p2[4096], file[4200];
+  tryon_status st = TRYON_OK;
+  bool go = true;
+  DIR *d1 = opendir(l->root);
+  if (d1 == NULL)
+    return tryon_err_set(err, TRYON_E_IO, "cannot read the storage folder: %s", strerror(errno));
+  for (struct dirent *a; go && (a = readdir(d1)) != NULL;) {
+    if (!is_hex2(a->d_name))
+      continue;
+    if ((size_t)snprintf(p1, sizeof p1, "%s/%s", l->root, a->d_name) >= sizeof p1)
+      continue;
+    DIR *d2 = opendir(p1);
+    for (struct dirent *b; go && d2 != NULL && (b = readdir(d2)) != NULL;) {
+      if (!is_hex2(b->d_name))
+        continue;
+      if ((size_t)snprintf(p2, sizeof p2, "%s/%s", p1, b->d_name) >= sizeof p2)
+        continue;
+      DIR *d3 = opendir(p2);
+      for (struct dirent *f; go && d3 != NULL && (f = readdir(d3)) != NULL;) {
+        struct stat sb;
+        if ((size_t)snprintf(file, sizeof file, "%s/%s", p2, f->d_name) >= sizeof file ||
+            lstat(file, &sb) != 0 || !S_ISREG(sb.st_mode))
+          continue;
+        if (strncmp(f->d_name, ".tmp-", 5) == 0) {
+          if (time(NULL) - sb.st_mtime > STALE_TMP_S)
+            unlink(file);
+          continue;
+        }
+        if (tryon_storage_key_valid(f->d_name))
+          go = fn(f->d_name, (int64_t)sb.st_mtime * 1000, ud);
+      }
+      if (d3 != NULL)
+        closedir(d3);
+    }
+    if (d2 != NULL)
+      closedir(d2);
+  }
+  closedir(d1);
+  return st;
+}
+
 static void local_free(void *impl) {
   local *l = impl;
   if (l == NULL)
@@ -216,8 +276,11 @@ static void local_free(void *impl) {
   free(l);
 }
 
-static const tryon_storage_ops local_ops = {
-    .put = local_put, .get = local_get, .remove = local_remove, .free = local_free};
+static const tryon_storage_ops local_ops = {.put = local_put,
+                                            .get = local_get,
+                                            .remove = local_remove,
+                                            .list = local_list,
+                                            .free = local_free};
 
 tryon_status tryon_storage_local_new(const char *root, tryon_storage **out, tryon_err *err) {
   *out = NULL;

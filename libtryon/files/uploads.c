@@ -196,3 +196,84 @@ tryon_status tryon_uploads_delete(tryon_db_conn *c, int64_t user_id, const char 
   PQclear(res);
   return st;
 }
+
+/* ----------------------------------------------------------------- orphan files */
+
+#define SWEEP_BATCH 500
+
+typedef struct sweep {
+  int64_t before_ms;
+  size_t max, seen;
+  size_t n;
+  char keys[SWEEP_BATCH][TRYON_UUID_STR_LEN + 6]; /* "<uuid>" or "<uuid>.thumb" */
+} sweep;
+
+static bool sweep_collect(const char *key, int64_t written_ms, void *ud) {
+  sweep *s = ud;
+  if (s->seen >= s->max || s->n == SWEEP_BATCH)
+    return false;
+  s->seen++;
+  if (written_ms < s->before_ms)
+    snprintf(s->keys[s->n++], sizeof s->keys[0], "%s", key);
+  return true;
+}
+
+tryon_status tryon_files_sweep_orphans(tryon_db_conn *c, tryon_storage *st_, int64_t before_ms,
+                                       size_t max, size_t *removed, tryon_err *err) {
+  sweep *s = calloc(1, sizeof *s);
+  tryon_buf arr;
+  PGresult *res = NULL;
+  tryon_status st;
+  size_t gone = 0;
+  tryon_buf_init(&arr, SWEEP_BATCH * (TRYON_UUID_STR_LEN + 1) + 2);
+  if (removed != NULL)
+    *removed = 0;
+  if (s == NULL) {
+    st = tryon_err_set(err, TRYON_E_NOMEM, "out of memory");
+    goto out;
+  }
+  s->before_ms = before_ms;
+  s->max = max < SWEEP_BATCH ? max : SWEEP_BATCH;
+  st = tryon_storage_list(st_, sweep_collect, s, err);
+  if (st != TRYON_OK || s->n == 0)
+    goto out;
+  /* Which of the old files' ids have a row (a thumbnail goes with its image's row). */
+  st = tryon_buf_append_str(&arr, "{");
+  for (size_t i = 0; st == TRYON_OK && i < s->n; i++) {
+    if (i > 0)
+      st = tryon_buf_append_str(&arr, ",");
+    if (st == TRYON_OK)
+      st = tryon_buf_append(&arr, s->keys[i], 36);
+  }
+  if (st == TRYON_OK)
+    st = tryon_buf_append_str(&arr, "}");
+  if (st != TRYON_OK) {
+    st = tryon_err_set(err, TRYON_E_NOMEM, "out of memory");
+    goto out;
+  }
+  const char *p[] = {arr.data};
+  st = tryon_db_exec(c, "SELECT id::text FROM uploads WHERE id = ANY($1::uuid[])", 1, p, &res, err);
+  if (st != TRYON_OK)
+    goto out;
+  for (size_t i = 0; i < s->n; i++) {
+    bool known = false;
+    for (int r = 0; r < PQntuples(res) && !known; r++)
+      known = strncmp(PQgetvalue(res, r, 0), s->keys[i], 36) == 0;
+    if (known)
+      continue;
+    tryon_err e;
+    if (tryon_storage_remove(st_, s->keys[i], &e) == TRYON_OK)
+      gone++;
+    else
+      TRYON_LOG_WARN("cannot remove an orphan file", TRYON_LF_STR("error", e.message));
+  }
+  if (gone > 0)
+    TRYON_LOG_INFO("orphan files removed", TRYON_LF_INT("count", (int64_t)gone));
+out:
+  if (removed != NULL)
+    *removed = gone;
+  PQclear(res);
+  tryon_buf_release(&arr);
+  free(s);
+  return st;
+}

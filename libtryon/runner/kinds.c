@@ -157,3 +157,29 @@ tryon_status tryon_runner_add_housekeeping(tryon_runner *r, tryon_err *err) {
     st = tryon_runner_schedule(r, "jobs.purge", 3600 * 1000, err);
   return st;
 }
+
+/* ----------------------------------------------------------------- file sweep */
+
+#define SWEEP_AGE_MS (3600 * 1000LL)
+#define SWEEP_MAX 500
+
+static tryon_status sweep_fn(tryon_db_conn *c, tryon_run *run, void *ud, tryon_err *err) {
+  return tryon_files_sweep_orphans(c, tryon_run_kind_ud(run), tryon_run_now_ms(run) - SWEEP_AGE_MS,
+                                   SWEEP_MAX, &((count_result *)ud)->n, err);
+}
+
+static void sweep_start(tryon_run *run) {
+  count_result *res = calloc(1, sizeof *res);
+  if (res == NULL) {
+    tryon_run_fail(run, "{\"code\":\"internal\",\"message\":\"out of memory\"}", false, 0);
+    return;
+  }
+  tryon_run_set_data(run, res, free);
+  tryon_run_db(run, sweep_fn, count_done, res);
+}
+
+tryon_status tryon_runner_add_file_sweep(tryon_runner *r, tryon_storage *storage, tryon_err *err) {
+  const tryon_job_kind k = {.name = "files.sweep", .start = sweep_start, .ud = storage};
+  tryon_status st = tryon_runner_add_kind(r, &k, err);
+  return st == TRYON_OK ? tryon_runner_schedule(r, "files.sweep", 3600 * 1000, err) : st;
+}

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <tryon/generations.h>
 
@@ -503,6 +504,54 @@ static void test_generations__result_ids_are_stable_per_generation(void **state)
   assert_true(tryon_storage_key_valid(r1));
 }
 
+/* Files no upload row names, older than the cut-off, go; everything else stays. */
+static void test_generations__orphan_files_are_swept(void **state) {
+  fixture *f = *state;
+  tryon_err err;
+  char root[64], cmd[512], path[256];
+  snprintf(root, sizeof root, "/tmp/tryon-sweep-XXXXXX");
+  assert_non_null(mkdtemp(root));
+  tryon_storage *s = NULL;
+  assert_int_equal(tryon_storage_local_new(root, &s, &err), TRYON_OK);
+  int64_t u = new_user(f, 800, NULL);
+  char kept[TRYON_UUID_STR_LEN], thumb[48];
+  new_upload(f, u, kept); /* a row: its files stay, thumbnail too */
+  snprintf(thumb, sizeof thumb, "%s.thumb", kept);
+  const char *orphan = "0a1b2c3d-0000-4000-8000-000000000001";
+  const char *fresh = "0a1b2c3d-0000-4000-8000-000000000002";
+  const char *keys[] = {kept, thumb, orphan, fresh};
+  for (size_t i = 0; i < 4; i++)
+    assert_int_equal(tryon_storage_put(s, keys[i], "x", 1, &err), TRYON_OK);
+  /* Age all but `fresh` by two hours; plant a stale temporary file. */
+  for (size_t i = 0; i < 3; i++) {
+    snprintf(path, sizeof path, "%s/%.2s/%.2s/%s", root, keys[i], keys[i] + 2, keys[i]);
+    snprintf(cmd, sizeof cmd, "touch -d '2 hours ago' '%s'", path);
+    assert_int_equal(system(cmd), 0);
+  }
+  snprintf(cmd, sizeof cmd, "touch -d '3 hours ago' '%s/%.2s/%.2s/.tmp-dead'", root, orphan,
+           orphan + 2);
+  assert_int_equal(system(cmd), 0);
+  size_t removed = 99;
+  EXPECT_STATUS(tryon_files_sweep_orphans(f->c, s, f->now - 3600 * 1000, 100, &removed, &err),
+                TRYON_OK, &err, "sweep");
+  assert_int_equal(removed, 1);
+  tryon_buf b;
+  tryon_buf_init(&b, 16);
+  EXPECT_STATUS(tryon_storage_get(s, orphan, &b, &err), TRYON_E_NOT_FOUND, &err, "orphan gone");
+  for (size_t i = 0; i < 4; i++) {
+    if (strcmp(keys[i], orphan) == 0)
+      continue;
+    tryon_buf_reset(&b);
+    EXPECT_STATUS(tryon_storage_get(s, keys[i], &b, &err), TRYON_OK, &err, keys[i]);
+  }
+  tryon_buf_release(&b);
+  snprintf(path, sizeof path, "%s/%.2s/%.2s/.tmp-dead", root, orphan, orphan + 2);
+  assert_int_not_equal(access(path, F_OK), 0); /* the stale temporary went too */
+  tryon_storage_free(s);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+  assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
   tryon_test_log_init();
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -516,6 +565,7 @@ int main(void) {
       T(test_generations__worker_updates_and_history),
       T(test_generations__fail_hook_refunds_once_and_explains),
       T(test_generations__cancel_refunds_and_marks_cancelled),
+      T(test_generations__orphan_files_are_swept),
       cmocka_unit_test(test_generations__result_ids_are_stable_per_generation),
   };
   return cmocka_run_group_tests_name("generations", tests, NULL, NULL);
