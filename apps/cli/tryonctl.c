@@ -1655,9 +1655,14 @@ static int change_job(const ctl_args *a, bool retry) {
   if (retry) {
     st = tryon_jobs_retry(s.conn, a->pos[0], tryon_clock_now_ms(NULL), &err);
   } else {
-    /* One transaction: the job cancelled and, for a try-on, its credits refunded and
-     * its generation marked cancelled. */
-    st = tryon_generations_cancel_job(s.conn, a->pos[0], 0, tryon_clock_now_ms(NULL), &err);
+    /* One transaction: the job cancelled and, for a try-on, its credits refunded, a
+     * result an earlier attempt left removed and its generation marked cancelled. */
+    tryon_storage *storage = NULL;
+    st = tryon_storage_local_new(s.cfg.storage_dir, &storage, &err);
+    if (st == TRYON_OK)
+      st = tryon_generations_cancel_job(s.conn, storage, a->pos[0], 0, tryon_clock_now_ms(NULL),
+                                        &err);
+    tryon_storage_free(storage);
   }
   if (st != TRYON_OK) {
     rc = refuse(a, &err, NULL);

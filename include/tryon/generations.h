@@ -160,12 +160,13 @@ TRYON_API void tryon_generations_result_id(const char *id, char out[TRYON_UUID_S
 
 /*
  * Cancels queued job `job_id` (with user_id > 0, only that user's) in one transaction;
- * for a try-on also refunds its charge and marks the generation cancelled. Statuses as
+ * for a try-on also refunds its charge, removes a result an earlier attempt may have
+ * left in `storage` (may be NULL) and marks the generation cancelled. Statuses as
  * tryon_jobs_cancel: TRYON_E_CONFLICT once it runs or ended, TRYON_E_NOT_FOUND.
  */
-TRYON_API tryon_status tryon_generations_cancel_job(tryon_db_conn *c, const char *job_id,
-                                                    int64_t user_id, int64_t now_ms,
-                                                    tryon_err *err);
+TRYON_API tryon_status tryon_generations_cancel_job(tryon_db_conn *c, tryon_storage *storage,
+                                                    const char *job_id, int64_t user_id,
+                                                    int64_t now_ms, tryon_err *err);
 
 /* Caller's transaction: records the result image `result_id` (already stored, with its
  * thumbnail when img->thumb is set) as an upload of origin "result" and marks the

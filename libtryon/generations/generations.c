@@ -198,8 +198,6 @@ tryon_status tryon_generations_create_tryon(tryon_db_conn *c, const tryon_tryon_
                          "Idempotency-Key must be 1 to 128 printable ASCII characters");
   if (!uuid_ok(p->person_upload_id) || !uuid_ok(p->item_upload_id))
     return tryon_err_set(err, TRYON_E_NOT_FOUND, "no such photo");
-  if (strcmp(p->person_upload_id, p->item_upload_id) == 0)
-    return tryon_err_set(err, TRYON_E_INVALID, "the person and the item must be two photos");
   /* One spelling of the ids, so a client resending them in upper case replays. */
   char person[TRYON_UUID_STR_LEN], item[TRYON_UUID_STR_LEN];
   for (size_t i = 0; i < TRYON_UUID_STR_LEN; i++) {
@@ -210,6 +208,8 @@ tryon_status tryon_generations_create_tryon(tryon_db_conn *c, const tryon_tryon_
                          ? p->item_upload_id[i] - 'A' + 'a'
                          : p->item_upload_id[i]);
   }
+  if (strcmp(person, item) == 0)
+    return tryon_err_set(err, TRYON_E_INVALID, "the person and the item must be two photos");
   tryon_tryon_params norm = *p;
   norm.person_upload_id = person;
   norm.item_upload_id = item;
@@ -258,7 +258,7 @@ tryon_status tryon_generations_list(tryon_db_conn *c, int64_t user_id, int limit
   if (cursor != NULL && cursor[0] != '\0') {
     const char *sep = strchr(cursor, '.');
     size_t tl = sep ? (size_t)(sep - cursor) : 0;
-    if (sep == NULL || tl == 0 || tl >= sizeof cur_ts || strspn(cursor, "0123456789") != tl ||
+    if (sep == NULL || tl == 0 || tl > 16 || strspn(cursor, "0123456789") != tl ||
         !uuid_ok(sep + 1))
       return tryon_err_set(err, TRYON_E_INVALID, "malformed cursor");
     memcpy(cur_ts, cursor, tl);
@@ -460,8 +460,7 @@ static const user_message messages[] = {
      ". Use a smaller photo.",
      "Одно из фото слишком большое для сервиса генерации (больше 10 МБ). ",
      " на ваш счёт. Возьмите фото поменьше."},
-    {" cancelled ", "The try-on was cancelled before it started. Your ", ".",
-     "Примерка отменена до начала. ", " на ваш счёт."},
+    {" cancelled ", "The try-on was cancelled. Your ", ".", "Примерка отменена. ", " на ваш счёт."},
     {" photo_missing ", "One of the photos is no longer available. Your ",
      ". Upload it again to retry.", "Одно из фото больше недоступно. ",
      " на ваш счёт. Загрузите его снова."},
@@ -491,9 +490,13 @@ void tryon_generations_user_message(const char *code, const char *lang, int64_t 
 
 void tryon_generations_result_id(const char *id, char out[TRYON_UUID_STR_LEN]) {
   unsigned char h[SHA256_DIGEST_LENGTH];
-  char in[64];
-  int n = snprintf(in, sizeof in, "tryon-result:%s", id ? id : "");
-  SHA256((const unsigned char *)in, (size_t)n, h);
+  char in[64], canon[TRYON_UUID_STR_LEN] = "";
+  tryon_uuid g;
+  /* The canonical spelling, so any case of the same id names the same file. */
+  if (id != NULL && tryon_uuid_parse(id, &g) == TRYON_OK)
+    tryon_uuid_format(&g, canon);
+  int n = snprintf(in, sizeof in, "tryon-result:%s", canon);
+  SHA256((const unsigned char *)in, n > 0 && (size_t)n < sizeof in ? (size_t)n : 0, h);
   h[6] = (unsigned char)((h[6] & 0x0f) | 0x40); /* shaped as a version-4 UUID */
   h[8] = (unsigned char)((h[8] & 0x3f) | 0x80);
   tryon_uuid u;
@@ -565,6 +568,7 @@ tryon_status tryon_generations_fail_hook(tryon_db_conn *c, const tryon_job *job,
 }
 
 typedef struct cancel_op {
+  const tryon_tryon_kind_config *cfg;
   const char *job_id;
   int64_t user_id, now_ms;
 } cancel_op;
@@ -577,14 +581,18 @@ static tryon_status cancel_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
   if (st == TRYON_OK)
     st = tryon_jobs_get(c, op->job_id, 0, &job, err);
   if (st == TRYON_OK && strcmp(job.kind, TRYON_TRYON_JOB_KIND) == 0)
-    st =
-        settle(c, &job, NULL, "cancelled", "cancelled", "cancelled before it ran", op->now_ms, err);
+    st = settle(c, &job, op->cfg, "cancelled", "cancelled",
+                job.attempts > 0 ? "cancelled by an operator after an earlier attempt"
+                                 : "cancelled by an operator before it ran",
+                op->now_ms, err);
   tryon_job_release(&job);
   return st;
 }
 
-tryon_status tryon_generations_cancel_job(tryon_db_conn *c, const char *job_id, int64_t user_id,
-                                          int64_t now_ms, tryon_err *err) {
-  cancel_op op = {.job_id = job_id, .user_id = user_id, .now_ms = now_ms};
+tryon_status tryon_generations_cancel_job(tryon_db_conn *c, tryon_storage *storage,
+                                          const char *job_id, int64_t user_id, int64_t now_ms,
+                                          tryon_err *err) {
+  tryon_tryon_kind_config cfg = {.storage = storage};
+  cancel_op op = {.cfg = &cfg, .job_id = job_id, .user_id = user_id, .now_ms = now_ms};
   return tryon_db_tx(c, cancel_tx, &op, err);
 }

@@ -87,7 +87,6 @@ static tryon_status succeed_effects(tryon_db_conn *c, tryon_run *run, void *ud, 
  * (then once more through the validator, so the thumbnail carries the mark too), and
  * store it and its thumbnail. */
 static tryon_status finish_work(tryon_db_conn *c, tryon_run *run, void *ud, tryon_err *err) {
-  (void)c;
   tryon_job_ctx *x = ud;
   const tryon_tryon_kind_config *cfg = config(run);
   tryon_buf marked;
@@ -105,11 +104,19 @@ static tryon_status finish_work(tryon_db_conn *c, tryon_run *run, void *ud, tryo
     snprintf(x->fail_code, sizeof x->fail_code, "bad_result");
     return st;
   }
-  /* One name per generation: a rerun replaces what an earlier run stored, so files
-   * never pile up, and the failure hook knows what to remove. */
+  /* One name per generation: a rerun replaces what an earlier run left, so files never
+   * pile up and the failure hook knows what to remove — unless the generation has
+   * succeeded meanwhile (another worker took over this job and finished it): then its
+   * result stays, and this run's succeed will find the lease gone. */
   char thumb[48];
   tryon_generations_result_id(x->gen.id, x->result_id);
   snprintf(thumb, sizeof thumb, "%s.thumb", x->result_id);
+  tryon_generation now;
+  st = tryon_generations_get(c, 0, x->gen.id, &now, err);
+  if (st != TRYON_OK || strcmp(now.status, "running") != 0) {
+    snprintf(x->fail_code, sizeof x->fail_code, "storage");
+    return st != TRYON_OK ? st : tryon_err_set(err, TRYON_E_CONFLICT, "decided meanwhile");
+  }
   tryon_storage_remove(cfg->storage, x->result_id, NULL);
   tryon_storage_remove(cfg->storage, thumb, NULL);
   st = tryon_storage_put(cfg->storage, x->result_id, x->img.data, x->img.len, err);
@@ -136,7 +143,8 @@ static void finish_done(tryon_run *run, tryon_status st, const tryon_err *err, v
 
 static void finish_now(tryon_run *run) {
   tryon_job_ctx *x = tryon_run_data(run);
-  tryon_run_work(run, finish_work, finish_done, x);
+  /* With a connection: it checks the generation before touching the result's name. */
+  tryon_run_db(run, finish_work, finish_done, x);
 }
 
 /* ------------------------------------------------------------------- offline */
@@ -171,6 +179,13 @@ static void offline_done(tryon_run *run, tryon_status st, const tryon_err *err, 
 
 static void poll_later(tryon_run *run);
 static void poll_now(tryon_run *run);
+
+/* What is left of the time a task may take (TRYON_KIE_POLL_LIMIT_S from createTask). */
+static int64_t poll_budget_left(tryon_run *run, const tryon_job_ctx *x) {
+  const tryon_tryon_kind_config *cfg = config(run);
+  int64_t limit = cfg->poll_limit_ms > 0 ? cfg->poll_limit_ms : TRYON_KIE_POLL_LIMIT_MS;
+  return limit - (tryon_run_now_ms(run) - x->task_started_ms);
+}
 static void create_task(tryon_run *run);
 
 /* A kie verdict that is not OK ends this step: a retry within the job, or a failure. */
@@ -227,7 +242,9 @@ static void polled(tryon_run *run, tryon_http_call *call, tryon_status st, const
       return;
     }
     if (v.retry_after_ms > tryon_kie_poll_delay_ms(x->polls)) {
-      tryon_run_sleep(run, v.retry_after_ms, poll_now);
+      /* Never past the poll budget, whatever the provider asks. */
+      int64_t left = poll_budget_left(run, x);
+      tryon_run_sleep(run, v.retry_after_ms < left ? v.retry_after_ms : left, poll_now);
       return;
     }
     poll_later(run);
@@ -249,6 +266,10 @@ static void poll_now(tryon_run *run) {
   const tryon_tryon_kind_config *cfg = config(run);
   tryon_kie_request req;
   tryon_err err;
+  if (poll_budget_left(run, x) <= 0) {
+    fail(run, "timeout", "the task did not finish within the poll limit", false, 0);
+    return;
+  }
   if (tryon_kie_record_request(cfg->kie, x->task_id, &req, &err) != TRYON_OK) {
     fail(run, "internal", tryon_err_message(&err), false, 0);
     return;
@@ -259,13 +280,12 @@ static void poll_now(tryon_run *run) {
 
 static void poll_later(tryon_run *run) {
   tryon_job_ctx *x = tryon_run_data(run);
-  const tryon_tryon_kind_config *cfg = config(run);
-  int64_t limit = cfg->poll_limit_ms > 0 ? cfg->poll_limit_ms : TRYON_KIE_POLL_LIMIT_MS;
-  if (tryon_run_now_ms(run) - x->task_started_ms > limit) {
+  int64_t left = poll_budget_left(run, x), delay = tryon_kie_poll_delay_ms(x->polls);
+  if (left <= 0) {
     fail(run, "timeout", "the task did not finish within the poll limit", false, 0);
     return;
   }
-  tryon_run_sleep(run, tryon_kie_poll_delay_ms(x->polls), poll_now);
+  tryon_run_sleep(run, delay < left ? delay : left, poll_now);
 }
 
 static void task_recorded(tryon_run *run, tryon_status st, const tryon_err *err, void *ud) {

@@ -429,9 +429,9 @@ static void fresh_kie(void) {
       tryon_db_exec(c, "SELECT id::text FROM jobs WHERE state = 'queued'", 0, NULL, &res, &err),
       TRYON_OK, &err, "queued jobs");
   for (int i = 0; i < PQntuples(res); i++) /* refunded, as an operator's cancel does */
-    EXPECT_STATUS(
-        tryon_generations_cancel_job(c, PQgetvalue(res, i, 0), 0, tryon_clock_now_ms(NULL), &err),
-        TRYON_OK, &err, "cancel");
+    EXPECT_STATUS(tryon_generations_cancel_job(c, NULL, PQgetvalue(res, i, 0), 0,
+                                               tryon_clock_now_ms(NULL), &err),
+                  TRYON_OK, &err, "cancel");
   PQclear(res);
   tryon_db_release(c);
   tryon_db_free(db);
@@ -735,6 +735,32 @@ static void test_tryon__kie_ambiguous_create_is_not_repeated(void **state) {
   user_free(&u);
 }
 
+/* A task that never ends: the job gives up at the poll limit and refunds. */
+static void test_tryon__kie_poll_limit_fails_and_refunds(void **state) {
+  (void)state;
+  fresh_kie();
+  fake_script("{\"task\":{\"generating_ms\":600000},\"record\":[{\"http\":429,"
+              "\"retry_after\":3600}]}");
+  user u = new_user(92008);
+  static char api[96], up[96];
+  snprintf(api, sizeof api, "TRYON_KIE_API_URL=http://127.0.0.1:%d", fake_port);
+  snprintf(up, sizeof up, "TRYON_KIE_UPLOAD_URL=http://127.0.0.1:%d", fake_port);
+  /* A one-hour Retry-After on the first poll must not outlast the 4 s limit. */
+  const char *env[] = {"TRYON_KIE_POLL_LIMIT_S=4", "TRYON_KIE_API_KEY=test-kie-key", api, up, NULL};
+  pid_t w = start_worker(env);
+  started s = start_tryon(&u, "limit-1", "top");
+  tryon_reply g = wait_generation(&u, &s, 60000);
+  if (strcmp(jstr(g.json, "status"), "failed") != 0)
+    fail_msg("generation: %s", g.body.data);
+  assert_string_equal(jstr(cJSON_GetObjectItemCaseSensitive(g.json, "error"), "code"), "timeout");
+  tryon_reply_free(&g);
+  stop_worker(w);
+  tryon_reply me = tryon_test_get_me(u.token);
+  assert_int_equal((int)jnum(cJSON_GetObjectItemCaseSensitive(me.json, "balance"), "total"), 10);
+  tryon_reply_free(&me);
+  user_free(&u);
+}
+
 int main(void) {
   tryon_test_log_init();
 #define T(name) cmocka_unit_test_teardown(name, teardown)
@@ -749,6 +775,7 @@ int main(void) {
       T(test_tryon__worker_killed_while_polling_resumes_the_same_task),
       T(test_tryon__kie_callback_wakes_the_poll_and_bad_ones_are_refused),
       T(test_tryon__kie_ambiguous_create_is_not_repeated),
+      T(test_tryon__kie_poll_limit_fails_and_refunds),
   };
   return cmocka_run_group_tests_name("tryon", tests, group_setup, group_teardown);
 }

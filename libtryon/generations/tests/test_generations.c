@@ -468,12 +468,12 @@ static void test_generations__cancel_refunds_and_marks_cancelled(void **state) {
   new_upload(f, u, b);
   tryon_tryon_created c;
   assert_int_equal(try_on(f, u, a, b, "c1", &c, NULL), TRYON_OK);
-  EXPECT_STATUS(tryon_generations_cancel_job(f->c, c.job_id, v, f->now, &err), TRYON_E_NOT_FOUND,
-                &err, "someone else's");
-  EXPECT_STATUS(tryon_generations_cancel_job(f->c, c.job_id, u, f->now, &err), TRYON_OK, &err,
+  EXPECT_STATUS(tryon_generations_cancel_job(f->c, NULL, c.job_id, v, f->now, &err),
+                TRYON_E_NOT_FOUND, &err, "someone else's");
+  EXPECT_STATUS(tryon_generations_cancel_job(f->c, NULL, c.job_id, u, f->now, &err), TRYON_OK, &err,
                 "cancel");
-  EXPECT_STATUS(tryon_generations_cancel_job(f->c, c.job_id, u, f->now, &err), TRYON_E_CONFLICT,
-                &err, "twice");
+  EXPECT_STATUS(tryon_generations_cancel_job(f->c, NULL, c.job_id, u, f->now, &err),
+                TRYON_E_CONFLICT, &err, "twice");
   expect_sql(f, "SELECT status || ' ' || error_code FROM generations WHERE id = $1::uuid",
              c.generation_id, "cancelled cancelled", "the generation");
   expect_sql(f, "SELECT state FROM jobs WHERE id = $1::uuid", c.job_id, "cancelled", "the job");
