@@ -118,6 +118,9 @@ typedef struct tryon_http_response {
   char content_type[128]; /* "" when none (cut short when longer) */
   int64_t retry_after_ms; /* the last attempt's Retry-After in ms; 0 when none */
   int attempts;           /* attempts finished */
+  bool sent;              /* the last attempt's request left (some of it reached a server);
+                             false when the connection never opened (DNS, connect refused or
+                             timed out): a POST that was not sent is safe to make again */
 } tryon_http_response;
 
 /* Frees the body and zeroes `r`. A zeroed response (and a second release) is fine. */

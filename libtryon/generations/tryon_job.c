@@ -315,11 +315,14 @@ static void created(tryon_run *run, tryon_http_call *call, tryon_status st, cons
   tryon_job_ctx *x = ud;
   tryon_kie_verdict v;
   tryon_kie_parse_create(call ? tryon_http_call_response(call) : NULL, st, x->task_id, &v);
-  /* Only an answer that says no task was made may be asked again (rate limits,
-   * maintenance). After a timeout, a reset or a server error kie.ai may have created
-   * and billed a task whose id we never saw: posting again could make a second one,
-   * so the try-on ends here (the user's credits come back). */
-  bool made_nothing = strcmp(v.code, "rate_limited") == 0 || strcmp(v.code, "maintenance") == 0;
+  /* Only an answer that says no task was made (rate limits, maintenance), or a request
+   * that never left (DNS, connect refused), may be sent again. After a timeout, a reset
+   * or a server error kie.ai may have created and billed a task whose id we never saw:
+   * posting again could make a second one, so the try-on ends here (the user's credits
+   * come back). */
+  bool never_sent = call != NULL && !tryon_http_call_response(call)->sent;
+  bool made_nothing =
+      strcmp(v.code, "rate_limited") == 0 || strcmp(v.code, "maintenance") == 0 || never_sent;
   if (v.next == TRYON_KIE_RETRY && made_nothing && ++x->retries < CREATE_TRIES) {
     int64_t wait = v.retry_after_ms > 0 ? v.retry_after_ms : 2000LL << x->retries;
     tryon_run_sleep(run, wait, create_task);

@@ -475,6 +475,9 @@ tryon_http_next tryon_http_call_finished(tryon_http_call *call, CURLcode code, i
   (void)curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
   (void)curl_easy_getinfo(call->easy, CURLINFO_CONTENT_TYPE, &ct);
   (void)curl_easy_getinfo(call->easy, CURLINFO_TOTAL_TIME_T, &us);
+  long request_bytes = 0;
+  (void)curl_easy_getinfo(call->easy, CURLINFO_REQUEST_SIZE, &request_bytes);
+  call->resp.sent = request_bytes > 0;
   call->resp.status = call->http_status = status;
   tryon_utf8_copy(call->resp.content_type, sizeof call->resp.content_type, ct != NULL ? ct : "");
 

@@ -713,6 +713,7 @@ static void test_http__connect_refused(void **state) {
     EXPECT_I64(r.attempts, 3, "attempts");
     EXPECT_I64(r.status, 0, "status");
     EXPECT_I64(err.http_status, 0, "err http status");
+    assert_false(r.sent); /* nothing left: a POST could safely go again */
     tryon_http_response_release(&r);
   }
 }
@@ -738,6 +739,7 @@ static cJSON *echo(const tryon_http_request *req_in, const char *path) {
   EXPECT_STATUS(tryon_http_json(&req, &r, &doc, &err), TRYON_OK, &err, path);
   assert_non_null(doc);
   assert_string_equal(r.content_type, "application/json; charset=utf-8");
+  assert_true(r.sent); /* an answered request did leave */
   tryon_http_response_release(&r);
   return doc;
 }
