@@ -129,6 +129,8 @@ void tryon__api_h_generation_get(tryon_api *api, const tryon_api_request *req,
 void tryon__api_h_generation_delete(tryon_api *api, const tryon_api_request *req,
                                     tryon_api_response *resp);
 void tryon__api_h_job_get(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp);
+void tryon__api_h_job_cancel(tryon_api *api, const tryon_api_request *req,
+                             tryon_api_response *resp);
 void tryon__api_h_kie_callback(tryon_api *api, const tryon_api_request *req,
                                tryon_api_response *resp);
 

@@ -192,6 +192,7 @@ const tryon__api_route tryon__api_routes[] = {
     {"GET", "/api/generations/{id}", tryon__api_h_generation_get, 0, true, true, 0, NULL},
     {"DELETE", "/api/generations/{id}", tryon__api_h_generation_delete, 0, true, true, 0, NULL},
     {"GET", "/api/jobs/{id}", tryon__api_h_job_get, 0, true, true, 0, NULL},
+    {"POST", "/api/jobs/{id}/cancel", tryon__api_h_job_cancel, 0, true, true, 0, NULL},
     {"POST", "/webhooks/kie", tryon__api_h_kie_callback, KIE_CALLBACK_BODY_MAX, true, true, 0,
      NULL},
 };

@@ -313,6 +313,43 @@ void tryon__api_h_job_get(tryon_api *api, const tryon_api_request *req, tryon_ap
   tryon_job_release(&job);
 }
 
+/* A queued job's owner may cancel it; a try-on's credits come back at once. */
+void tryon__api_h_job_cancel(tryon_api *api, const tryon_api_request *req,
+                             tryon_api_response *resp) {
+  tryon_user user;
+  tryon_balance balance;
+  char id[64];
+  tryon_db_conn *c = NULL;
+  tryon_err err;
+  tryon_err_clear(&err);
+  if (!tryon__api_session(api, req, resp, &user) || !path_id(req, resp, "no such job", id))
+    return;
+  tryon_status st = tryon_db_acquire(api->db, &c, &err);
+  if (st == TRYON_OK)
+    st = tryon_generations_cancel_job(c, api->storage, id, user.id, tryon_clock_now_ms(api->clock),
+                                      &err);
+  tryon_db_release(c);
+  if (st == TRYON_E_NOT_FOUND) {
+    tryon__api_fail(resp, 404, "not_found", "no such job");
+    return;
+  }
+  if (st == TRYON_E_CONFLICT) {
+    tryon__api_fail(resp, 409, "too_late", "the job has already started or ended");
+    return;
+  }
+  if (st != TRYON_OK) {
+    tryon__api_fail_status(resp, st);
+    return;
+  }
+  if (!tryon__api_balance(api, user.id, &balance, resp))
+    return;
+  cJSON *doc = cJSON_CreateObject();
+  cJSON_AddStringToObject(doc, "id", id);
+  cJSON_AddStringToObject(doc, "state", "cancelled");
+  cJSON_AddItemToObject(doc, "balance", tryon__api_balance_json(&balance));
+  tryon__api_json(resp, 200, doc);
+}
+
 /* ------------------------------------------------------------ kie.ai callbacks */
 
 /* How far a signed callback's timestamp may be from our clock. */

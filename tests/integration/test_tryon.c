@@ -349,6 +349,35 @@ static void test_tryon__delete_removes_the_result(void **state) {
   user_free(&u);
 }
 
+/* The owner cancels a queued try-on: the credits are back at once, once. */
+static void test_tryon__owner_cancels_a_queued_tryon(void **state) {
+  (void)state;
+  user u = new_user(91006), v = new_user(91007);
+  started s = start_tryon(&u, "cancel-1", "top"); /* no worker: it stays queued */
+  assert_int_equal((int)s.balance, 8);
+  char path[128], auth[1200];
+  snprintf(path, sizeof path, "/api/jobs/%s/cancel", s.job);
+  snprintf(auth, sizeof auth, "Authorization: Bearer %s", v.token);
+  const char *hv[] = {auth, NULL};
+  tryon_expect_error(tryon_test_http("POST", path, hv, NULL, 0), 404, "not_found");
+  snprintf(auth, sizeof auth, "Authorization: Bearer %s", u.token);
+  const char *hu[] = {auth, NULL};
+  tryon_reply r = tryon_test_http("POST", path, hu, NULL, 0);
+  if (r.status != 200)
+    fail_msg("cancel: %ld %s", r.status, r.body.data);
+  assert_string_equal(jstr(r.json, "state"), "cancelled");
+  assert_int_equal((int)jnum(cJSON_GetObjectItemCaseSensitive(r.json, "balance"), "total"), 10);
+  tryon_reply_free(&r);
+  tryon_expect_error(tryon_test_http("POST", path, hu, NULL, 0), 409, "too_late");
+  snprintf(path, sizeof path, "/api/generations/%s", s.generation);
+  tryon_reply g = get_auth(&u, path);
+  assert_string_equal(jstr(g.json, "status"), "cancelled");
+  assert_string_equal(jstr(cJSON_GetObjectItemCaseSensitive(g.json, "error"), "code"), "cancelled");
+  tryon_reply_free(&g);
+  user_free(&u);
+  user_free(&v);
+}
+
 /* ------------------------------------------------------------ the kie.ai fake */
 
 static pid_t fake_pid;
@@ -769,6 +798,7 @@ int main(void) {
       T(test_tryon__idempotency_key_means_one_job_one_charge),
       T(test_tryon__bad_requests_are_refused_and_cost_nothing),
       T(test_tryon__delete_removes_the_result),
+      T(test_tryon__owner_cancels_a_queued_tryon),
       T(test_tryon__kie_success_with_and_without_watermark),
       T(test_tryon__kie_rate_limits_and_errors_in_200_are_retried),
       T(test_tryon__kie_refusal_refunds_once_and_explains),
