@@ -107,6 +107,10 @@ typedef struct tryon_http_request {
   int64_t backoff_base_ms;   /* 0: TRYON_HTTP_BACKOFF_BASE_MS */
   bool follow_redirects;     /* up to 5, http/https only; default: a 3xx is the answer */
   const char *proxy;         /* a proxy URL; NULL: none */
+  bool public_only;          /* connect only to public addresses: loopback, private,
+                                link-local, CGNAT and multicast ones are refused when the
+                                socket opens (after DNS, so a name resolving inward is
+                                refused too) — for URLs that come from outside */
   const char *log_label;     /* "kie", "yookassa" ... for the log line; NULL: "http" */
   const char *user_agent;    /* NULL: "tryon/<version>" */
   void *user;                /* the caller's, returned by tryon_http_call_user */

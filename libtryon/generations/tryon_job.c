@@ -216,11 +216,17 @@ static void result_downloaded(tryon_run *run, tryon_http_call *call, tryon_statu
 static void download(tryon_run *run) {
   tryon_job_ctx *x = tryon_run_data(run);
   const tryon_tryon_kind_config *cfg = config(run);
+  /* The URL comes from the provider's answer: only public addresses, unless kie.ai
+   * itself is on this machine (a local fake in tests and development). */
+  const char *api = cfg->kie->api_url ? cfg->kie->api_url : "";
+  bool local = strstr(api, "://127.0.0.1") != NULL || strstr(api, "://localhost") != NULL ||
+               strstr(api, "://[::1]") != NULL;
   tryon_http_request req = {.url = x->result_url,
                             .max_response_bytes = RESULT_MAX,
                             .timeout_ms = 120000,
                             .log_label = "kie-result",
-                            .user_agent = cfg->kie->user_agent};
+                            .user_agent = cfg->kie->user_agent,
+                            .public_only = !local};
   tryon_run_http(run, &req, result_downloaded, x);
 }
 

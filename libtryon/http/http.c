@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <tryon/http.h>
@@ -59,6 +60,17 @@ struct tryon_http_call {
   tryon_status st;
   char msg[256];
 };
+
+/* Opens a socket only towards a public address (public_only requests). */
+static curl_socket_t open_public_socket(void *ud, curlsocktype purpose,
+                                        struct curl_sockaddr *addr) {
+  (void)ud;
+  if (purpose != CURLSOCKTYPE_IPCXN || !tryon__http_address_public(&addr->addr)) {
+    TRYON_LOG_WARN("http connection refused: not a public address");
+    return CURL_SOCKET_BAD;
+  }
+  return socket(addr->family, addr->socktype, addr->protocol);
+}
 
 /* --------------------------------------------------------------------- start-up */
 
@@ -413,6 +425,10 @@ tryon_status tryon_http_call_new(const tryon_http_request *req, tryon_http_call 
    * environment. */
   SET(CURLOPT_PROXY, req->proxy != NULL ? req->proxy : "");
   SET(CURLOPT_ACCEPT_ENCODING, "");
+  if (req->public_only) {
+    SET(CURLOPT_OPENSOCKETFUNCTION, open_public_socket);
+    SET(CURLOPT_OPENSOCKETDATA, (void *)call);
+  }
 #undef SET
   if (rc != CURLE_OK) {
     st = tryon_err_set(err, rc == CURLE_OUT_OF_MEMORY ? TRYON_E_NOMEM : TRYON_E_INTERNAL,

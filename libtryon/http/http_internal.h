@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <curl/curl.h>
 #include <tryon/core.h>
@@ -38,5 +39,11 @@ uint64_t tryon__http_seed(void);
 /* Copies URL path `path` into `out` (`cap` >= 2) for a log line: no query or fragment,
  * any segment containing ':' replaced by "***", cut short to fit. */
 void tryon__http_log_path(const char *path, char *out, size_t cap);
+
+/* Whether a socket address is public: not unspecified, loopback, private (10/8,
+ * 172.16/12, 192.168/16, fc00::/7), link-local (169.254/16, fe80::/10), CGNAT
+ * (100.64/10), "this network" (0/8), multicast or broadcast; IPv4-mapped IPv6
+ * addresses are judged as IPv4. */
+bool tryon__http_address_public(const struct sockaddr *sa);
 
 #endif /* TRYON_HTTP_INTERNAL_H */

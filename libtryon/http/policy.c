@@ -3,6 +3,7 @@
  * are worth another attempt, how long to wait, what a Retry-After says, and what of a
  * URL may appear in a log line.
  */
+#include <netinet/in.h>
 #include <string.h>
 
 #include <openssl/rand.h>
@@ -148,4 +149,48 @@ void tryon__http_log_path(const char *path, char *out, size_t cap) {
     }
   }
   out[o] = '\0';
+}
+
+/* ------------------------------------------------------------- public addresses */
+
+static bool v4_public(const unsigned char *a) {
+  if (a[0] == 0 || a[0] == 10 || a[0] == 127 || a[0] >= 224) /* this net, private, loop, mc */
+    return false;
+  if (a[0] == 169 && a[1] == 254) /* link-local */
+    return false;
+  if (a[0] == 172 && (a[1] & 0xf0) == 16) /* 172.16/12 */
+    return false;
+  if (a[0] == 192 && a[1] == 168)
+    return false;
+  if (a[0] == 100 && (a[1] & 0xc0) == 64) /* 100.64/10, carrier-grade NAT */
+    return false;
+  return true;
+}
+
+bool tryon__http_address_public(const struct sockaddr *sa) {
+  if (sa == NULL)
+    return false;
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+    return v4_public((const unsigned char *)&in->sin_addr.s_addr);
+  }
+  if (sa->sa_family != AF_INET6)
+    return false;
+  const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+  const unsigned char *a = in6->sin6_addr.s6_addr;
+  static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (memcmp(a, mapped, 12) == 0)
+    return v4_public(a + 12);
+  bool zero = true;
+  for (int i = 0; i < 15; i++)
+    zero = zero && a[i] == 0;
+  if (zero) /* :: and ::1 */
+    return false;
+  if ((a[0] & 0xfe) == 0xfc) /* fc00::/7 unique local */
+    return false;
+  if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) /* fe80::/10 link-local */
+    return false;
+  if (a[0] == 0xff) /* multicast */
+    return false;
+  return true;
 }

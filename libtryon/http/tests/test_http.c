@@ -1239,6 +1239,55 @@ static void test_http__response_release_twice(void **state) {
   assert_int_equal(r.attempts, 0);
 }
 
+static void test_http__public_only_refuses_inward_addresses(void **state) {
+  (void)state;
+  static const struct {
+    const char *addr;
+    bool pub;
+  } v4[] = {{"8.8.8.8", true},     {"93.184.216.34", true},   {"127.0.0.1", false},
+            {"10.1.2.3", false},   {"172.16.0.1", false},     {"172.31.255.255", false},
+            {"172.32.0.1", true},  {"192.168.1.1", false},    {"169.254.169.254", false},
+            {"100.64.0.1", false}, {"100.128.0.1", true},     {"0.0.0.0", false},
+            {"224.0.0.1", false},  {"255.255.255.255", false}};
+  for (size_t i = 0; i < sizeof v4 / sizeof v4[0]; i++) {
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    assert_int_equal(inet_pton(AF_INET, v4[i].addr, &a.sin_addr), 1);
+    if (tryon__http_address_public((struct sockaddr *)&a) != v4[i].pub)
+      fail_msg("%s judged %s", v4[i].addr, v4[i].pub ? "inward" : "public");
+  }
+  static const struct {
+    const char *addr;
+    bool pub;
+  } v6[] = {{"2001:4860:4860::8888", true},
+            {"::1", false},
+            {"::", false},
+            {"fd00::1", false},
+            {"fe80::1", false},
+            {"ff02::1", false},
+            {"::ffff:127.0.0.1", false},
+            {"::ffff:8.8.8.8", true}};
+  for (size_t i = 0; i < sizeof v6 / sizeof v6[0]; i++) {
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6};
+    assert_int_equal(inet_pton(AF_INET6, v6[i].addr, &a.sin6_addr), 1);
+    if (tryon__http_address_public((struct sockaddr *)&a) != v6[i].pub)
+      fail_msg("%s judged %s", v6[i].addr, v6[i].pub ? "inward" : "public");
+  }
+  /* A request to our own loopback server is refused before anything is sent. */
+  char url[96];
+  static const act hello[] = {OK_HELLO, OK_HELLO, {0}};
+  url_for(url, sizeof url, "/public-only");
+  route_set("/public-only", hello);
+  tryon_http_request req = {.url = url, .public_only = true, .max_attempts = 1};
+  tryon_http_response r;
+  tryon_err err;
+  EXPECT_STATUS(tryon_http_perform(&req, &r, &err), TRYON_E_NETWORK, &err, "loopback refused");
+  assert_false(r.sent);
+  tryon_http_response_release(&r);
+  req.public_only = false;
+  EXPECT_STATUS(tryon_http_perform(&req, &r, &err), TRYON_OK, &err, "allowed without the flag");
+  tryon_http_response_release(&r);
+}
+
 int main(void) {
   tryon_test_log_init();
   const struct CMUnitTest tests[] = {
@@ -1248,6 +1297,7 @@ int main(void) {
       cmocka_unit_test_setup(test_http__perform_waits_retry_after, setup),
       cmocka_unit_test_setup(test_http__async_calls_share_a_multi, setup),
       cmocka_unit_test_setup(test_http__connect_refused, setup),
+      cmocka_unit_test_setup(test_http__public_only_refuses_inward_addresses, setup),
       cmocka_unit_test_setup(test_http__request_shape, setup),
       cmocka_unit_test_setup(test_http__json_in_and_out, setup),
       cmocka_unit_test_setup(test_http__json_answers, setup),
