@@ -96,6 +96,12 @@ TRYON_API tryon_status tryon_image_normalise(const void *data, size_t len,
                                              const char *declared_mime, tryon_image *out,
                                              tryon_err *err);
 
+/* The same checks and output for an image we fetched rather than one a user sent (a
+ * provider's result): the input may be up to TRYON_FILES_MAX_OUTPUT_BYTES, as large as
+ * anything we store, instead of the upload limit. */
+TRYON_API tryon_status tryon_image_normalise_result(const void *data, size_t len, tryon_image *out,
+                                                    tryon_err *err);
+
 /* Frees the buffers and zeroes img. A zeroed image is accepted. */
 TRYON_API void tryon_image_release(tryon_image *img);
 

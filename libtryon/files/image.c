@@ -612,8 +612,21 @@ out:
 
 /* ------------------------------------------------------------------ the public face */
 
+static tryon_status normalise(const void *data, size_t len, size_t max_len,
+                              const char *declared_mime, tryon_image *out, tryon_err *err);
+
 tryon_status tryon_image_normalise(const void *data, size_t len, const char *declared_mime,
                                    tryon_image *out, tryon_err *err) {
+  return normalise(data, len, TRYON_FILES_MAX_BYTES, declared_mime, out, err);
+}
+
+tryon_status tryon_image_normalise_result(const void *data, size_t len, tryon_image *out,
+                                          tryon_err *err) {
+  return normalise(data, len, TRYON_FILES_MAX_OUTPUT_BYTES, NULL, out, err);
+}
+
+static tryon_status normalise(const void *data, size_t len, size_t max_len,
+                              const char *declared_mime, tryon_image *out, tryon_err *err) {
   const unsigned char *p = data;
   unsigned char *clean = NULL;
   size_t clean_len = 0;
@@ -635,8 +648,11 @@ tryon_status tryon_image_normalise(const void *data, size_t len, const char *dec
     st = tryon_err_set(err, TRYON_E_EMPTY_FILE, "the file is empty");
     goto out;
   }
-  if (len > TRYON_FILES_MAX_BYTES) {
-    st = tryon_err_set(err, TRYON_E_FILE_TOO_LARGE, "the photo is larger than 5 MB");
+  if (len > max_len) {
+    st = max_len == TRYON_FILES_MAX_BYTES
+             ? tryon_err_set(err, TRYON_E_FILE_TOO_LARGE, "the photo is larger than 5 MB")
+             : tryon_err_set(err, TRYON_E_FILE_TOO_LARGE, "the image is larger than %zu bytes",
+                             max_len);
     goto out;
   }
 

@@ -91,12 +91,12 @@ static tryon_status finish_work(tryon_db_conn *c, tryon_run *run, void *ud, tryo
   const tryon_tryon_kind_config *cfg = config(run);
   tryon_buf marked;
   tryon_buf_init(&marked, RESULT_MAX);
-  tryon_status st = tryon_image_normalise(x->raw.data, x->raw.len, NULL, &x->img, err);
+  tryon_status st = tryon_image_normalise_result(x->raw.data, x->raw.len, &x->img, err);
   if (st == TRYON_OK && x->watermark) {
     st = tryon_image_watermark(x->img.data, x->img.len, cfg->watermark_text, &marked, err);
     if (st == TRYON_OK) {
       tryon_image_release(&x->img);
-      st = tryon_image_normalise(marked.data, marked.len, NULL, &x->img, err);
+      st = tryon_image_normalise_result(marked.data, marked.len, &x->img, err);
     }
   }
   tryon_buf_release(&marked);

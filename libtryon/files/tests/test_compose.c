@@ -924,8 +924,40 @@ static int teardown(void **state) {
   return 0;
 }
 
+/* A provider's result may be bigger than an upload: the result validator takes up to
+ * the storage ceiling, the upload one refuses past 5 MB. */
+static void test_compose__results_may_exceed_the_upload_limit(void **state) {
+  (void)state;
+  VipsImage *img = NULL, *bands[3] = {NULL, NULL, NULL};
+  for (int i = 0; i < 3; i++) /* independent noise per band: PNG cannot shrink it */
+    assert_int_equal(
+        vips_gaussnoise(&bands[i], 1600, 1600, "sigma", 80.0, "mean", 128.0, "seed", i + 1, NULL),
+        0);
+  VipsImage *rgb = NULL;
+  assert_int_equal(vips_bandjoin(bands, &rgb, 3, NULL), 0);
+  assert_int_equal(vips_cast_uchar(rgb, &img, NULL), 0);
+  encoded big = save_png(img);
+  if (big.len <= TRYON_FILES_MAX_BYTES)
+    fail_msg("the test image is only %zu bytes", big.len);
+  tryon_image out;
+  tryon_err err;
+  EXPECT_STATUS(tryon_image_normalise(big.data, big.len, NULL, &out, &err), TRYON_E_FILE_TOO_LARGE,
+                &err, "as an upload");
+  EXPECT_STATUS(tryon_image_normalise_result(big.data, big.len, &out, &err), TRYON_OK, &err,
+                "as a result");
+  assert_int_equal(out.width, 1600);
+  assert_non_null(out.thumb);
+  tryon_image_release(&out);
+  g_free(big.data);
+  for (int i = 0; i < 3; i++)
+    g_object_unref(bands[i]);
+  g_object_unref(rgb);
+  g_object_unref(img);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_compose__results_may_exceed_the_upload_limit),
       cmocka_unit_test(test_compose__cost_2048x1536),
       cmocka_unit_test(test_compose__watermark_jpeg_stays_jpeg),
       cmocka_unit_test(test_compose__watermark_png_alpha_kept),
