@@ -324,6 +324,15 @@ TRYON_API tryon_status tryon_image_offline_tryon(const void *person, size_t pers
                                                  tryon_buf *out, tryon_err *err);
 
 /*
+ * A JPEG copy of a stored image (alpha flattened onto white) of at most `max_bytes`
+ * (>= 1024), scaled down as far as needed (aspect kept): for a provider whose upload
+ * limit is below our storage ceiling. TRYON_E_TOO_LARGE when four smaller tries are
+ * still too big; other statuses as the functions above.
+ */
+TRYON_API tryon_status tryon_image_shrink_to(const void *src, size_t len, size_t max_bytes,
+                                             tryon_buf *out, tryon_err *err);
+
+/*
  * The offline edit preview: `src` with a warm colour grade (deterministic, the same for
  * every prompt) and the "offline preview" label. `prompt` is borrowed, may be NULL and
  * is not interpreted. Same size as `src`; `output_format` as for

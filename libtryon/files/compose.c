@@ -10,6 +10,7 @@
  * image plus the small overlays, not the whole decoded photo. Every intermediate image
  * hangs off one "scope" object, so a single unref frees them on every path.
  */
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -771,6 +772,52 @@ tryon_status tryon_image_offline_edit(const void *src, size_t len, const char *p
   st = add_offline_label(VIPS_OBJECT(scope), t[1], &img, err);
   if (st == TRYON_OK)
     st = encode(VIPS_OBJECT(scope), img, png, in.alpha, out, err);
+out:
+  if (st != TRYON_OK && out != NULL)
+    tryon_buf_reset(out);
+  if (scope != NULL)
+    g_object_unref(scope);
+  return st;
+}
+
+/* ---------------------------------------------------------------- shrinking */
+
+tryon_status tryon_image_shrink_to(const void *src, size_t len, size_t max_bytes, tryon_buf *out,
+                                   tryon_err *err) {
+  VipsImage *scope = NULL;
+  input in;
+  tryon_status st = TRYON_OK;
+  if (out == NULL || max_bytes < 1024) {
+    st = tryon_err_set(err, TRYON_E_INVALID, "no place for the result or too small a limit");
+    goto out;
+  }
+  tryon_buf_reset(out);
+  st = module_ready(err);
+  if (st != TRYON_OK)
+    goto out;
+  scope = vips_image_new();
+  st = load_input(VIPS_OBJECT(scope), "image", src, len, &in, err);
+  if (st != TRYON_OK)
+    goto out;
+  /* JPEG bytes grow about with the pixels: aim under the limit, then step down. */
+  double f = len > max_bytes ? sqrt((double)max_bytes / (double)len) * 0.9 : 1.0;
+  for (int round = 0; round < 4; round++, f *= 0.75) {
+    VipsImage **t = scratch(VIPS_OBJECT(scope), 1);
+    VipsImage *img = in.img;
+    if (f < 1.0) {
+      if (vips_resize(in.img, &t[0], f, NULL) != 0) {
+        st = tryon__files_vips_failed(err, TRYON_E_INTERNAL, "shrink",
+                                      "the image could not be scaled");
+        goto out;
+      }
+      img = t[0];
+    }
+    tryon_buf_reset(out);
+    st = encode(VIPS_OBJECT(scope), img, false, in.alpha, out, err);
+    if (st != TRYON_OK || out->len <= max_bytes)
+      goto out;
+  }
+  st = tryon_err_set(err, TRYON_E_TOO_LARGE, "the image could not be made small enough");
 out:
   if (st != TRYON_OK && out != NULL)
     tryon_buf_reset(out);

@@ -948,6 +948,19 @@ static void test_compose__results_may_exceed_the_upload_limit(void **state) {
   assert_int_equal(out.width, 1600);
   assert_non_null(out.thumb);
   tryon_image_release(&out);
+  /* For a provider with a lower limit: a smaller JPEG copy. */
+  tryon_buf small;
+  tryon_buf_init(&small, 16u << 20);
+  EXPECT_STATUS(tryon_image_shrink_to(big.data, big.len, 1u << 20, &small, &err), TRYON_OK, &err,
+                "shrink");
+  if (small.len > (1u << 20) || !is_jpeg(small.data, small.len))
+    fail_msg("shrunk to %zu bytes", small.len);
+  VipsImage *back = decode(small.data, small.len);
+  assert_true(back->Xsize < 1600 && back->Xsize == back->Ysize);
+  g_object_unref(back);
+  EXPECT_STATUS(tryon_image_shrink_to(big.data, big.len, 10, &small, &err), TRYON_E_INVALID, &err,
+                "a limit too small");
+  tryon_buf_release(&small);
   g_free(big.data);
   for (int i = 0; i < 3; i++)
     g_object_unref(bands[i]);
