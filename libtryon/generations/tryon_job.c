@@ -83,10 +83,11 @@ static tryon_status succeed_effects(tryon_db_conn *c, tryon_run *run, void *ud, 
                                    tryon_run_now_ms(run), err);
 }
 
-/* Off the loop: validate the result like an upload, watermark it for the free tier
- * (then once more through the validator, so the thumbnail carries the mark too), and
- * store it and its thumbnail. */
-static tryon_status finish_work(tryon_db_conn *c, tryon_run *run, void *ud, tryon_err *err) {
+/* Off the loop and without a connection: validate the result like an upload and
+ * watermark it for the free tier (then once more through the validator, so the
+ * thumbnail carries the mark too). */
+static tryon_status process_work(tryon_db_conn *c, tryon_run *run, void *ud, tryon_err *err) {
+  (void)c;
   tryon_job_ctx *x = ud;
   const tryon_tryon_kind_config *cfg = config(run);
   tryon_buf marked;
@@ -100,14 +101,21 @@ static tryon_status finish_work(tryon_db_conn *c, tryon_run *run, void *ud, tryo
     }
   }
   tryon_buf_release(&marked);
-  if (st != TRYON_OK) {
+  tryon_buf_release(&x->raw);
+  if (st != TRYON_OK)
     snprintf(x->fail_code, sizeof x->fail_code, "bad_result");
-    return st;
-  }
-  /* One name per generation: a rerun replaces what an earlier run left, so files never
-   * pile up and the failure hook knows what to remove — unless the generation has
-   * succeeded meanwhile (another worker took over this job and finished it): then its
-   * result stays, and this run's succeed will find the lease gone. */
+  return st;
+}
+
+/* With a connection, briefly: store the result and its thumbnail. One name per
+ * generation: a rerun replaces what an earlier run left, so files never pile up and
+ * the failure hook knows what to remove — unless the generation has been decided
+ * meanwhile (another worker took over this job and finished it): then its result
+ * stays, and this run's succeed finds the lease gone. */
+static tryon_status store_fn(tryon_db_conn *c, tryon_run *run, void *ud, tryon_err *err) {
+  tryon_job_ctx *x = ud;
+  const tryon_tryon_kind_config *cfg = config(run);
+  tryon_status st;
   char thumb[48];
   tryon_generations_result_id(x->gen.id, x->result_id);
   snprintf(thumb, sizeof thumb, "%s.thumb", x->result_id);
@@ -141,10 +149,17 @@ static void finish_done(tryon_run *run, tryon_status st, const tryon_err *err, v
   tryon_run_succeed(run, result, succeed_effects, x);
 }
 
-static void finish_now(tryon_run *run) {
-  tryon_job_ctx *x = tryon_run_data(run);
+static void processed(tryon_run *run, tryon_status st, const tryon_err *err, void *ud) {
+  if (st != TRYON_OK) {
+    finish_done(run, st, err, ud);
+    return;
+  }
   /* With a connection: it checks the generation before touching the result's name. */
-  tryon_run_db(run, finish_work, finish_done, x);
+  tryon_run_db(run, store_fn, finish_done, ud);
+}
+
+static void finish_now(tryon_run *run) {
+  tryon_run_work(run, process_work, processed, tryon_run_data(run));
 }
 
 /* ------------------------------------------------------------------- offline */
