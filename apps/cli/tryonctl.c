@@ -947,7 +947,9 @@ static void print_user(const tryon_user *u) {
   printf("  last login  %s\n", human_time(u->last_login_at_ms, "never", ts));
 }
 
-static int cmd_user_show(const ctl_args *a) {
+/* user show and credits balance: the user's wallet brought up to date, shown with the
+ * user's record (`whole`) or alone. */
+static int show_balance(const ctl_args *a, bool whole) {
   ctl_db s = {0};
   tryon_user u;
   tryon_balance b;
@@ -963,20 +965,31 @@ static int cmd_user_show(const ctl_args *a) {
     rc = refuse(a, &err, NULL);
     goto out;
   }
-  if (a->json) {
+  if (a->json && whole) {
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddItemToObject(doc, "user", db_user_json(&u));
     cJSON_AddItemToObject(doc, "balance", balance_json(tg, &b));
     print_json(doc);
+  } else if (a->json) {
+    print_json(balance_json(tg, &b));
   } else {
-    print_user(&u);
-    printf("credits       %lld (period %lld, pack %lld)\n", (long long)b.total, (long long)b.period,
-           (long long)b.pack);
+    if (whole) {
+      print_user(&u);
+      printf("credits       ");
+    } else {
+      printf("user %lld: ", (long long)tg);
+    }
+    printf("%lld%s (period %lld, pack %lld)\n", (long long)b.total, whole ? "" : " credits",
+           (long long)b.period, (long long)b.pack);
     print_balance_details(&b);
   }
 out:
   ctl_db_close(&s);
   return rc;
+}
+
+static int cmd_user_show(const ctl_args *a) {
+  return show_balance(a, true);
 }
 
 /* block and unblock: the same steps, the other way round. */
@@ -1313,31 +1326,7 @@ static int cmd_credits_revoke(const ctl_args *a) {
 }
 
 static int cmd_credits_balance(const ctl_args *a) {
-  ctl_db s = {0};
-  tryon_user u;
-  tryon_balance b;
-  tryon_err err;
-  int64_t tg = 0;
-  int rc = EXIT_OK;
-
-  tryon_err_clear(&err);
-  if (!parse_telegram_id(a, &tg, &rc))
-    return rc;
-  if (!load_user(&s, tg, &u, &err) ||
-      tryon_billing_balance(s.conn, u.id, tryon_clock_now_ms(NULL), &b, &err) != TRYON_OK) {
-    rc = refuse(a, &err, NULL);
-    goto out;
-  }
-  if (a->json)
-    print_json(balance_json(tg, &b));
-  else {
-    printf("user %lld: %lld credits (period %lld, pack %lld)\n", (long long)tg, (long long)b.total,
-           (long long)b.period, (long long)b.pack);
-    print_balance_details(&b);
-  }
-out:
-  ctl_db_close(&s);
-  return rc;
+  return show_balance(a, false);
 }
 
 static int cmd_credits_history(const ctl_args *a) {

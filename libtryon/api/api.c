@@ -105,6 +105,20 @@ const char *tryon__api_header(const tryon_api_request *req, const char *name) {
   return req->header ? req->header(req->header_ud, name) : NULL;
 }
 
+bool tryon__api_path_id(const tryon_api_request *req, tryon_api_response *resp,
+                        const char *not_found, char id[64]) {
+  if (!tryon__api_segment(req, 2, id, 64)) {
+    tryon__api_fail(resp, 404, "not_found", not_found);
+    return false;
+  }
+  /* One spelling: the database matches either case, storage keys are lower-case. */
+  for (char *p = id; *p; p++) {
+    if (*p >= 'A' && *p <= 'F')
+      *p = (char)(*p - 'A' + 'a');
+  }
+  return true;
+}
+
 void tryon__api_add_time(cJSON *obj, const char *name, int64_t ms) {
   char ts[TRYON_TIME_ISO8601_LEN];
   if (ms <= 0) {

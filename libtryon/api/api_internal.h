@@ -76,6 +76,10 @@ void tryon__api_fail_status(tryon_api_response *resp, tryon_status st);
 const char *tryon__api_header(const tryon_api_request *req, const char *name);
 /* Whether the body is declared JSON (application/json, any parameters). */
 bool tryon__api_is_json(const tryon_api_request *req);
+/* The {id} of /api/<what>/{id} into id (64 bytes), hex digits lower-cased; false after a
+ * 404 `not_found` with the words `not_found`. */
+bool tryon__api_path_id(const tryon_api_request *req, tryon_api_response *resp,
+                        const char *not_found, char id[64]);
 /* Adds `name`: the ISO 8601 time of `ms`, or null when ms <= 0. */
 void tryon__api_add_time(cJSON *obj, const char *name, int64_t ms);
 /* The ?limit= of a list (1..100) into *limit, which keeps the caller's default when

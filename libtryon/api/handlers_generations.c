@@ -200,20 +200,6 @@ void tryon__api_h_generation_list(tryon_api *api, const tryon_api_request *req,
   free(rows);
 }
 
-/* The {id} of /api/<what>/{id}, lower-cased; false after a 404. */
-static bool path_id(const tryon_api_request *req, tryon_api_response *resp, const char *what,
-                    char id[64]) {
-  if (!tryon__api_segment(req, 2, id, 64)) {
-    tryon__api_fail(resp, 404, "not_found", what);
-    return false;
-  }
-  for (char *p = id; *p; p++) {
-    if (*p >= 'A' && *p <= 'F')
-      *p = (char)(*p - 'A' + 'a');
-  }
-  return true;
-}
-
 void tryon__api_h_generation_get(tryon_api *api, const tryon_api_request *req,
                                  tryon_api_response *resp) {
   tryon_user user;
@@ -222,7 +208,8 @@ void tryon__api_h_generation_get(tryon_api *api, const tryon_api_request *req,
   tryon_db_conn *c = NULL;
   tryon_err err;
   tryon_err_clear(&err);
-  if (!tryon__api_session(api, req, resp, &user) || !path_id(req, resp, "no such try-on", id))
+  if (!tryon__api_session(api, req, resp, &user) ||
+      !tryon__api_path_id(req, resp, "no such try-on", id))
     return;
   tryon_status st = tryon_db_acquire(api->db, &c, &err);
   if (st == TRYON_OK)
@@ -243,7 +230,8 @@ void tryon__api_h_generation_delete(tryon_api *api, const tryon_api_request *req
   tryon_db_conn *c = NULL;
   tryon_err err;
   tryon_err_clear(&err);
-  if (!tryon__api_session(api, req, resp, &user) || !path_id(req, resp, "no such try-on", id))
+  if (!tryon__api_session(api, req, resp, &user) ||
+      !tryon__api_path_id(req, resp, "no such try-on", id))
     return;
   tryon_status st = tryon_db_acquire(api->db, &c, &err);
   if (st == TRYON_OK)
@@ -273,7 +261,8 @@ void tryon__api_h_job_get(tryon_api *api, const tryon_api_request *req, tryon_ap
   tryon_err err;
   tryon_err_clear(&err);
   memset(&job, 0, sizeof job);
-  if (!tryon__api_session(api, req, resp, &user) || !path_id(req, resp, "no such job", id))
+  if (!tryon__api_session(api, req, resp, &user) ||
+      !tryon__api_path_id(req, resp, "no such job", id))
     return;
   int64_t now = tryon_clock_now_ms(api->clock);
   tryon_status st = tryon_db_acquire(api->db, &c, &err);
@@ -322,7 +311,8 @@ void tryon__api_h_job_cancel(tryon_api *api, const tryon_api_request *req,
   tryon_db_conn *c = NULL;
   tryon_err err;
   tryon_err_clear(&err);
-  if (!tryon__api_session(api, req, resp, &user) || !path_id(req, resp, "no such job", id))
+  if (!tryon__api_session(api, req, resp, &user) ||
+      !tryon__api_path_id(req, resp, "no such job", id))
     return;
   tryon_status st = tryon_db_acquire(api->db, &c, &err);
   if (st == TRYON_OK)

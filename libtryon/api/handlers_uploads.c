@@ -280,15 +280,8 @@ void tryon__api_h_upload_delete(tryon_api *api, const tryon_api_request *req,
   tryon_err_clear(&err);
   if (!tryon__api_session(api, req, resp, &user))
     return;
-  if (!tryon__api_segment(req, 2, id, sizeof id)) { /* /api/uploads/{id} */
-    tryon__api_fail(resp, 404, "not_found", "no such photo");
+  if (!tryon__api_path_id(req, resp, "no such photo", id)) /* /api/uploads/{id} */
     return;
-  }
-  /* One spelling: the database matches either case, storage keys are lower-case. */
-  for (char *p = id; *p; p++) {
-    if (*p >= 'A' && *p <= 'F')
-      *p = (char)(*p - 'A' + 'a');
-  }
   st = tryon_db_acquire(api->db, &c, &err);
   if (st == TRYON_OK)
     st = tryon_uploads_delete(c, user.id, id, &err);

@@ -292,7 +292,6 @@ typedef struct delete_op {
 static tryon_status delete_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
   delete_op *op = ud;
   tryon_generation g;
-  PGresult *res = NULL;
   tryon_status st = tryon_generations_get(c, op->user_id, op->id, &g, err);
   if (st != TRYON_OK)
     return st;
@@ -306,20 +305,11 @@ static tryon_status delete_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
                      2, p, NULL, err);
   if (st != TRYON_OK || g.result_upload_id[0] == '\0')
     return st;
-  /* The result image: its row goes too, unless another generation (an edit) uses it,
-   * in which case it is only marked deleted like a user's upload. */
-  const char *q[] = {g.result_upload_id, uid.s};
-  st =
-      tryon_db_exec(c,
-                    "WITH used AS (SELECT 1 FROM generations WHERE person_upload_id = $1::uuid"
-                    "   OR item_upload_id = $1::uuid OR source_upload_id = $1::uuid"
-                    "   OR result_upload_id = $1::uuid LIMIT 1),"
-                    " d AS (DELETE FROM uploads WHERE id = $1::uuid AND user_id = $2::bigint"
-                    "   AND NOT EXISTS (SELECT 1 FROM used) RETURNING id)"
-                    " UPDATE uploads SET deleted_at = coalesce(deleted_at, now())"
-                    " WHERE id = $1::uuid AND user_id = $2::bigint AND EXISTS (SELECT 1 FROM used)",
-                    2, q, &res, err);
-  PQclear(res);
+  /* The result image goes as a user's upload would (its row, or only marked deleted
+   * while an edit still uses it); already gone is fine. */
+  st = tryon_uploads_delete(c, op->user_id, g.result_upload_id, err);
+  if (st == TRYON_E_NOT_FOUND)
+    st = TRYON_OK;
   if (st == TRYON_OK)
     snprintf(op->result_id, TRYON_UUID_STR_LEN, "%s", g.result_upload_id);
   return st;

@@ -87,51 +87,36 @@ out:
   return st;
 }
 
-tryon_status tryon_users_get(tryon_db_conn *c, int64_t id, tryon_user *out, tryon_err *err) {
-  char idstr[24];
+/* The user whose `sql` ("... WHERE <column> = $1::bigint") matches `key`; `what` names
+ * the key in the not-found message ("user 5", "user with telegram id 7"). */
+static tryon_status fetch_user(tryon_db_conn *c, const char *sql, int64_t key, const char *what,
+                               tryon_user *out, tryon_err *err) {
+  char keystr[24];
   PGresult *res = NULL;
-  tryon_status st;
-
-  if (c == NULL || out == NULL)
-    return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_users_get");
-  snprintf(idstr, sizeof idstr, "%" PRId64, id);
-  const char *params[] = {idstr};
-  st = tryon_db_exec(c, "SELECT " USER_COLUMNS " FROM users WHERE id = $1::bigint", 1, params, &res,
-                     err);
-  if (st != TRYON_OK)
-    goto out;
-  if (PQntuples(res) == 0) {
-    st = tryon_err_set(err, TRYON_E_NOT_FOUND, "no user %" PRId64, id);
-    goto out;
-  }
-  row_to_user(res, 0, out);
-out:
+  snprintf(keystr, sizeof keystr, "%" PRId64, key);
+  const char *params[] = {keystr};
+  tryon_status st = tryon_db_exec(c, sql, 1, params, &res, err);
+  if (st == TRYON_OK && PQntuples(res) == 0)
+    st = tryon_err_set(err, TRYON_E_NOT_FOUND, "no %s %" PRId64, what, key);
+  else if (st == TRYON_OK)
+    row_to_user(res, 0, out);
   PQclear(res);
   return st;
 }
 
+tryon_status tryon_users_get(tryon_db_conn *c, int64_t id, tryon_user *out, tryon_err *err) {
+  if (c == NULL || out == NULL)
+    return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_users_get");
+  return fetch_user(c, "SELECT " USER_COLUMNS " FROM users WHERE id = $1::bigint", id, "user", out,
+                    err);
+}
+
 tryon_status tryon_users_get_by_telegram(tryon_db_conn *c, int64_t telegram_id, tryon_user *out,
                                          tryon_err *err) {
-  char tgid[24];
-  PGresult *res = NULL;
-  tryon_status st;
-
   if (c == NULL || out == NULL || telegram_id <= 0)
     return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_users_get_by_telegram");
-  snprintf(tgid, sizeof tgid, "%" PRId64, telegram_id);
-  const char *params[] = {tgid};
-  st = tryon_db_exec(c, "SELECT " USER_COLUMNS " FROM users WHERE telegram_id = $1::bigint", 1,
-                     params, &res, err);
-  if (st != TRYON_OK)
-    goto out;
-  if (PQntuples(res) == 0) {
-    st = tryon_err_set(err, TRYON_E_NOT_FOUND, "no user with telegram id %" PRId64, telegram_id);
-    goto out;
-  }
-  row_to_user(res, 0, out);
-out:
-  PQclear(res);
-  return st;
+  return fetch_user(c, "SELECT " USER_COLUMNS " FROM users WHERE telegram_id = $1::bigint",
+                    telegram_id, "user with telegram id", out, err);
 }
 
 tryon_status tryon_users_ensure_telegram(tryon_db_conn *c, int64_t telegram_id, tryon_user *out,
