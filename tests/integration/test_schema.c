@@ -133,20 +133,14 @@ typedef struct fixture {
 /* Setup and teardown run even when a case fails, so nothing leaks past a failure. */
 static int setup(void **state) {
   fixture *f = calloc(1, sizeof *f);
-  tryon_err err;
-  tryon_err_clear(&err);
-  tryon_testdb_create_migrated(&f->t);
-  f->db = tryon_testdb_pool(&f->t, 1, 5000);
-  assert_int_equal(tryon_db_acquire(f->db, &f->c, &err), TRYON_OK);
+  tryon_testdb_open(&f->t, 1, 5000, &f->db, &f->c);
   *state = f;
   return 0;
 }
 
 static int teardown(void **state) {
   fixture *f = *state;
-  tryon_db_release(f->c);
-  tryon_db_free(f->db);
-  tryon_testdb_drop(&f->t);
+  tryon_testdb_close(&f->t, f->db, f->c);
   free(f);
   return 0;
 }

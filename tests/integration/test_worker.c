@@ -27,11 +27,8 @@ typedef struct fixture {
 
 static int setup(void **state) {
   fixture *f = calloc(1, sizeof *f);
-  tryon_err err;
   assert_non_null(f);
-  tryon_testdb_create_migrated(&f->t);
-  f->db = tryon_testdb_pool(&f->t, 2, 5000);
-  assert_int_equal(tryon_db_acquire(f->db, &f->c, &err), TRYON_OK);
+  tryon_testdb_open(&f->t, 2, 5000, &f->db, &f->c);
   *state = f;
   return 0;
 }
@@ -39,9 +36,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
   fixture *f = *state;
   tryon_testworker_kill_all();
-  tryon_db_release(f->c);
-  tryon_db_free(f->db);
-  tryon_testdb_drop(&f->t);
+  tryon_testdb_close(&f->t, f->db, f->c);
   free(f);
   return 0;
 }

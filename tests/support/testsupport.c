@@ -103,6 +103,22 @@ tryon_db *tryon_testdb_pool(const tryon_testdb *t, int size, int acquire_timeout
   return db;
 }
 
+void tryon_testdb_open(tryon_testdb *t, int pool_size, int acquire_timeout_ms, tryon_db **db,
+                       tryon_db_conn **c) {
+  tryon_err err;
+  tryon_err_clear(&err);
+  tryon_testdb_create_migrated(t);
+  *db = tryon_testdb_pool(t, pool_size, acquire_timeout_ms);
+  if (tryon_db_acquire(*db, c, &err) != TRYON_OK)
+    fail_msg("acquire: %s", tryon_err_message(&err));
+}
+
+void tryon_testdb_close(tryon_testdb *t, tryon_db *db, tryon_db_conn *c) {
+  tryon_db_release(c);
+  tryon_db_free(db);
+  tryon_testdb_drop(t);
+}
+
 void tryon_testdb_create_migrated(tryon_testdb *t) {
   tryon_err err;
   tryon_testdb_create(t);

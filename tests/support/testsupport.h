@@ -42,6 +42,13 @@ void tryon_testdb_drop(tryon_testdb *t);
 /* A pool on the scratch database; fails the test on error. Free with tryon_db_free. */
 tryon_db *tryon_testdb_pool(const tryon_testdb *t, int size, int acquire_timeout_ms);
 
+/* The usual fixture of a test touching data: a migrated scratch database `t`, a pool of
+ * `pool_size` on it and one connection leased from it. Fails the test on error. */
+void tryon_testdb_open(tryon_testdb *t, int pool_size, int acquire_timeout_ms, tryon_db **db,
+                       tryon_db_conn **c);
+/* Gives `c` back, frees `db` and drops `t`. */
+void tryon_testdb_close(tryon_testdb *t, tryon_db *db, tryon_db_conn *c);
+
 /* Runs one statement on the admin connection (e.g. pg_terminate_backend); fails the
  * test on error. Returns the first column of the first row as a malloc'd string, or
  * NULL when there is none. */

@@ -23,11 +23,8 @@ typedef struct fixture {
 
 static int setup(void **state) {
   fixture *f = calloc(1, sizeof *f);
-  tryon_err err;
   assert_non_null(f);
-  tryon_testdb_create_migrated(&f->t);
-  f->db = tryon_testdb_pool(&f->t, 12, 30000);
-  assert_int_equal(tryon_db_acquire(f->db, &f->c, &err), TRYON_OK);
+  tryon_testdb_open(&f->t, 12, 30000, &f->db, &f->c);
   f->now = tryon_clock_now_ms(NULL);
   *state = f;
   return 0;
@@ -46,9 +43,7 @@ static void check_books(fixture *f) {
 static int teardown(void **state) {
   fixture *f = *state;
   check_books(f);
-  tryon_db_release(f->c);
-  tryon_db_free(f->db);
-  tryon_testdb_drop(&f->t);
+  tryon_testdb_close(&f->t, f->db, f->c);
   free(f);
   return 0;
 }

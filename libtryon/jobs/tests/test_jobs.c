@@ -49,14 +49,9 @@ static int64_t wall_ms(void) {
 
 static int setup(void **state) {
   fixture *f = calloc(1, sizeof *f);
-  tryon_err err;
   assert_non_null(f);
-  tryon_err_clear(&err);
-  tryon_testdb_create_migrated(&f->t);
   /* 1 for the test + 8 racers + slack. */
-  f->db = tryon_testdb_pool(&f->t, 10, 30000);
-  if (tryon_db_acquire(f->db, &f->c, &err) != TRYON_OK)
-    fail_msg("acquire: %.200s", err.message);
+  tryon_testdb_open(&f->t, 10, 30000, &f->db, &f->c);
   f->t0 = wall_ms();
   *state = f;
   return 0;
@@ -64,9 +59,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   fixture *f = *state;
-  tryon_db_release(f->c);
-  tryon_db_free(f->db);
-  tryon_testdb_drop(&f->t);
+  tryon_testdb_close(&f->t, f->db, f->c);
   free(f);
   return 0;
 }

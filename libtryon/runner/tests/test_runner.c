@@ -116,11 +116,8 @@ static void forgetful_start(tryon_run *run) {
 
 static int setup(void **state) {
   fixture *f = calloc(1, sizeof *f);
-  tryon_err err;
   assert_non_null(f);
-  tryon_testdb_create_migrated(&f->t);
-  f->db = tryon_testdb_pool(&f->t, 4, 5000);
-  assert_int_equal(tryon_db_acquire(f->db, &f->c, &err), TRYON_OK);
+  tryon_testdb_open(&f->t, 4, 5000, &f->db, &f->c);
   f->http_port = tryon_test_free_port();
   f->http = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)f->http_port, NULL, NULL,
                              answer, f, MHD_OPTION_END);
@@ -168,9 +165,7 @@ static int teardown(void **state) {
   fixture *f = *state;
   stop_runner(f);
   MHD_stop_daemon(f->http);
-  tryon_db_release(f->c);
-  tryon_db_free(f->db);
-  tryon_testdb_drop(&f->t);
+  tryon_testdb_close(&f->t, f->db, f->c);
   free(f);
   return 0;
 }
