@@ -9,6 +9,7 @@
 # the server and PostgreSQL, so the figures are conservative.
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib/common.sh"
+. "$(dirname "$0")/lib.sh"
 cd "$TRYON_ROOT"
 DURATION=${1:-10}
 CONNS=${2:-64}
@@ -19,9 +20,7 @@ pg_start
 trap '[ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null; [ "${PG_STARTED_HERE:-0}" = 1 ] && pg_stop; rm -rf "$WORK"' EXIT
 WORK=$(mktemp -d)
 
-BUILD=$TRYON_ROOT/build
-cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTRYON_TESTS=OFF >/dev/null
-cmake --build "$BUILD" >/dev/null
+bench_build
 
 DB=tryon_bench
 pg_psql -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB OWNER tryon"

@@ -5,18 +5,14 @@
 # peak RSS and threads. Prints figures; asserts nothing. bench_tryon.sh [PER_THREAD]
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib/common.sh"
+. "$(dirname "$0")/lib.sh"
 cd "$TRYON_ROOT"
 ensure_packages
 pg_start
-BUILD=$TRYON_ROOT/build
-cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTRYON_TESTS=OFF >/dev/null
-cmake --build "$BUILD" >/dev/null
-DB=tryon_bench_tryon
-URL="host=$PG_SOCK port=$PG_PORT dbname=$DB user=tryon"
+bench_build
 STORE=$TRYON_ROOT/var/bench-storage
 rm -rf "$STORE"
-pg_psql -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB OWNER tryon"
-TRYON_ENV_FILE=/dev/null TRYON_DATABASE_URL=$URL "$BUILD/bin/tryonctl" migrate >/dev/null
+bench_fresh_db tryon_bench_tryon
 env TRYON_ENV_FILE=/dev/null TRYON_DATABASE_URL="$URL" TRYON_LOG_LEVEL=warn \
   TRYON_STORAGE_DIR="$STORE" TRYON_DB_POOL_SIZE=4 TRYON_JOBS_PER_USER=4 \
   "$BUILD/bin/tryon-worker" &

@@ -8,15 +8,13 @@
 # Prints figures; asserts nothing. N=20000 by default (bench_worker.sh N).
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib/common.sh"
+. "$(dirname "$0")/lib.sh"
 cd "$TRYON_ROOT"
 ensure_packages
 pg_start
 N=${1:-20000}
-BUILD=$TRYON_ROOT/build
-cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTRYON_TESTS=OFF >/dev/null
-cmake --build "$BUILD" >/dev/null
+bench_build
 DB=tryon_bench_worker
-URL="host=$PG_SOCK port=$PG_PORT dbname=$DB user=tryon"
 WORKERS=()
 cleanup() {
   for p in "${WORKERS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
@@ -26,10 +24,7 @@ trap cleanup EXIT
 
 sql() { pg_psql -d "$DB" -qAtc "$1"; }
 now_ms() { date +%s%3N; }
-fresh_db() {
-  pg_psql -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB OWNER tryon"
-  TRYON_ENV_FILE=/dev/null TRYON_DATABASE_URL=$URL "$BUILD/bin/tryonctl" migrate >/dev/null
-}
+fresh_db() { bench_fresh_db "$DB"; }
 # start_worker [NAME=value ...]: a worker in the background, its pid appended to WORKERS.
 start_worker() {
   env TRYON_ENV_FILE=/dev/null TRYON_DATABASE_URL="$URL" TRYON_LOG_LEVEL=warn \
@@ -82,4 +77,4 @@ echo "  idle RSS $(( rss0 / 1024 )) MiB; holding 1,000: RSS $(( rss / 1024 )) Mi
 t0=$(now_ms)
 stop_workers
 t1=$(now_ms)
-echo "  SIGTERM handed back $(sql "SELECT count(*) FROM jobs WHERE state = 'queued' AND attempts = 0") jobs in $(( t1 - t0 )) ms"
+echo "  SIGTERM handed back $(sql "SELECT count(*) FROM jobs WHERE kind = 'sleep' AND state = 'queued' AND attempts = 0") jobs in $(( t1 - t0 )) ms"
