@@ -198,16 +198,14 @@ tryon_status tryon_generations_create_tryon(tryon_db_conn *c, const tryon_tryon_
                          "Idempotency-Key must be 1 to 128 printable ASCII characters");
   if (!uuid_ok(p->person_upload_id) || !uuid_ok(p->item_upload_id))
     return tryon_err_set(err, TRYON_E_NOT_FOUND, "no such photo");
-  /* One spelling of the ids, so a client resending them in upper case replays. */
+  /* One spelling of the ids (the canonical one), so a client resending them in upper
+   * case replays. Both parsed above (uuid_ok). */
   char person[TRYON_UUID_STR_LEN], item[TRYON_UUID_STR_LEN];
-  for (size_t i = 0; i < TRYON_UUID_STR_LEN; i++) {
-    person[i] = (char)(p->person_upload_id[i] >= 'A' && p->person_upload_id[i] <= 'F'
-                           ? p->person_upload_id[i] - 'A' + 'a'
-                           : p->person_upload_id[i]);
-    item[i] = (char)(p->item_upload_id[i] >= 'A' && p->item_upload_id[i] <= 'F'
-                         ? p->item_upload_id[i] - 'A' + 'a'
-                         : p->item_upload_id[i]);
-  }
+  tryon_uuid u;
+  tryon_uuid_parse(p->person_upload_id, &u);
+  tryon_uuid_format(&u, person);
+  tryon_uuid_parse(p->item_upload_id, &u);
+  tryon_uuid_format(&u, item);
   if (strcmp(person, item) == 0)
     return tryon_err_set(err, TRYON_E_INVALID, "the person and the item must be two photos");
   tryon_tryon_params norm = *p;
