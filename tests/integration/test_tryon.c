@@ -73,7 +73,8 @@ static void user_free(user *u) {
 static tryon_reply post_tryon(const user *u, const char *key, const char *body) {
   char auth[1200], idem[160];
   snprintf(auth, sizeof auth, "Authorization: Bearer %s", u->token);
-  snprintf(idem, sizeof idem, "Idempotency-Key: %s", key);
+  if (key != NULL)
+    snprintf(idem, sizeof idem, "Idempotency-Key: %s", key);
   const char *h[] = {auth, "Content-Type: application/json", key ? idem : NULL, NULL};
   return tryon_test_http("POST", "/api/tryon", h, body, strlen(body));
 }

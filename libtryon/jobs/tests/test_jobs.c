@@ -686,7 +686,7 @@ static void *racer(void *p) {
     }
     for (size_t i = 0; i < n && i < 5; i++) {
       if (r->ngot < RACE_JOBS)
-        snprintf(r->got[r->ngot++], TRYON_UUID_STR_LEN, "%s", out[i].id);
+        snprintf(r->got[r->ngot++], TRYON_UUID_STR_LEN, "%.36s", out[i].id);
       else
         r->overflow++;
       tryon_job_release(&out[i]);
