@@ -12,7 +12,7 @@
 #include <tryon/files.h>
 
 #include "app.h"
-#include "http.h"
+#include "server_http.h"
 
 /* How long requests in flight may take to finish after a stop signal. */
 #define SHUTDOWN_GRACE_MS 10000
@@ -22,7 +22,7 @@ int main(void) {
   tryon_db *db = NULL;
   tryon_storage *storage = NULL;
   tryon_api *api = NULL;
-  tryon_http *http = NULL;
+  server_http *http = NULL;
   tryon_err err;
   int rc = 1;
   sigset_t sigs;
@@ -53,7 +53,7 @@ int main(void) {
   if (tryon_api_new(&apo, &api, &err) != TRYON_OK)
     goto fail;
   /* One dispatch thread per database connection: more could only wait for the pool. */
-  if (tryon_http_start(api, &cfg, cfg.db_pool_size, &http, &err) != TRYON_OK)
+  if (server_http_start(api, &cfg, cfg.db_pool_size, &http, &err) != TRYON_OK)
     goto fail;
   TRYON_LOG_INFO("server listening", TRYON_LF_INT("port", cfg.http_port),
                  TRYON_LF_STR("public_url", cfg.public_url),
@@ -68,7 +68,7 @@ fail:
   TRYON_LOG_ERROR("server cannot start", TRYON_LF_STR("error", tryon_err_message(&err)));
   fprintf(stderr, "tryon-server: %s\n", tryon_err_message(&err));
 out:
-  tryon_http_stop(http, SHUTDOWN_GRACE_MS);
+  server_http_stop(http, SHUTDOWN_GRACE_MS);
   tryon_api_free(api);
   tryon_storage_free(storage);
   tryon_db_free(db);

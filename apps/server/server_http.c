@@ -8,7 +8,7 @@
  * dispatch threads (as many as database connections); when the handler is done the
  * connection is resumed and MHD sends the answer. A full queue answers 503 at once.
  */
-#include "http.h"
+#include "server_http.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -30,7 +30,7 @@
 
 typedef struct request_ctx request_ctx;
 
-struct tryon_http {
+struct server_http {
   tryon_api *api;
   const tryon_config *cfg;
   struct MHD_Daemon *daemon;
@@ -58,7 +58,7 @@ typedef struct part_buf {
 } part_buf;
 
 struct request_ctx {
-  tryon_http *srv;
+  server_http *srv;
   struct MHD_Connection *conn;
   tryon_api_request req;
   tryon_api_plan plan;
@@ -145,7 +145,7 @@ static void expose_parts(request_ctx *ctx) {
   ctx->req.nparts = ctx->nparts;
 }
 
-static void client_address(tryon_http *srv, struct MHD_Connection *conn, char *out, size_t cap) {
+static void client_address(server_http *srv, struct MHD_Connection *conn, char *out, size_t cap) {
   const char *hdr = srv->cfg->client_ip_header;
   const char *v = hdr ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, hdr) : NULL;
   out[0] = '\0';
@@ -199,7 +199,7 @@ static enum MHD_Result send_response(request_ctx *ctx) {
 
 /* ------------------------------------------------------------------ dispatch threads */
 
-static bool enqueue(tryon_http *srv, request_ctx *ctx) {
+static bool enqueue(server_http *srv, request_ctx *ctx) {
   bool ok = false;
   pthread_mutex_lock(&srv->mu);
   if (srv->count < QUEUE_CAP && !srv->stopping) {
@@ -213,7 +213,7 @@ static bool enqueue(tryon_http *srv, request_ctx *ctx) {
 }
 
 static void *dispatch_main(void *arg) {
-  tryon_http *srv = arg;
+  server_http *srv = arg;
   for (;;) {
     pthread_mutex_lock(&srv->mu);
     while (srv->count == 0 && !srv->stopping)
@@ -241,7 +241,7 @@ static void *dispatch_main(void *arg) {
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls) {
-  tryon_http *srv = cls;
+  server_http *srv = cls;
   request_ctx *ctx = *req_cls;
   (void)version;
 
@@ -367,7 +367,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
  * the request's memory. */
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe) {
-  tryon_http *srv = cls;
+  server_http *srv = cls;
   request_ctx *ctx = *req_cls;
   (void)conn;
   if (ctx == NULL)
@@ -396,10 +396,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 
 /* ------------------------------------------------------------------------ lifecycle */
 
-tryon_status tryon_http_start(tryon_api *api, const tryon_config *cfg, int dispatch_threads,
-                              tryon_http **out, tryon_err *err) {
+tryon_status server_http_start(tryon_api *api, const tryon_config *cfg, int dispatch_threads,
+                               server_http **out, tryon_err *err) {
   tryon_status st = TRYON_OK;
-  tryon_http *srv = calloc(1, sizeof *srv);
+  server_http *srv = calloc(1, sizeof *srv);
 
   *out = NULL;
   if (srv == NULL)
@@ -439,11 +439,11 @@ tryon_status tryon_http_start(tryon_api *api, const tryon_config *cfg, int dispa
   *out = srv;
   srv = NULL;
 out:
-  tryon_http_stop(srv, 0);
+  server_http_stop(srv, 0);
   return st;
 }
 
-void tryon_http_stop(tryon_http *srv, int grace_ms) {
+void server_http_stop(server_http *srv, int grace_ms) {
   if (srv == NULL)
     return;
   /* 1. No new connections. 2. Let the requests in flight finish, up to the grace
