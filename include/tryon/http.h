@@ -108,9 +108,11 @@ typedef struct tryon_http_request {
   bool follow_redirects;     /* up to 5, http/https only; default: a 3xx is the answer */
   const char *proxy;         /* a proxy URL; NULL: none */
   bool public_only;          /* connect only to public addresses: loopback, private,
-                                link-local, CGNAT and multicast ones are refused when the
-                                socket opens (after DNS, so a name resolving inward is
-                                refused too) — for URLs that come from outside */
+                                link-local, CGNAT, multicast, documentation, benchmarking
+                                and other special-purpose ones, and IPv6 spellings of
+                                IPv4 (NAT64, 6to4, Teredo, IPv4-compatible) are refused
+                                when the socket opens (after DNS, so a name resolving
+                                inward is refused too) — for URLs that come from outside */
   const char *log_label;     /* "kie", "yookassa" ... for the log line; NULL: "http" */
   const char *user_agent;    /* NULL: "tryon/<version>" */
   void *user;                /* the caller's, returned by tryon_http_call_user */

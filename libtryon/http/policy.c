@@ -153,18 +153,67 @@ void tryon__http_log_path(const char *path, char *out, size_t cap) {
 
 /* ------------------------------------------------------------- public addresses */
 
+/* A prefix of `bits` bits: `addr` holds them (the rest is zero). */
+typedef struct prefix {
+  unsigned char addr[16];
+  int bits;
+} prefix;
+
+static bool in_prefix(const unsigned char *a, const prefix *p) {
+  int whole = p->bits / 8, rest = p->bits % 8;
+  if (memcmp(a, p->addr, (size_t)whole) != 0)
+    return false;
+  return rest == 0 || ((a[whole] ^ p->addr[whole]) & (0xff << (8 - rest)) & 0xff) == 0;
+}
+
+static bool in_any(const unsigned char *a, const prefix *table, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (in_prefix(a, &table[i]))
+      return true;
+  return false;
+}
+
+/* IPv4 ranges that are not the public Internet (IANA special-purpose registry). */
+static const prefix v4_inward[] = {
+    {{0}, 8},             /* 0/8 "this network" */
+    {{10}, 8},            /* private */
+    {{100, 64}, 10},      /* carrier-grade NAT */
+    {{127}, 8},           /* loopback */
+    {{169, 254}, 16},     /* link-local (cloud metadata lives here) */
+    {{172, 16}, 12},      /* private */
+    {{192, 0, 0}, 24},    /* IETF protocol assignments */
+    {{192, 0, 2}, 24},    /* TEST-NET-1 */
+    {{192, 88, 99}, 24},  /* deprecated 6to4 relay anycast */
+    {{192, 168}, 16},     /* private */
+    {{198, 18}, 15},      /* benchmarking */
+    {{198, 51, 100}, 24}, /* TEST-NET-2 */
+    {{203, 0, 113}, 24},  /* TEST-NET-3 */
+    {{224}, 3},           /* 224/4 multicast, 240/4 reserved, broadcast */
+};
+
+/* IPv6 ranges that are not the public Internet, or that carry an IPv4 address a relay
+ * or translator would reach on our behalf (NAT64, 6to4, Teredo, IPv4-compatible), so
+ * that no inward IPv4 address can be reached through an IPv6 spelling of it. */
+static const prefix v6_inward[] = {
+    {{0}, 96},                                  /* ::/96: ::, ::1, IPv4-compatible */
+    {{0, 0x64, 0xff, 0x9b}, 96},                /* 64:ff9b::/96 NAT64 */
+    {{0, 0x64, 0xff, 0x9b, 0, 1}, 48},          /* 64:ff9b:1::/48 local NAT64 */
+    {{0x01, 0x00}, 64},                         /* 100::/64 discard */
+    {{0x20, 0x01, 0x00, 0x00}, 32},             /* 2001::/32 Teredo */
+    {{0x20, 0x01, 0x00, 0x02, 0x00, 0x00}, 48}, /* 2001:2::/48 benchmarking */
+    {{0x20, 0x01, 0x0d, 0xb8}, 32},             /* 2001:db8::/32 documentation */
+    {{0x20, 0x01, 0x00, 0x10}, 28},             /* 2001:10::/28 ORCHID */
+    {{0x20, 0x02}, 16},                         /* 2002::/16 6to4 */
+    {{0xfc}, 7},                                /* fc00::/7 unique local */
+    {{0xfe, 0x80}, 10},                         /* fe80::/10 link-local */
+    {{0xfe, 0xc0}, 10},                         /* fec0::/10 site-local */
+    {{0xff}, 8},                                /* multicast */
+};
+
 static bool v4_public(const unsigned char *a) {
-  if (a[0] == 0 || a[0] == 10 || a[0] == 127 || a[0] >= 224) /* this net, private, loop, mc */
-    return false;
-  if (a[0] == 169 && a[1] == 254) /* link-local */
-    return false;
-  if (a[0] == 172 && (a[1] & 0xf0) == 16) /* 172.16/12 */
-    return false;
-  if (a[0] == 192 && a[1] == 168)
-    return false;
-  if (a[0] == 100 && (a[1] & 0xc0) == 64) /* 100.64/10, carrier-grade NAT */
-    return false;
-  return true;
+  unsigned char v6[16] = {0};
+  memcpy(v6, a, 4);
+  return !in_any(v6, v4_inward, sizeof v4_inward / sizeof v4_inward[0]);
 }
 
 bool tryon__http_address_public(const struct sockaddr *sa) {
@@ -179,18 +228,7 @@ bool tryon__http_address_public(const struct sockaddr *sa) {
   const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
   const unsigned char *a = in6->sin6_addr.s6_addr;
   static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (memcmp(a, mapped, 12) == 0)
+  if (memcmp(a, mapped, 12) == 0) /* ::ffff:a.b.c.d is the IPv4 address itself */
     return v4_public(a + 12);
-  bool zero = true;
-  for (int i = 0; i < 15; i++)
-    zero = zero && a[i] == 0;
-  if (zero) /* :: and ::1 */
-    return false;
-  if ((a[0] & 0xfe) == 0xfc) /* fc00::/7 unique local */
-    return false;
-  if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) /* fe80::/10 link-local */
-    return false;
-  if (a[0] == 0xff) /* multicast */
-    return false;
-  return true;
+  return !in_any(a, v6_inward, sizeof v6_inward / sizeof v6_inward[0]);
 }

@@ -1244,11 +1244,32 @@ static void test_http__public_only_refuses_inward_addresses(void **state) {
   static const struct {
     const char *addr;
     bool pub;
-  } v4[] = {{"8.8.8.8", true},     {"93.184.216.34", true},   {"127.0.0.1", false},
-            {"10.1.2.3", false},   {"172.16.0.1", false},     {"172.31.255.255", false},
-            {"172.32.0.1", true},  {"192.168.1.1", false},    {"169.254.169.254", false},
-            {"100.64.0.1", false}, {"100.128.0.1", true},     {"0.0.0.0", false},
-            {"224.0.0.1", false},  {"255.255.255.255", false}};
+  } v4[] = {{"8.8.8.8", true},
+            {"93.184.216.34", true},
+            {"127.0.0.1", false},
+            {"10.1.2.3", false},
+            {"172.16.0.1", false},
+            {"172.31.255.255", false},
+            {"172.32.0.1", true},
+            {"192.168.1.1", false},
+            {"169.254.169.254", false},
+            {"100.64.0.1", false},
+            {"100.128.0.1", true},
+            {"0.0.0.0", false},
+            {"224.0.0.1", false},
+            {"255.255.255.255", false},
+            /* IANA special-purpose ranges (issue 12, item 7) */
+            {"198.18.0.1", false},
+            {"198.19.255.255", false},
+            {"198.20.0.1", true},
+            {"192.0.0.8", false},
+            {"192.0.1.1", true},
+            {"192.0.2.1", false},
+            {"198.51.100.7", false},
+            {"203.0.113.9", false},
+            {"240.0.0.1", false},
+            {"11.0.0.1", true},
+            {"9.255.255.255", true}};
   for (size_t i = 0; i < sizeof v4 / sizeof v4[0]; i++) {
     struct sockaddr_in a = {.sin_family = AF_INET};
     assert_int_equal(inet_pton(AF_INET, v4[i].addr, &a.sin_addr), 1);
@@ -1265,7 +1286,23 @@ static void test_http__public_only_refuses_inward_addresses(void **state) {
             {"fe80::1", false},
             {"ff02::1", false},
             {"::ffff:127.0.0.1", false},
-            {"::ffff:8.8.8.8", true}};
+            {"::ffff:8.8.8.8", true},
+            /* IPv4 behind an IPv6 spelling, and special-purpose ranges (item 7) */
+            {"64:ff9b::7f00:1", false},
+            {"64:ff9b::808:808", false},
+            {"64:ff9b:1::1", false},
+            {"2002:7f00:1::1", false},
+            {"2002:c0a8:101::1", false},
+            {"::127.0.0.1", false},
+            {"::8.8.8.8", false},
+            {"fec0::1", false},
+            {"feff::1", false},
+            {"2001::1", false},
+            {"2001:db8::1", false},
+            {"100::1", false},
+            {"2001:4860::1", true},
+            {"2a00:1450:4001::200e", true},
+            {"64:ff9c::1", true}};
   for (size_t i = 0; i < sizeof v6 / sizeof v6[0]; i++) {
     struct sockaddr_in6 a = {.sin6_family = AF_INET6};
     assert_int_equal(inet_pton(AF_INET6, v6[i].addr, &a.sin6_addr), 1);
