@@ -72,7 +72,7 @@ struct request_ctx {
   bool malformed; /* the multipart body did not parse */
   char method[16];
   char *path;
-  char client_ip[INET6_ADDRSTRLEN + 8];
+  char client_ip[TRYON_API_ADDR_MAX];
   int64_t t0_us;
   bool answered;  /* resp is final: queue it on the next callback */
   bool too_large; /* the body passed the route's ceiling: its rest is discarded */
@@ -145,34 +145,45 @@ static void expose_parts(request_ctx *ctx) {
   ctx->req.nparts = ctx->nparts;
 }
 
-static void client_address(server_http *srv, struct MHD_Connection *conn, char *out, size_t cap) {
-  const char *hdr = srv->cfg->client_ip_header;
-  const char *v = hdr ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, hdr) : NULL;
-  out[0] = '\0';
-  if (v != NULL) {
-    /* Our own proxy appends the address it saw at the right end; anything to its left
-     * came from the client and proves nothing. */
-    const char *last = strrchr(v, ',');
-    last = last ? last + 1 : v;
-    while (*last == ' ')
-      last++;
-    size_t n = strcspn(last, " ");
-    if (n > 0) {
-      snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), last);
-      return;
-    }
+/* Every line of the client-address header, in arrival order, joined with ",": a proxy
+ * that adds its own line instead of appending leaves the client's line first. */
+typedef struct header_join {
+  const char *name;
+  char text[2048];
+  size_t len;
+  bool any;
+} header_join;
+
+static enum MHD_Result join_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value) {
+  header_join *j = cls;
+  (void)kind;
+  if (key == NULL || value == NULL || strcasecmp(key, j->name) != 0)
+    return MHD_YES;
+  size_t n = strlen(value), need = n + (j->any ? 1 : 0);
+  if (j->len + need >= sizeof j->text) {
+    j->len = 0; /* the right end is what counts: keep the latest lines */
+    j->any = false;
+    if (n >= sizeof j->text)
+      return MHD_YES;
   }
+  if (j->any)
+    j->text[j->len++] = ',';
+  memcpy(j->text + j->len, value, n);
+  j->len += n;
+  j->text[j->len] = '\0';
+  j->any = true;
+  return MHD_YES;
+}
+
+static void client_address(server_http *srv, struct MHD_Connection *conn, char *out, size_t cap) {
+  header_join j = {.name = srv->cfg->client_ip_header};
+  if (j.name != NULL)
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, join_header, &j);
   const union MHD_ConnectionInfo *ci =
       MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-  if (ci == NULL || ci->client_addr == NULL)
-    return;
-  const struct sockaddr *sa = ci->client_addr;
-  if (sa->sa_family == AF_INET)
-    inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
-              (socklen_t)cap);
-  else if (sa->sa_family == AF_INET6)
-    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
-              (socklen_t)cap);
+  const struct sockaddr *peer = ci != NULL ? ci->client_addr : NULL;
+  tryon_api_client_address(j.any ? j.text : NULL, srv->cfg->trusted_proxy_hops, peer, out, cap);
 }
 
 static enum MHD_Result send_response(request_ctx *ctx) {
@@ -396,14 +407,57 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 
 /* ------------------------------------------------------------------------ lifecycle */
 
+/* Development: TRYON_PUBLIC_URL names this machine. */
+static bool development(const tryon_config *cfg) {
+  const char *u = cfg->public_url ? strstr(cfg->public_url, "://") : NULL;
+  if (u == NULL)
+    return false;
+  u += 3;
+  return strncmp(u, "localhost", 9) == 0 || strncmp(u, "127.", 4) == 0 ||
+         strncmp(u, "[::1]", 5) == 0;
+}
+
+/* The listening address: TRYON_HTTP_BIND, else every interface in development and
+ * loopback otherwise (production sits behind a proxy; opening more is a choice). */
+typedef struct bind_addr {
+  union {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+  } u;
+  bool v6;
+} bind_addr;
+
+static tryon_status bind_address(const tryon_config *cfg, bind_addr *b, tryon_err *err) {
+  const char *want = cfg->http_bind ? cfg->http_bind : development(cfg) ? "0.0.0.0" : "127.0.0.1";
+  memset(b, 0, sizeof *b);
+  if (inet_pton(AF_INET, want, &b->u.in.sin_addr) == 1) {
+    b->u.in.sin_family = AF_INET;
+    b->u.in.sin_port = htons((uint16_t)cfg->http_port);
+    return TRYON_OK;
+  }
+  if (inet_pton(AF_INET6, want, &b->u.in6.sin6_addr) == 1) {
+    b->u.in6.sin6_family = AF_INET6;
+    b->u.in6.sin6_port = htons((uint16_t)cfg->http_port);
+    b->v6 = true;
+    return TRYON_OK;
+  }
+  return tryon_err_set(err, TRYON_E_CONFIG, "TRYON_HTTP_BIND is not an IPv4 or IPv6 address");
+}
+
 tryon_status server_http_start(tryon_api *api, const tryon_config *cfg, int dispatch_threads,
                                server_http **out, tryon_err *err) {
   tryon_status st = TRYON_OK;
   server_http *srv = calloc(1, sizeof *srv);
+  bind_addr bind;
 
   *out = NULL;
   if (srv == NULL)
     return tryon_err_set(err, TRYON_E_NOMEM, "out of memory");
+  if ((st = bind_address(cfg, &bind, err)) != TRYON_OK) {
+    free(srv);
+    return st;
+  }
   srv->api = api;
   srv->cfg = cfg;
   srv->listen_fd = MHD_INVALID_SOCKET;
@@ -421,19 +475,24 @@ tryon_status server_http_start(tryon_api *api, const tryon_config *cfg, int disp
     }
     srv->nthreads++;
   }
+  /* One peer address may hold at most this many connections. It stays on behind a
+   * proxy, sized for the proxy's share: with the bind address it keeps anyone who
+   * reaches the port past the proxy from holding every connection. */
+  unsigned int per_ip = cfg->http_connections_per_ip > 0
+                            ? (unsigned int)cfg->http_connections_per_ip
+                        : cfg->client_ip_header ? 1024u
+                                                : 128u;
   srv->daemon = MHD_start_daemon(
       MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
-          MHD_USE_TURBO,
+          MHD_USE_TURBO | (bind.v6 ? MHD_USE_IPv6 : 0),
       (uint16_t)cfg->http_port, NULL, NULL, on_request, srv, MHD_OPTION_NOTIFY_COMPLETED,
       on_completed, srv, MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_threads,
-      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60, MHD_OPTION_CONNECTION_LIMIT,
-      (unsigned int)4096, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024,
-      /* Exposed directly, one address may hold at most this many connections; behind
-       * our proxy every connection comes from it, and the proxy limits clients. */
-      MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)(cfg->client_ip_header ? 0 : 128),
-      MHD_OPTION_END);
+      MHD_OPTION_SOCK_ADDR, &bind.u.sa, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60,
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned int)4096, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+      (unsigned int)1024, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_END);
   if (srv->daemon == NULL) {
-    st = tryon_err_set(err, TRYON_E_IO, "cannot listen on port %d", cfg->http_port);
+    st = tryon_err_set(err, TRYON_E_IO, "cannot listen on %s port %d",
+                       cfg->http_bind ? cfg->http_bind : "the default address", cfg->http_port);
     goto out;
   }
   *out = srv;

@@ -7,6 +7,7 @@
  *   2. The API object
  *   3. Serving a request (plan, then handle)
  *   4. Rate limiting (token buckets)
+ *   5. The client's address
  *
  * A transport (apps/server, on libmicrohttpd) serves each request in two phases:
  *   1. tryon_api_plan on the connection's own thread, before reading the body: finds the
@@ -26,6 +27,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <sys/socket.h>
 
 #include <tryon/core.h>
 #include <tryon/db.h>
@@ -54,7 +57,7 @@ typedef struct tryon_api_part {
 typedef struct tryon_api_request {
   const char *method;    /* "GET", "POST" ... */
   const char *path;      /* without the query string */
-  const char *client_ip; /* the peer address, or the configured proxy header's value */
+  const char *client_ip; /* from tryon_api_client_address (section 5) */
   tryon_api_header_fn header;
   void *header_ud;
   tryon_api_header_fn query; /* a query argument by name, percent-decoded; may be NULL */
@@ -154,6 +157,30 @@ TRYON_API void tryon_ratelimit_free(tryon_ratelimit *rl);
  * `*retry_after_s` (optional) is the whole seconds until a token is back (>= 1). */
 TRYON_API bool tryon_ratelimit_take(tryon_ratelimit *rl, const char *key, int64_t now_ms,
                                     int *retry_after_s);
+
+/* --------------------------------------------------------- 5. The client's address */
+
+/* Room for any address tryon_api_client_address writes, with its NUL. */
+#define TRYON_API_ADDR_MAX 46
+
+/*
+ * The client's address, the one value the rate limits, the access log and sender checks
+ * (YooKassa's webhook) use. Computed by the transport for every request.
+ *
+ * `forwarded`: every line of the configured client-address header (TRYON_CLIENT_IP_HEADER)
+ * in arrival order, joined with ","; NULL when no header is configured or none came.
+ * `hops` (>= 1): how many proxies of ours append to it. Each proxy appends the address it
+ * saw at the right end, so the entry `hops` places from the right is the client; all to
+ * its left came from the client and proves nothing. An entry may carry a port
+ * ("1.2.3.4:5555", "[2001:db8::1]:443"); "::ffff:a.b.c.d" is the IPv4 a.b.c.d. When the
+ * header is absent, holds fewer entries than `hops`, or that entry does not parse as an
+ * address (inet_pton), the socket's peer `peer` (may be NULL) is used instead, mapped the
+ * same way. Writes the address as inet_ntop spells it into `out` (`cap` bytes, at least
+ * TRYON_API_ADDR_MAX), or "" when there is none; returns whether the header decided.
+ * Pure; thread-safe.
+ */
+TRYON_API bool tryon_api_client_address(const char *forwarded, int hops,
+                                        const struct sockaddr *peer, char *out, size_t cap);
 
 #ifdef __cplusplus
 }

@@ -356,6 +356,10 @@ TRYON_API size_t tryon_arena_used(const tryon_arena *a);
   X(webapp_origin, "TRYON_WEBAPP_ORIGIN", URL, NULL, 0)                                     \
   X(http_threads, "TRYON_HTTP_THREADS", INT_POOL, "2", 0)                                   \
   X(client_ip_header, "TRYON_CLIENT_IP_HEADER", STR, NULL, 0)                               \
+  X(trusted_proxy_hops, "TRYON_TRUSTED_PROXY_HOPS", INT_POOL, "1", 0)                       \
+  X(http_bind, "TRYON_HTTP_BIND", STR, NULL, 0)                                             \
+  X(http_connections_per_ip, "TRYON_HTTP_CONNECTIONS_PER_IP", INT_RATE, NULL, 0)            \
+  X(metrics_token, "TRYON_METRICS_TOKEN", TOKEN, NULL, 0)                                   \
   X(rate_ip_rps, "TRYON_RATE_LIMIT_IP_RPS", INT_RATE, "20", 0)                              \
   X(rate_ip_burst, "TRYON_RATE_LIMIT_IP_BURST", INT_RATE, "60", 0)                          \
   X(rate_user_rps, "TRYON_RATE_LIMIT_USER_RPS", INT_RATE, "10", 0)                          \
@@ -406,6 +410,10 @@ typedef struct tryon_config {
   char *webapp_origin;
   int http_threads;
   char *client_ip_header;
+  int trusted_proxy_hops;      /* our proxies that append to client_ip_header, >= 1 */
+  char *http_bind;             /* NULL: all interfaces in development, else 127.0.0.1 */
+  int http_connections_per_ip; /* 0: 128 exposed directly, 1024 behind a proxy */
+  char *metrics_token;         /* NULL: GET /metrics answers 404 on the API port */
   int rate_ip_rps;
   int rate_ip_burst;
   int rate_user_rps;

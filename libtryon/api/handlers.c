@@ -5,6 +5,7 @@
 
 #include <tryon/billing.h>
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -49,8 +50,21 @@ static void h_readyz(tryon_api *api, const tryon_api_request *req, tryon_api_res
   tryon__api_json(resp, 200, doc);
 }
 
+/* On the API port, metrics are for whoever holds TRYON_METRICS_TOKEN: without one set
+ * the endpoint does not exist there (404, as for any unknown path). */
 static void h_metrics(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp) {
-  (void)req;
+  const char *want = api->cfg->metrics_token;
+  const char *h = tryon__api_header(req, "Authorization");
+  if (want == NULL) {
+    tryon__api_fail(resp, 404, "not_found", "no such endpoint");
+    return;
+  }
+  const char *got = h != NULL && strncasecmp(h, "Bearer ", 7) == 0 ? h + 7 : "";
+  size_t n = strlen(want);
+  if (strlen(got) != n || CRYPTO_memcmp(got, want, n) != 0) {
+    tryon__api_fail(resp, 401, "metrics_token_invalid", "a valid metrics token is required");
+    return;
+  }
   tryon__api_metrics_text(api, &resp->body);
   resp->status = 200;
   resp->content_type = "text/plain; version=0.0.4; charset=utf-8";

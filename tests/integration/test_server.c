@@ -13,6 +13,8 @@
 
 /* ---------------------------------------------------------------------------- tests */
 
+#define METRICS_TOKEN "metrics-token-for-the-test-0123456789"
+
 static void test_server__sign_in_creates_the_user_once(void **state) {
   (void)state;
   tryon_reply a = tryon_test_sign_in(555000111, "Вера");
@@ -224,7 +226,14 @@ static void test_server__operations_and_headers(void **state) {
   tryon_reply r = tryon_test_http("GET", "/readyz", NULL, NULL, 0);
   assert_int_equal(r.status, 200);
   tryon_reply_free(&r);
-  tryon_reply m = tryon_test_http("GET", "/metrics", NULL, NULL, 0);
+  /* /metrics on the API port needs TRYON_METRICS_TOKEN (issue 12, item 5). */
+  tryon_expect_error(tryon_test_http("GET", "/metrics", NULL, NULL, 0), 401,
+                     "metrics_token_invalid");
+  const char *wrong[] = {"Authorization: Bearer metrics-token-for-the-test-0000", NULL};
+  tryon_expect_error(tryon_test_http("GET", "/metrics", wrong, NULL, 0), 401,
+                     "metrics_token_invalid");
+  const char *right[] = {"Authorization: Bearer " METRICS_TOKEN, NULL};
+  tryon_reply m = tryon_test_http("GET", "/metrics", right, NULL, 0);
   assert_int_equal(m.status, 200);
   assert_non_null(strstr(m.body.data, "route=\"/api/auth/telegram\",status=\"200\""));
   assert_non_null(strstr(m.body.data, "tryon_db_pool_connections{state=\"max\"} 4"));
@@ -232,6 +241,8 @@ static void test_server__operations_and_headers(void **state) {
 }
 
 int main(void) {
+  static const char *const env[] = {"TRYON_METRICS_TOKEN=" METRICS_TOKEN, NULL};
+  tryon_testserver_extra_env = env;
   tryon_test_log_init();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_server__sign_in_creates_the_user_once),

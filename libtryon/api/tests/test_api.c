@@ -3,7 +3,9 @@
  * shape, security and CORS headers, metrics. (Sign-in and /api/me against a running
  * server and PostgreSQL: tests/integration/test_server.c.)
  */
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +94,7 @@ static int setup(void **state) {
                        "TRYON_PUBLIC_URL=https://app.example.com/base",
                        "TRYON_RATE_LIMIT_IP_RPS=1",
                        "TRYON_RATE_LIMIT_IP_BURST=2",
+                       "TRYON_METRICS_TOKEN=unit-metrics-token",
                        NULL};
   assert_int_equal(tryon_config_load(&f->cfg, env, NULL, TRYON_CONFIG_NEED_AUTH, &err), TRYON_OK);
   tryon_db_options dbo = {.conninfo = f->cfg.database_url,
@@ -364,7 +367,13 @@ static void test_api__metrics_count_requests(void **state) {
   tryon_api_observe(f->api, &plan, &r, 50);
   tryon_api_response_release(&r);
 
+  /* The metrics token is required on the API port (issue 12, item 5). */
   serve(f, "GET", "/metrics", &h, &r, &plan);
+  assert_int_equal(r.status, 401);
+  assert_error_code(&r, "metrics_token_invalid");
+  tryon_api_response_release(&r);
+  hdrs bearer = {{"Authorization"}, {"Bearer unit-metrics-token"}};
+  serve(f, "GET", "/metrics", &bearer, &r, &plan);
   assert_int_equal(r.status, 200);
   assert_non_null(strstr(r.content_type, "text/plain"));
   const char *t = r.body.data;
@@ -422,9 +431,85 @@ static void test_api__insufficient_credits_is_402_with_numbers(void **state) {
   tryon_api_response_release(&r);
 }
 
+/* ------------------------------------------------------------- the client's address */
+
+static void test_api__client_address_table(void **state) {
+  (void)state;
+  struct sockaddr_in peer4 = {.sin_family = AF_INET};
+  struct sockaddr_in6 peer6 = {.sin6_family = AF_INET6};
+  assert_int_equal(inet_pton(AF_INET, "10.9.8.7", &peer4.sin_addr), 1);
+  assert_int_equal(inet_pton(AF_INET6, "::ffff:10.1.1.1", &peer6.sin6_addr), 1);
+  static const struct {
+    const char *forwarded;
+    int hops;
+    int peer; /* 4: peer4, 6: peer6 (IPv4-mapped), 0: none */
+    const char *want;
+    bool from_header;
+  } cases[] = {
+      {NULL, 1, 4, "10.9.8.7", false},
+      {NULL, 1, 6, "10.1.1.1", false}, /* a dual-stack socket's mapped peer */
+      {NULL, 1, 0, "", false},
+      {"1.2.3.4", 1, 4, "1.2.3.4", true},
+      {"6.6.6.6, 1.2.3.4", 1, 4, "1.2.3.4", true},
+      {"6.6.6.6,1.2.3.4", 1, 4, "1.2.3.4", true}, /* two header lines, joined */
+      {"1.2.3.4:5555", 1, 4, "1.2.3.4", true},
+      {"[2001:db8::1]:443", 1, 4, "2001:db8::1", true},
+      {"2001:DB8:0::1", 1, 4, "2001:db8::1", true},
+      {"::ffff:192.0.2.9", 1, 4, "192.0.2.9", true},
+      {"[::ffff:192.0.2.9]:80", 1, 4, "192.0.2.9", true},
+      {" \t203.0.113.5 ", 1, 4, "203.0.113.5", true},
+      {"a, b, 5.6.7.8, 1.2.3.4", 2, 4, "5.6.7.8", true}, /* a CDN in front of our proxy */
+      {"1.2.3.4", 2, 4, "10.9.8.7", false},              /* fewer entries than hops */
+      {"garbage", 1, 4, "10.9.8.7", false},
+      {"1.2.3.4, unknown", 1, 4, "10.9.8.7", false},
+      {"", 1, 4, "10.9.8.7", false},
+      {"1.2.3.4,", 1, 4, "10.9.8.7", false},
+      {"1.2.3", 1, 4, "10.9.8.7", false},
+      {"1.2.3.4:80:90", 1, 4, "10.9.8.7", false},
+      {"[2001:db8::1]x", 1, 4, "10.9.8.7", false},
+      {"[2001:db8::1", 1, 4, "10.9.8.7", false},
+      {"1.2.3.4", 0, 4, "10.9.8.7", false},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char out[TRYON_API_ADDR_MAX];
+    const struct sockaddr *peer = cases[i].peer == 4   ? (const struct sockaddr *)&peer4
+                                  : cases[i].peer == 6 ? (const struct sockaddr *)&peer6
+                                                       : NULL;
+    bool from = tryon_api_client_address(cases[i].forwarded, cases[i].hops, peer, out, sizeof out);
+    if (strcmp(out, cases[i].want) != 0 || from != cases[i].from_header)
+      fail_msg("case %zu (%s): got \"%s\" (%s), want \"%s\"", i,
+               cases[i].forwarded ? cases[i].forwarded : "NULL", out, from ? "header" : "peer",
+               cases[i].want);
+  }
+}
+
+/* Ten IPv4 clients of a dual-stack proxy keep ten buckets: the mapped spelling is the
+ * IPv4 address, not one shared IPv6 /64 (burst 2 per key in this fixture). */
+static void test_api__mapped_ipv4_clients_have_own_buckets(void **state) {
+  fixture *f = *state;
+  hdrs h = {{NULL}};
+  for (int i = 1; i <= 10; i++) {
+    char fwd[40], ip[TRYON_API_ADDR_MAX];
+    snprintf(fwd, sizeof fwd, "::ffff:198.51.100.%d", i);
+    tryon_api_client_address(fwd, 1, NULL, ip, sizeof ip);
+    for (int n = 0; n < 2; n++) {
+      tryon_api_request req = {
+          .method = "GET", .path = "/api/me", .client_ip = ip, .header = lookup, .header_ud = &h};
+      tryon_api_response r;
+      tryon_api_plan plan;
+      tryon_api_response_init(&r);
+      tryon_api_plan_request(f->api, &req, &plan, &r);
+      if (plan.done)
+        fail_msg("client %d request %d refused: it shares a bucket (%s)", i, n + 1, ip);
+      tryon_api_response_release(&r);
+    }
+  }
+}
+
 int main(void) {
   tryon_test_log_init();
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_api__client_address_table),
       cmocka_unit_test(test_api__ratelimit_burst_then_refill),
       cmocka_unit_test(test_api__ratelimit_retry_after_rounds_up),
       cmocka_unit_test(test_api__ratelimit_memory_is_bounded),
@@ -437,6 +522,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_api__cors_only_for_the_web_app_origin, setup, teardown),
       cmocka_unit_test_setup_teardown(test_api__per_address_limit_answers_429, setup, teardown),
       cmocka_unit_test_setup_teardown(test_api__ipv6_addresses_share_their_64, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_api__mapped_ipv4_clients_have_own_buckets, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_api__token_problems_are_401_with_their_code, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_api__metrics_count_requests, setup, teardown),
