@@ -9,7 +9,9 @@
  *
  * A job is a row of `jobs`. The server enqueues it in the same transaction as whatever
  * pays for it (no charge without a job, no job without its charge); workers claim due
- * jobs with FOR UPDATE SKIP LOCKED and hold them under a lease. Delivery is at least
+ * jobs (one claim at a time, under an advisory lock; the claiming UPDATE re-checks that
+ * each row is still queued, so a cancel that commits meanwhile wins) and hold them
+ * under a lease. Delivery is at least
  * once: a worker that dies loses its lease when it expires and the job is claimed
  * again (its `attempts` counts every claim). Every state or progress change sends
  * NOTIFY tryon_events, '{"user":U,"job":"<id>","state":"...","progress":N}' (a small
@@ -105,8 +107,9 @@ typedef struct tryon_claim_options {
 
 /*
  * Claims up to opt->max due jobs (queued, run_after <= now), oldest due first, skipping
- * rows other workers hold (FOR UPDATE SKIP LOCKED) and jobs whose user already has
- * per_user_running jobs running; marks them running under a lease and counts the
+ * jobs whose user already has per_user_running jobs running and any job that stops
+ * being queued while the claim waits for its row (a cancel committing meanwhile: the
+ * cancel wins); marks them running under a lease and counts the
  * attempt. `out` (caller-owned, opt->max entries) receives them; `*n` how many. Runs its
  * own transaction.
  */

@@ -218,7 +218,9 @@ static tryon_status claim_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
                scan = tryon_db_num_i64((int64_t)o->max * 20 + 100);
   const char *p[] = {now.s, used ? kinds : NULL, max.s, per.s, o->owner, lease.s, scan.s};
   /* The oldest due jobs (a bounded scan on the dequeue index), at most per_user_running
-   * running per user counting those running already, then the first `max` of them. */
+   * running per user counting those running already, then the first `max` of them. The
+   * UPDATE checks the state again: a cancel that commits while it waits on a row's lock
+   * has the last word (READ COMMITTED re-reads the row and the row no longer matches). */
   st = tryon_db_exec(
       c,
       "WITH running AS (SELECT user_id, count(*) AS n FROM jobs WHERE state = 'running'"
@@ -237,7 +239,8 @@ static tryon_status claim_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
                  1) " + $6::bigint * interval '1 millisecond',"
                     "   started_at = " TS(
                         1) ", progress = 0, stage = NULL"
-                           "   FROM pick WHERE j.id = pick.id RETURNING j.*)"
+                           "   FROM pick WHERE j.id = pick.id AND j.state = 'queued'"
+                           " RETURNING j.*)"
                            " SELECT " JOB_COLUMNS
                            ", pg_notify('tryon_events', json_build_object('user', user_id,"
                            " 'job', id, 'state', state, 'progress', progress)::text)"

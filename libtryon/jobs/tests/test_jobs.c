@@ -1428,6 +1428,74 @@ static void test_jobs__retry_requeues_a_failed_job(void **state) {
   expect_state(f, c, TRYON_JOB_QUEUED, "cancelled, retried");
 }
 
+/* A claim that waits on the row lock of an owner's cancel must not run the job once the
+ * cancel commits (issue 12, item 2): the cancel holds the row in an open transaction, a
+ * claim on a second connection blocks on it, the cancel commits, and the claim must come
+ * back empty with the job still cancelled. */
+typedef struct claim_racer {
+  tryon_db *db;
+  int64_t now;
+  size_t n;
+  tryon_status st;
+  char first[TRYON_UUID_STR_LEN];
+} claim_racer;
+
+static void *claim_in_thread(void *ud) {
+  claim_racer *r = ud;
+  tryon_db_conn *c = NULL;
+  tryon_err err;
+  tryon_job out[4];
+  memset(out, 0, sizeof out);
+  r->st = tryon_db_acquire(r->db, &c, &err);
+  if (r->st != TRYON_OK)
+    return NULL;
+  tryon_claim_options o = {.owner = "racer", .max = 4};
+  r->st = tryon_jobs_claim(c, &o, r->now, out, &r->n, &err);
+  if (r->n > 0)
+    snprintf(r->first, sizeof r->first, "%.36s", out[0].id);
+  for (size_t i = 0; i < r->n && i < 4; i++)
+    tryon_job_release(&out[i]);
+  tryon_db_release(c);
+  return NULL;
+}
+
+static void test_jobs__claim_waiting_on_a_cancel_does_not_run_it(void **state) {
+  fixture *f = *state;
+  int64_t u = new_user(f, 8101);
+  char id[TRYON_UUID_STR_LEN];
+  tryon_err err;
+  tryon_db_conn *watch = NULL;
+  tryon_err_clear(&err);
+  enqueue(f, "k", u, f->t0, id);
+  assert_int_equal(tryon_db_acquire(f->db, &watch, &err), TRYON_OK);
+
+  begin(f);
+  EXPECT_STATUS(tryon_jobs_cancel(f->c, id, u, f->t0 + 10, &err), TRYON_OK, &err, "cancel");
+  claim_racer r = {.db = f->db, .now = f->t0 + 20};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, claim_in_thread, &r), 0);
+  /* Until the claim is seen waiting for a lock (the cancelled row's). */
+  bool waiting = false;
+  for (int i = 0; i < 2000 && !waiting; i++) {
+    waiting = qiv(watch,
+                  "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                  " AND wait_event_type = 'Lock' AND query LIKE 'WITH running AS%'",
+                  0, NULL) > 0;
+    if (!waiting)
+      poll(NULL, 0, 5);
+  }
+  commit(f);
+  pthread_join(t, NULL);
+  tryon_db_release(watch);
+  if (!waiting)
+    fail_msg("the claim never waited on the cancel's row lock");
+  EXPECT_STATUS(r.st, TRYON_OK, NULL, "the racing claim");
+  if (r.n != 0)
+    fail_msg("the claim took job %s that its owner had cancelled", r.first);
+  expect_state(f, id, TRYON_JOB_CANCELLED, "after the cancel committed under a waiting claim");
+  EXPECT_I64(qi1(f, "SELECT attempts FROM jobs WHERE id = $1::uuid", id), 0, "attempts");
+}
+
 static int64_t position(fixture *f, const char *id, int64_t now) {
   tryon_err err;
   int64_t p = -42;
@@ -1963,6 +2031,7 @@ int main(void) {
       T(test_jobs__purge_deletes_only_old_scheduled_housekeeping),
       T(test_jobs__expired_worker_cannot_finish_a_reclaimed_job),
       T(test_jobs__cancel),
+      T(test_jobs__claim_waiting_on_a_cancel_does_not_run_it),
       T(test_jobs__retry_requeues_a_failed_job),
       T(test_jobs__position),
       T(test_jobs__get_hides_other_users_jobs),
