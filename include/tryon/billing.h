@@ -108,8 +108,10 @@ typedef struct tryon_billing_result {
   int64_t delta_pack;
   int64_t period_after; /* balances right after this entry */
   int64_t pack_after;
-  bool from_free; /* a spend took free-allowance credits: watermark the result */
-  bool refunded;  /* a replayed charge (TRYON_E_DUPLICATE) that has been refunded since */
+  bool from_free;  /* a spend took free-allowance credits: watermark the result */
+  bool refunded;   /* a replayed charge (TRYON_E_DUPLICATE) that has been refunded since */
+  int64_t expired; /* a refund: period credits that came back to a period that had ended
+                      and expired with it (the balances above are after that) */
 } tryon_billing_result;
 
 /* Details of a refused spend (TRYON_E_INSUFFICIENT_CREDITS). */
@@ -142,9 +144,13 @@ TRYON_API tryon_status tryon_billing_spend(tryon_db_conn *c, int64_t user_id, in
 
 /*
  * Returns exactly what the charge recorded under `charge_key` took, to the same
- * buckets, once, under `refund_key` (e.g. "job:<id>:refund"). If the charge's period has
- * ended meanwhile, its period part goes to the current period, or to pack credits when
- * there is none (a refund never lapses with an expired period). Statuses: TRYON_OK;
+ * buckets, once, under `refund_key` (e.g. "job:<id>:refund"). Period credits go back to
+ * the period they came from: the current one, or one an upgrade carried into it. If that
+ * period has ended meanwhile (a free month over, a subscription expired), they come
+ * back to it and expire with it at once — the refund row and an "expire" row under
+ * "expire:refund:<charge id>", both with a note that says so — so a refund never carries
+ * one period's credits into the next; out->expired says how many. Pack credits always
+ * come back as pack credits. Statuses: TRYON_OK;
  * TRYON_E_DUPLICATE (this charge was already refunded, under any key: `out` is that
  * refund); TRYON_E_NOT_FOUND (no such charge). `inside_tx` as for spend.
  */

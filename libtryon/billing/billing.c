@@ -106,6 +106,11 @@ static bool key_ok(const char *key) {
   return true;
 }
 
+static bool uuid_ok(const char *s) {
+  tryon_uuid u;
+  return s != NULL && strlen(s) == 36 && tryon_uuid_parse(s, &u) == TRYON_OK;
+}
+
 /* --------------------------------------------------------------------- the wallet */
 
 /* The wallet as the transaction sees it, and what changed. */
@@ -645,11 +650,6 @@ static tryon_status spend_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
   return st;
 }
 
-static bool uuid_ok(const char *s) {
-  tryon_uuid u;
-  return s != NULL && strlen(s) == 36 && tryon_uuid_parse(s, &u) == TRYON_OK;
-}
-
 tryon_status tryon_billing_spend(tryon_db_conn *c, int64_t user_id, int64_t cost, const char *key,
                                  const char *job_id, int64_t now_ms, bool inside_tx,
                                  tryon_billing_result *out, tryon_billing_refusal *refusal,
@@ -675,14 +675,45 @@ typedef struct refund_op {
   tryon_billing_result *out;
 } refund_op;
 
+/*
+ * Whether the period a charge took credits from is still the wallet's: the current one,
+ * or a subscription an upgrade carried into the current one (an upgrade marks the old
+ * subscription cancelled and carries its credits on; every subscription from that one
+ * up to the current must have gone that way, none may have expired in between). A free
+ * month that ended, or a subscription that expired, is over: its credits are gone.
+ */
+static tryon_status period_alive(tryon_db_conn *c, const wallet *w, const char *charge_period,
+                                 bool *alive, tryon_err *err) {
+  PGresult *res = NULL;
+  tryon_status st = TRYON_OK;
+  *alive = strcmp(charge_period, w->period_key) == 0;
+  if (*alive || !is_paid(w->plan) || !uuid_ok(charge_period) || !uuid_ok(w->period_key))
+    return TRYON_OK;
+  tryon_db_num uid = tryon_db_num_i64(w->user_id);
+  const char *p[] = {charge_period, w->period_key, uid.s};
+  st = tryon_db_exec(c,
+                     "SELECT 1 FROM subscriptions old, subscriptions cur"
+                     " WHERE old.id = $1::uuid AND cur.id = $2::uuid"
+                     "   AND old.user_id = $3::bigint AND cur.user_id = $3::bigint"
+                     "   AND old.starts_at <= cur.starts_at AND NOT EXISTS ("
+                     "     SELECT 1 FROM subscriptions s WHERE s.user_id = $3::bigint"
+                     "       AND s.starts_at >= old.starts_at AND s.starts_at <= cur.starts_at"
+                     "       AND s.id <> cur.id AND s.status <> 'cancelled')",
+                     3, p, &res, err);
+  if (st == TRYON_OK)
+    *alive = PQntuples(res) == 1;
+  PQclear(res);
+  return st;
+}
+
 static tryon_status refund_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
   refund_op *op = ud;
   PGresult *res = NULL;
   wallet w;
   const char *ck[] = {op->charge_key};
   tryon_status st = tryon_db_exec(c,
-                                  "SELECT id, user_id, delta_period, delta_pack, job_id::text"
-                                  " FROM credit_ledger"
+                                  "SELECT id, user_id, delta_period, delta_pack, job_id::text,"
+                                  " coalesce(period_key, '') FROM credit_ledger"
                                   " WHERE idempotency_key = $1 AND reason = 'charge'",
                                   1, ck, &res, err);
   if (st != TRYON_OK)
@@ -693,8 +724,9 @@ static tryon_status refund_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
   }
   int64_t charge_id = tryon_db_get_i64(res, 0, 0), user_id = tryon_db_get_i64(res, 0, 1);
   int64_t took_period = -tryon_db_get_i64(res, 0, 2), took_pack = -tryon_db_get_i64(res, 0, 3);
-  char job_id[TRYON_UUID_STR_LEN];
+  char job_id[TRYON_UUID_STR_LEN], charge_period[64];
   snprintf(job_id, sizeof job_id, "%s", PQgetvalue(res, 0, 4));
+  snprintf(charge_period, sizeof charge_period, "%s", PQgetvalue(res, 0, 5));
   PQclear(res);
   res = NULL;
 
@@ -720,19 +752,46 @@ static tryon_status refund_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
   st = find_key(c, op->refund_key, &used, &owner, reason, sizeof reason, NULL, err);
   if (st == TRYON_OK && used)
     st = tryon_err_set(err, TRYON_E_INVALID, "this key was used for another operation");
+  bool alive = true;
+  if (st == TRYON_OK && took_period > 0)
+    st = period_alive(c, &w, charge_period, &alive, err);
   if (st != TRYON_OK)
     goto out;
-  /* The same buckets; a period that ended meanwhile gives its part to the current
-   * period, or to pack credits when there is none, so a refund never lapses unseen. */
-  bool no_period = w.plan == TRYON_PLAN_NONE;
+  /* The same buckets. Credits of a period that has ended since come back to it and
+   * expire with it at once (two rows, so the history says what happened): a refund
+   * never carries one month's allowance into the next. Pack credits stay pack credits. */
+  char note[160] = "";
+  if (!alive)
+    snprintf(note, sizeof note,
+             "%" PRId64 " credits came back after their period (%s) had ended and expired with it",
+             took_period, charge_period);
   entry e = {.key = op->refund_key,
              .reason = "refund",
-             .delta_period = no_period ? 0 : took_period,
-             .delta_pack = took_pack + (no_period ? took_period : 0),
+             .delta_period = took_period,
+             .delta_pack = took_pack,
              .job_id = job_id[0] ? job_id : NULL,
              .refund_of = charge_id,
-             .period_key = took_period > 0 && !no_period ? w.period_key : NULL};
+             .note = alive ? NULL : note,
+             .period_key = took_period <= 0 ? NULL
+                           : alive          ? w.period_key
+                                            : charge_period};
   st = ledger_add(c, &w, &e, false, NULL, op->out, err);
+  if (st == TRYON_OK && !alive) {
+    char key[64];
+    snprintf(key, sizeof key, "expire:refund:%" PRId64, charge_id);
+    entry x = {.key = key,
+               .reason = "expire",
+               .delta_period = -took_period,
+               .note = note,
+               .period_key = charge_period};
+    tryon_billing_result after;
+    st = ledger_add(c, &w, &x, false, NULL, &after, err);
+    if (st == TRYON_OK && op->out != NULL) {
+      op->out->period_after = after.period_after;
+      op->out->pack_after = after.pack_after;
+      op->out->expired = took_period;
+    }
+  }
   if (st == TRYON_OK)
     st = wallet_save(c, &w, err);
 out:

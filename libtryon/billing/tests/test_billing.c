@@ -927,13 +927,14 @@ static void test_billing__refund_of_unknown_charge_is_not_found(void **state) {
   check_books(f, u);
 }
 
-static void test_billing__refund_after_period_ended_goes_to_current_period(void **state) {
+static void test_billing__refund_after_its_period_ended_expires_with_it(void **state) {
   fixture *f = *state;
   tryon_billing_result r;
   tryon_err err;
   tryon_err_clear(&err);
 
-  /* Charged from March's free allowance, refunded in April: April's period gets it. */
+  /* Charged from March's free allowance, refunded in April: the four credits come back
+   * to March and expire with it at once (issue 12, item 3); April keeps its own ten. */
   int64_t u = new_user(f, 9201);
   int64_t march = ms_of("2026-03-20T10:00:00Z");
   int64_t april = ms_of("2026-04-02T10:00:00Z");
@@ -944,17 +945,23 @@ static void test_billing__refund_after_period_ended_goes_to_current_period(void 
   memset(&r, 0, sizeof r);
   EXPECT_STATUS(tryon_billing_refund(f->c, j.charge, j.refund, april, false, &r, &err), TRYON_OK,
                 &err, "april refund");
-  expect_result(&r, 4, 0, 14, 0, false, "april refund into april's period");
-  tryon_balance b = expect_balance(f, u, april, 14, 0, TRYON_PLAN_FREE, "april after refund");
+  expect_result(&r, 4, 0, 10, 0, false, "april refund, expired with march");
+  EXPECT_I64(r.expired, 4, "expired with its period");
+  tryon_balance b = expect_balance(f, u, april, 10, 0, TRYON_PLAN_FREE, "april after refund");
   EXPECT_I64(b.period_ends_ms, ms_of("2026-04-30T21:00:00Z"), "april period");
   EXPECT_I64(count_free_grant(f, u, "2026-04"), 1, "april grant");
   expect_qs(f->c,
-            "SELECT sum(delta_period) FROM credit_ledger WHERE user_id = $1 AND reason = 'expire'",
-            u, "-6", "march leftover expired, the refund did not go to march");
+            "SELECT sum(delta_period) FROM credit_ledger WHERE user_id = $1 AND reason = 'expire'"
+            " AND period_key = '2026-03'",
+            u, "-10", "march's leftover and its refunded credits expired with march");
+  expect_qs(f->c,
+            "SELECT count(*) FROM credit_ledger WHERE user_id = $1 AND note LIKE"
+            " '4 credits came back after their period (2026-03) had ended and expired with it'",
+            u, "2", "the refund and its expiry say so in plain words");
   check_books(f, u);
 
-  /* Charged from the free allowance, then a subscription replaced it: the refund goes
-   * to the subscription period. */
+  /* Charged from the free allowance, then a subscription replaced the free month (its
+   * leftover expired): the refunded free credits expire the same way. */
   int64_t v = new_user(f, 9202);
   int64_t t = ms_of("2026-03-10T10:00:00Z");
   expect_balance(f, v, t, 10, 0, TRYON_PLAN_FREE, "v start");
@@ -965,11 +972,13 @@ static void test_billing__refund_after_period_ended_goes_to_current_period(void 
   memset(&r, 0, sizeof r);
   EXPECT_STATUS(tryon_billing_refund(f->c, k.charge, k.refund, t + 2 * HOUR_MS, false, &r, &err),
                 TRYON_OK, &err, "v refund");
-  expect_result(&r, 4, 0, 54, 0, false, "refund into the subscription period");
-  expect_balance(f, v, t + 2 * HOUR_MS, 54, 0, TRYON_PLAN_START, "v after refund");
+  expect_result(&r, 4, 0, 50, 0, false, "free credits refunded after the free month ended");
+  EXPECT_I64(r.expired, 4, "v expired");
+  expect_balance(f, v, t + 2 * HOUR_MS, 50, 0, TRYON_PLAN_START, "v after refund");
   check_books(f, v);
 
-  /* Charged from START, refunded after an upgrade to PRO: the PRO period gets it. */
+  /* Charged from START, refunded after an upgrade to PRO: the upgrade carried START's
+   * credits on, so the PRO period gets them. */
   int64_t w = new_user(f, 9203);
   expect_balance(f, w, t, 10, 0, TRYON_PLAN_FREE, "w start");
   do_subscribe(f, w, TRYON_PLAN_START, t, TRYON_SUBSCRIBE_STARTED, "w start");
@@ -982,11 +991,12 @@ static void test_billing__refund_after_period_ended_goes_to_current_period(void 
   EXPECT_STATUS(tryon_billing_refund(f->c, m.charge, m.refund, t + 3 * HOUR_MS, false, &r, &err),
                 TRYON_OK, &err, "w refund");
   expect_result(&r, 5, 0, 200, 0, false, "refund into the upgraded period");
+  EXPECT_I64(r.expired, 0, "w nothing expired");
   expect_balance(f, w, t + 3 * HOUR_MS, 200, 0, TRYON_PLAN_PRO, "w after refund");
   check_books(f, w);
 }
 
-static void test_billing__refund_with_no_current_period_goes_to_pack(void **state) {
+static void test_billing__refund_with_no_current_period_expires(void **state) {
   fixture *f = *state;
   int64_t u = new_user(f, 9301);
   int64_t t0 = ms_of("2026-03-01T10:00:00Z");
@@ -1008,16 +1018,17 @@ static void test_billing__refund_with_no_current_period_goes_to_pack(void **stat
   memset(&r, 0, sizeof r);
   EXPECT_STATUS(tryon_billing_refund(f->c, j.charge, j.refund, late_march, false, &r, &err),
                 TRYON_OK, &err, "refund");
-  expect_result(&r, 0, 5, 0, 5, false, "period part goes to pack when there is no period");
-  expect_buckets(f, u, late_march, 0, 5, "after refund");
+  expect_result(&r, 5, 0, 0, 0, false, "START's credits expire with START, not into pack");
+  EXPECT_I64(r.expired, 5, "expired");
+  expect_buckets(f, u, late_march, 0, 0, "after refund");
   check_books(f, u);
 
-  /* April: the free allowance comes back; the refunded pack credits stay. */
-  expect_balance(f, u, ms_of("2026-03-31T21:00:00Z"), 10, 5, TRYON_PLAN_FREE, "april");
+  /* April: the free allowance comes back, nothing more. */
+  expect_balance(f, u, ms_of("2026-03-31T21:00:00Z"), 10, 0, TRYON_PLAN_FREE, "april");
   check_books(f, u);
 }
 
-static void test_billing__refund_after_subscription_ended_survives_the_month(void **state) {
+static void test_billing__refund_after_subscription_ended_does_not_carry_over(void **state) {
   fixture *f = *state;
   static const struct {
     const char *what;
@@ -1048,8 +1059,8 @@ static void test_billing__refund_after_subscription_ended_survives_the_month(voi
                   TRYON_OK, &err, ctx);
     check_books(f, u);
 
-    /* Whatever bucket the refund used, it must not lapse at the month's end, and the
-     * wallet must stay readable: April has its 10 free credits plus the 4 refunded. */
+    /* The refunded credits expired with their period; the wallet stays readable and
+     * April has exactly its 10 free credits. */
     tryon_balance b;
     memset(&b, 0, sizeof b);
     tryon_err_clear(&err);
@@ -1058,14 +1069,70 @@ static void test_billing__refund_after_subscription_ended_survives_the_month(voi
     if (st != TRYON_OK)
       snprintf(failures + len, sizeof failures - len, " [%s: april read gives %s (%.120s)]", ctx,
                tryon_status_name(st), err.message);
-    else if (b.total != 14 || b.period != 10 || b.pack != 4)
+    else if (b.total != 10 || b.period != 10 || b.pack != 0)
       snprintf(failures + len, sizeof failures - len,
-               " [%s: april balance period %lld pack %lld, want 10 + 4 refunded]", ctx,
-               (long long)b.period, (long long)b.pack);
+               " [%s: april balance period %lld pack %lld, want 10 + 0]", ctx, (long long)b.period,
+               (long long)b.pack);
     check_books(f, u);
   }
   if (failures[0] != '\0')
     fail_msg("refunded credits after a subscription ended:%s", failures);
+}
+
+/* The reproduction of issue 12, item 3: a free user queues try-ons before Moscow
+ * midnight on the last day of the month and cancels them after it. The allowance must
+ * not roll over (it used to go 10 → 20 → 30). The same across a paid period's end, and a
+ * charge that took pack credits gets exactly those back as pack credits. */
+static void test_billing__refunds_across_the_month_boundary_do_not_roll_over(void **state) {
+  fixture *f = *state;
+  tryon_err err;
+  tryon_err_clear(&err);
+  int64_t u = new_user(f, 9501);
+  const char *eve[] = {"2026-03-31T20:50:00Z", "2026-04-30T20:50:00Z"};   /* 23:50 Moscow */
+  const char *after[] = {"2026-03-31T21:10:00Z", "2026-04-30T21:10:00Z"}; /* 00:10 */
+  expect_balance(f, u, ms_of("2026-03-05T10:00:00Z"), 10, 0, TRYON_PLAN_FREE, "march");
+  for (int month = 0; month < 2; month++) {
+    job jobs[5];
+    for (int i = 0; i < 5; i++) {
+      jobs[i] = new_job();
+      do_spend(f, u, 2, &jobs[i], ms_of(eve[month]));
+    }
+    expect_buckets(f, u, ms_of(eve[month]), 0, 0, "all spent before midnight");
+    for (int i = 0; i < 5; i++) {
+      tryon_billing_result r;
+      memset(&r, 0, sizeof r);
+      EXPECT_STATUS(tryon_billing_refund(f->c, jobs[i].charge, jobs[i].refund, ms_of(after[month]),
+                                         false, &r, &err),
+                    TRYON_OK, &err, "cancel after midnight");
+      EXPECT_I64(r.expired, 2, "the refund expired with last month");
+    }
+    expect_balance(f, u, ms_of(after[month]), 10, 0, TRYON_PLAN_FREE,
+                   month == 0 ? "april: 10, not 20" : "may: 10, not 30");
+    check_books(f, u);
+  }
+
+  /* Paid: START charged on its last day, refunded once it ended and a queued START
+   * started; pack credits of the same charge come back as pack. */
+  int64_t p = new_user(f, 9502);
+  int64_t t0 = ms_of("2026-03-01T10:00:00Z");
+  expect_balance(f, p, t0, 10, 0, TRYON_PLAN_FREE, "p march");
+  do_subscribe(f, p, TRYON_PLAN_START, t0, TRYON_SUBSCRIBE_STARTED, "p start");
+  do_subscribe(f, p, TRYON_PLAN_START, t0 + HOUR_MS, TRYON_SUBSCRIBE_QUEUED, "p queued");
+  do_grant(f, p, 3, t0 + HOUR_MS);
+  job burn = new_job();
+  do_spend(f, p, 48, &burn, t0 + 2 * HOUR_MS); /* 50 - 48: 2 period left, 3 pack */
+  job mixed = new_job();
+  tryon_billing_result mc = do_spend(f, p, 4, &mixed, t0 + PERIOD_MS - HOUR_MS);
+  expect_result(&mc, -2, -2, 0, 1, false, "two from START, two from pack");
+  tryon_billing_result r;
+  memset(&r, 0, sizeof r);
+  EXPECT_STATUS(tryon_billing_refund(f->c, mixed.charge, mixed.refund, t0 + PERIOD_MS + HOUR_MS,
+                                     false, &r, &err),
+                TRYON_OK, &err, "refund in the next START period");
+  EXPECT_I64(r.expired, 2, "the first START's two expired with it");
+  expect_balance(f, p, t0 + PERIOD_MS + HOUR_MS, 50, 3, TRYON_PLAN_START,
+                 "the new START's 50, pack 1 + 2 back");
+  check_books(f, p);
 }
 
 /* ------------------------------------------------------------------ 7. blocked users */
@@ -2084,9 +2151,10 @@ int main(void) {
       T(test_billing__grant_replay_is_duplicate),
       T(test_billing__refund_returns_exact_buckets_once),
       T(test_billing__refund_of_unknown_charge_is_not_found),
-      T(test_billing__refund_after_period_ended_goes_to_current_period),
-      T(test_billing__refund_with_no_current_period_goes_to_pack),
-      T(test_billing__refund_after_subscription_ended_survives_the_month),
+      T(test_billing__refund_after_its_period_ended_expires_with_it),
+      T(test_billing__refund_with_no_current_period_expires),
+      T(test_billing__refund_after_subscription_ended_does_not_carry_over),
+      T(test_billing__refunds_across_the_month_boundary_do_not_roll_over),
       T(test_billing__blocked_user_cannot_spend_but_gets_grants),
       T(test_billing__subscribe_start_replaces_the_free_allowance),
       T(test_billing__subscribe_effect_by_plan),
