@@ -353,14 +353,19 @@ void tryon__api_h_kie_callback(tryon_api *api, const tryon_api_request *req,
   tryon_err err;
   bool found = false;
   tryon_err_clear(&err);
+  /* No callback URL: kie.ai was never told this address, so nobody has cause to call
+   * it. (With one, config requires the signing key.) */
+  if (api->cfg->kie_callback_url == NULL || api->cfg->kie_webhook_hmac_key == NULL) {
+    tryon__api_fail(resp, 404, "not_found", "no such endpoint");
+    return;
+  }
   if (tryon_kie_parse_callback(req->body, req->body_len, &task, &v, &err) != TRYON_OK) {
     tryon__api_fail(resp, 400, "invalid_callback", "not a kie.ai callback");
     return;
   }
   /* The signature covers the task id and the time, not the body: a callback is only
    * "this task has news"; the worker reads the result from recordInfo. */
-  if (api->cfg->kie_webhook_hmac_key != NULL &&
-      tryon_kie_callback_verify(
+  if (tryon_kie_callback_verify(
           api->cfg->kie_webhook_hmac_key, tryon__api_header(req, "X-Webhook-Timestamp"),
           tryon__api_header(req, "X-Webhook-Signature"), task.task_id,
           tryon_clock_now_ms(api->clock) / 1000, KIE_CALLBACK_SKEW_S, &err) != TRYON_OK) {

@@ -803,6 +803,11 @@ tryon_status tryon_config_load(tryon_config *cfg, const char *const *envp, const
       goto out;
     }
   }
+  /* Settings that only make sense together. A callback URL invites anyone who learns it
+   * to post "this task has news": without the signing key nothing tells kie.ai's calls
+   * from anyone else's, and each one cuts a Retry-After wait short. */
+  if (vals[VAR_kie_callback_url].s != NULL && vals[VAR_kie_webhook_hmac_key].s == NULL)
+    problems_add(&pr, "TRYON_KIE_WEBHOOK_HMAC_KEY is required when TRYON_KIE_CALLBACK_URL is set");
   if (pr.nomem) {
     st = TRYON_E_NOMEM;
     goto out;

@@ -97,6 +97,16 @@ static void test_client_address__metrics_hidden_without_token(void **state) {
   tryon_expect_error(tryon_test_http("GET", "/metrics", fresh, NULL, 0), 404, "not_found");
 }
 
+/* Without TRYON_KIE_CALLBACK_URL, kie.ai was never given the callback route: it does
+ * not exist (issue 12, item 4), signed or not. */
+static void test_client_address__kie_callback_route_needs_a_callback_url(void **state) {
+  (void)state;
+  const char *h[] = {"X-Forwarded-For: 192.0.2.201", "Content-Type: application/json", NULL};
+  const char *body = "{\"code\":200,\"data\":{\"taskId\":\"t1\",\"state\":\"success\"}}";
+  tryon_expect_error(tryon_test_http("POST", "/webhooks/kie", h, body, strlen(body)), 404,
+                     "not_found");
+}
+
 int main(void) {
   static const char *const env[] = {"TRYON_CLIENT_IP_HEADER=X-Forwarded-For",
                                     "TRYON_RATE_LIMIT_IP_RPS=1", "TRYON_RATE_LIMIT_IP_BURST=4",
@@ -109,6 +119,7 @@ int main(void) {
       cmocka_unit_test(test_client_address__mapped_ipv4_clients_are_apart),
       cmocka_unit_test(test_client_address__garbage_is_the_socket_address),
       cmocka_unit_test(test_client_address__metrics_hidden_without_token),
+      cmocka_unit_test(test_client_address__kie_callback_route_needs_a_callback_url),
   };
   return cmocka_run_group_tests_name("client_address", tests, tryon_testserver_start,
                                      tryon_testserver_stop);

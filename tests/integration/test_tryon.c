@@ -471,7 +471,9 @@ static int group_setup(void **state) {
   /* The tests poll their jobs quickly: lift the per-user limit. */
   static const char *const env[] = {"TRYON_RATE_LIMIT_USER_RPS=100000",
                                     "TRYON_RATE_LIMIT_USER_BURST=100000",
-                                    "TRYON_KIE_WEBHOOK_HMAC_KEY=fake-kie-webhook-key", NULL};
+                                    "TRYON_KIE_WEBHOOK_HMAC_KEY=fake-kie-webhook-key",
+                                    /* the route exists only with a callback URL */
+                                    "TRYON_KIE_CALLBACK_URL=http://127.0.0.1/webhooks/kie", NULL};
   tryon_testserver_extra_env = env;
   tryon_testserver_start(state);
   fake_start();
@@ -706,7 +708,13 @@ static void test_tryon__kie_callback_wakes_the_poll_and_bad_ones_are_refused(voi
   snprintf(cb, sizeof cb, "TRYON_KIE_CALLBACK_URL=%s/webhooks/kie", tryon_test_server.base);
   snprintf(logp, sizeof logp, "/tmp/%s_kie_cb.log", tryon_test_server.t.name);
   unlink(logp);
-  const char *env[] = {"TRYON_LOG_LEVEL=info", "TRYON_KIE_API_KEY=test-kie-key", api, up, cb, NULL};
+  const char *env[] = {"TRYON_LOG_LEVEL=info",
+                       "TRYON_KIE_API_KEY=test-kie-key",
+                       "TRYON_KIE_WEBHOOK_HMAC_KEY=fake-kie-webhook-key",
+                       api,
+                       up,
+                       cb,
+                       NULL};
   pid_t w = start_worker_log(env, logp);
   started a = start_tryon(&u, "cb-1", "top"), b = start_tryon(&u, "cb-2", "top");
   tryon_reply ga = wait_generation(&u, &a, 60000), gb = wait_generation(&u, &b, 60000);

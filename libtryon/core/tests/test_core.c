@@ -971,6 +971,27 @@ static void test_core__config_missing_required_listed_together(void **state) {
   assert_zeroed(&cfg);
 }
 
+/* A kie.ai callback URL without the key that proves a callback came from kie.ai is
+ * refused at start (issue 12, item 4); with both it loads. */
+static void test_core__config_callback_url_needs_the_hmac_key(void **state) {
+  (void)state;
+  tryon_config cfg;
+  tryon_err err;
+  const char *alone[] = {"TRYON_KIE_CALLBACK_URL=https://app.example.com/webhooks/kie", NULL};
+  assert_int_equal(load(NULL, alone, 0, &cfg, &err), TRYON_E_CONFIG);
+  assert_string_equal(err.message,
+                      "TRYON_KIE_WEBHOOK_HMAC_KEY is required when TRYON_KIE_CALLBACK_URL is set");
+  assert_zeroed(&cfg);
+  const char *both[] = {"TRYON_KIE_CALLBACK_URL=https://app.example.com/webhooks/kie",
+                        "TRYON_KIE_WEBHOOK_HMAC_KEY=kie-key", NULL};
+  assert_int_equal(load(NULL, both, 0, &cfg, &err), TRYON_OK);
+  assert_string_equal(cfg.kie_callback_url, "https://app.example.com/webhooks/kie");
+  tryon_config_release(&cfg);
+  const char *key_only[] = {"TRYON_KIE_WEBHOOK_HMAC_KEY=kie-key", NULL};
+  assert_int_equal(load(NULL, key_only, 0, &cfg, &err), TRYON_OK);
+  tryon_config_release(&cfg);
+}
+
 static void test_core__config_needs_select_required(void **state) {
   const char *db_only[] = {"TRYON_DATABASE_URL=" T_DB, NULL};
   tryon_config cfg;
@@ -1375,6 +1396,7 @@ int main(void) {
       cmocka_unit_test(test_core__config_empty_counts_as_unset),
       cmocka_unit_test(test_core__config_missing_required_listed_together),
       cmocka_unit_test(test_core__config_needs_select_required),
+      cmocka_unit_test(test_core__config_callback_url_needs_the_hmac_key),
       cmocka_unit_test(test_core__config_bad_values),
       cmocka_unit_test(test_core__config_booleans),
       cmocka_unit_test(test_core__config_long_value_quoted_briefly),
