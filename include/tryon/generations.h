@@ -162,7 +162,10 @@ TRYON_API void tryon_generations_result_id(const char *id, char out[TRYON_UUID_S
  * Cancels queued job `job_id` (with user_id > 0, only that user's) in one transaction;
  * for a try-on also refunds its charge, removes a result an earlier attempt may have
  * left in `storage` (may be NULL) and marks the generation cancelled. Statuses as
- * tryon_jobs_cancel: TRYON_E_CONFLICT once it runs or ended, TRYON_E_NOT_FOUND.
+ * tryon_jobs_cancel: TRYON_E_CONFLICT once it runs or ended, TRYON_E_NOT_FOUND; and
+ * TRYON_E_FORBIDDEN when the user (user_id > 0) cancels a try-on whose provider task was
+ * created already (queued again for a retry: the provider bills it, so the job follows
+ * it to its end) — nothing changes. An operator (user_id 0) may still cancel it.
  */
 TRYON_API tryon_status tryon_generations_cancel_job(tryon_db_conn *c, tryon_storage *storage,
                                                     const char *job_id, int64_t user_id,

@@ -327,6 +327,12 @@ void tryon__api_h_job_cancel(tryon_api *api, const tryon_api_request *req,
     tryon__api_fail(resp, 409, "too_late", "the job has already started or ended");
     return;
   }
+  if (st == TRYON_E_FORBIDDEN) {
+    tryon__api_fail(resp, 409, "already_generating",
+                    "the image service is already making this picture; it can no longer be "
+                    "cancelled");
+    return;
+  }
   if (st != TRYON_OK) {
     tryon__api_fail_status(resp, st);
     return;

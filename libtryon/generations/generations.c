@@ -565,14 +565,30 @@ static tryon_status cancel_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
   cancel_op *op = ud;
   tryon_job job;
   memset(&job, 0, sizeof job);
+  PGresult *res = NULL;
   tryon_status st = tryon_jobs_cancel(c, op->job_id, op->user_id, op->now_ms, err);
   if (st == TRYON_OK)
     st = tryon_jobs_get(c, op->job_id, 0, &job, err);
+  /* A job queued again after its provider task was created (a retry) is being paid for
+   * at the provider already: its owner cannot take the credits back now; the job goes on
+   * and follows that task to its end. (The job row is locked by the cancel above, so no
+   * worker records a task meanwhile; refusing rolls the cancel back.) Operators may. */
+  if (st == TRYON_OK && op->user_id > 0 && strcmp(job.kind, TRYON_TRYON_JOB_KIND) == 0) {
+    const char *p[] = {op->job_id};
+    st = tryon_db_exec(c,
+                       "SELECT 1 FROM generations WHERE job_id = $1::uuid"
+                       " AND provider_task_id IS NOT NULL",
+                       1, p, &res, err);
+    if (st == TRYON_OK && PQntuples(res) > 0)
+      st = tryon_err_set(err, TRYON_E_FORBIDDEN,
+                         "the image service is already working on this try-on");
+  }
   if (st == TRYON_OK && strcmp(job.kind, TRYON_TRYON_JOB_KIND) == 0)
     st = settle(c, &job, op->cfg, "cancelled", "cancelled",
                 job.attempts > 0 ? "cancelled by an operator after an earlier attempt"
                                  : "cancelled by an operator before it ran",
                 op->now_ms, err);
+  PQclear(res);
   tryon_job_release(&job);
   return st;
 }

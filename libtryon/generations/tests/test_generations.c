@@ -485,6 +485,35 @@ static void test_generations__cancel_refunds_and_marks_cancelled(void **state) {
                 "delete");
 }
 
+/* Once a billed provider task exists (the job was queued again for a retry after
+ * createTask), the owner's cancel is refused and changes nothing (issue 12, item 8); an
+ * operator may still cancel, with the refund. */
+static void test_generations__owner_cannot_cancel_once_a_provider_task_exists(void **state) {
+  fixture *f = *state;
+  tryon_err err;
+  char a[TRYON_UUID_STR_LEN], b[TRYON_UUID_STR_LEN], uid[24];
+  int64_t u = new_user(f, 702, "en");
+  snprintf(uid, sizeof uid, "%lld", (long long)u);
+  new_upload(f, u, a);
+  new_upload(f, u, b);
+  tryon_tryon_created c;
+  assert_int_equal(try_on(f, u, a, b, "c2", &c, NULL), TRYON_OK);
+  EXPECT_STATUS(tryon_generations_set_task(f->c, c.generation_id, "kie-task-1", &err), TRYON_OK,
+                &err, "the provider task is recorded");
+  EXPECT_STATUS(tryon_generations_cancel_job(f->c, NULL, c.job_id, u, f->now, &err),
+                TRYON_E_FORBIDDEN, &err, "owner's cancel");
+  expect_sql(f, "SELECT state FROM jobs WHERE id = $1::uuid", c.job_id, "queued", "job goes on");
+  expect_sql(f, "SELECT status FROM generations WHERE id = $1::uuid", c.generation_id, "queued",
+             "generation goes on");
+  expect_sql(f, "SELECT period_credits + pack_credits FROM wallets WHERE user_id = $1::bigint", uid,
+             "8", "no refund");
+  EXPECT_STATUS(tryon_generations_cancel_job(f->c, NULL, c.job_id, 0, f->now, &err), TRYON_OK, &err,
+                "operator's cancel");
+  expect_sql(f, "SELECT period_credits + pack_credits FROM wallets WHERE user_id = $1::bigint", uid,
+             "10", "refunded by the operator's cancel");
+  check_books(f);
+}
+
 static void test_generations__result_ids_are_stable_per_generation(void **state) {
   (void)state;
   char r1[TRYON_UUID_STR_LEN], r2[TRYON_UUID_STR_LEN], r3[TRYON_UUID_STR_LEN];
@@ -560,6 +589,7 @@ int main(void) {
       T(test_generations__worker_updates_and_history),
       T(test_generations__fail_hook_refunds_once_and_explains),
       T(test_generations__cancel_refunds_and_marks_cancelled),
+      T(test_generations__owner_cannot_cancel_once_a_provider_task_exists),
       T(test_generations__orphan_files_are_swept),
       cmocka_unit_test(test_generations__result_ids_are_stable_per_generation),
   };
