@@ -367,6 +367,48 @@ static void test_files__exif_orientation_applied_and_dropped(void **state) {
   tryon_image_release(&plain);
 }
 
+/* Whether a PNG has a chunk of `type`: walks the chunk list (length, type, data, CRC). */
+static bool png_has_chunk(const unsigned char *p, size_t n, const char *type) {
+  for (size_t i = 8; i + 12 <= n;) {
+    size_t len = (size_t)p[i] << 24 | (size_t)p[i + 1] << 16 | (size_t)p[i + 2] << 8 | p[i + 3];
+    if (memcmp(p + i + 4, type, 4) == 0)
+      return true;
+    if (len > n - i - 12)
+      break;
+    i += 12 + len;
+  }
+  return false;
+}
+
+/* An alpha PNG stays a PNG: its eXIf chunk (GPS, Artist) and every text chunk must go,
+ * from the image and the thumbnail (issue 12, item 9: with PNG strip off, both came out
+ * and no test noticed). */
+static void test_files__png_exif_and_text_chunks_dropped(void **state) {
+  static const char *const meta[] = {"eXIf", "tEXt", "iTXt", "zTXt"};
+  size_t len = 0;
+  tryon_image img = {0};
+  tryon_err err;
+  (void)state;
+  require_init();
+  unsigned char *src = read_corpus("alpha_exif.png", &len);
+  /* The source really carries them, so the checks below cannot pass by accident. */
+  assert_true(png_has_chunk(src, len, "eXIf"));
+  assert_true(contains(src, len, "SecretArtistName", 16));
+  free(src);
+  assert_int_equal(normalise_case(case_named("alpha_exif.png"), &img, &err), TRYON_OK);
+  assert_string_equal(img.mime, "image/png");
+  assert_non_null(img.thumb);
+  for (size_t i = 0; i < ARRAY_LEN(meta); i++) {
+    if (png_has_chunk((const unsigned char *)img.data, img.len, meta[i]))
+      fail_msg("the stored image keeps a %s chunk", meta[i]);
+    if (png_has_chunk((const unsigned char *)img.thumb, img.thumb_len, meta[i]))
+      fail_msg("the thumbnail keeps a %s chunk", meta[i]);
+  }
+  assert_false(contains((const unsigned char *)img.data, img.len, "SecretArtistName", 16));
+  assert_false(contains((const unsigned char *)img.thumb, img.thumb_len, "SecretArtistName", 16));
+  tryon_image_release(&img);
+}
+
 /* CMYK (with and without a profile), 16-bit and grey sources come out as 8-bit sRGB,
  * three bands, and look like the plain source: means within a few levels, so an
  * inverted CMYK or a 16-bit value cut instead of scaled would show. */
@@ -824,6 +866,7 @@ int main(void) {
       cmocka_unit_test(test_files__init_is_idempotent),
       cmocka_unit_test(test_files__manifest_verdicts),
       cmocka_unit_test(test_files__exif_orientation_applied_and_dropped),
+      cmocka_unit_test(test_files__png_exif_and_text_chunks_dropped),
       cmocka_unit_test(test_files__deep_and_cmyk_become_8bit_srgb),
       cmocka_unit_test(test_files__alpha_stays_png_with_four_bands),
       cmocka_unit_test(test_files__payloads_do_not_survive),

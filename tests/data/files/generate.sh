@@ -93,6 +93,10 @@ cp base.jpg exif_rotated.jpg
 exiftool -q -overwrite_original -n -Orientation=6 -Make=TryonCam -Model=Leaky \
   -GPSLatitude=55.7558 -GPSLatitudeRef=N -GPSLongitude=37.6173 -GPSLongitudeRef=E \
   -XMP:Creator=secret-creator exif_rotated.jpg
+# An alpha PNG (it stays a PNG) whose eXIf chunk carries GPS and an Artist: both must go.
+cp alpha.png alpha_exif.png
+exiftool -q -overwrite_original -EXIF:Artist=SecretArtistName -GPSLatitude=55.7558 \
+  -GPSLatitudeRef=N -GPSLongitude=37.6173 -GPSLongitudeRef=E alpha_exif.png
 # An opaque PNG carrying XMP (iTXt) and text chunks.
 convert base.jpg "${IM_CLEAN[@]}" PNG24:xmp.png
 exiftool -q -overwrite_original -XMP:Creator=secret-creator -PNG:Comment=GPSInfo xmp.png
