@@ -20,8 +20,6 @@
 #include <tryon/http.h>
 #include <tryon/kie.h>
 
-#include "kie/kie_internal.h"
-
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #define KEY "kieKEY-S3CRET-0123456789abcdef"
