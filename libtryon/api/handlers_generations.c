@@ -348,7 +348,7 @@ void tryon__api_h_job_cancel(tryon_api *api, const tryon_api_request *req,
 void tryon__api_h_kie_callback(tryon_api *api, const tryon_api_request *req,
                                tryon_api_response *resp) {
   tryon_kie_task task;
-  tryon_kie_verdict v;
+  tryon_verdict v;
   tryon_db_conn *c = NULL;
   tryon_err err;
   bool found = false;

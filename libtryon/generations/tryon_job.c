@@ -204,8 +204,8 @@ static int64_t poll_budget_left(tryon_run *run, const tryon_job_ctx *x) {
 static void create_task(tryon_run *run);
 
 /* A kie verdict that is not OK ends this step: a retry within the job, or a failure. */
-static void verdict_fail(tryon_run *run, const tryon_kie_verdict *v) {
-  fail(run, v->code[0] ? v->code : "bad_answer", v->detail, v->next == TRYON_KIE_RETRY,
+static void verdict_fail(tryon_run *run, const tryon_verdict *v) {
+  fail(run, v->code[0] ? v->code : "bad_answer", v->detail, v->next == TRYON_VERDICT_RETRY,
        v->retry_after_ms);
 }
 
@@ -250,14 +250,14 @@ static void polled(tryon_run *run, tryon_http_call *call, tryon_status st, const
   (void)err;
   tryon_job_ctx *x = ud;
   tryon_kie_task t;
-  tryon_kie_verdict v;
+  tryon_verdict v;
   tryon_kie_parse_record(call ? tryon_http_call_response(call) : NULL, st, &t, &v);
   x->polls++;
-  if (v.next == TRYON_KIE_FINAL) {
+  if (v.next == TRYON_VERDICT_FINAL) {
     verdict_fail(run, &v);
     return;
   }
-  if (v.next == TRYON_KIE_RETRY) {
+  if (v.next == TRYON_VERDICT_RETRY) {
     if (++x->retries > POLL_RETRIES) {
       verdict_fail(run, &v);
       return;
@@ -334,7 +334,7 @@ static void created(tryon_run *run, tryon_http_call *call, tryon_status st, cons
                     void *ud) {
   (void)err;
   tryon_job_ctx *x = ud;
-  tryon_kie_verdict v;
+  tryon_verdict v;
   tryon_kie_parse_create(call ? tryon_http_call_response(call) : NULL, st, x->task_id, &v);
   /* Only an answer that says no task was made (rate limits, maintenance), or a request
    * that never left (DNS, connect refused), may be sent again. After a timeout, a reset
@@ -344,16 +344,16 @@ static void created(tryon_run *run, tryon_http_call *call, tryon_status st, cons
   bool never_sent = call != NULL && !tryon_http_call_response(call)->sent;
   bool made_nothing =
       strcmp(v.code, "rate_limited") == 0 || strcmp(v.code, "maintenance") == 0 || never_sent;
-  if (v.next == TRYON_KIE_RETRY && made_nothing && ++x->retries < CREATE_TRIES) {
+  if (v.next == TRYON_VERDICT_RETRY && made_nothing && ++x->retries < CREATE_TRIES) {
     int64_t wait = v.retry_after_ms > 0 ? v.retry_after_ms : 2000LL << x->retries;
     tryon_run_sleep(run, wait, create_task);
     return;
   }
-  if (v.next == TRYON_KIE_RETRY && !made_nothing) {
+  if (v.next == TRYON_VERDICT_RETRY && !made_nothing) {
     fail(run, v.code, v.detail, false, 0);
     return;
   }
-  if (v.next != TRYON_KIE_OK) {
+  if (v.next != TRYON_VERDICT_OK) {
     verdict_fail(run, &v);
     return;
   }
@@ -397,9 +397,9 @@ static void uploaded(tryon_run *run, tryon_http_call *call, tryon_status st, con
   tryon_job_ctx *x = ud;
   bool person = x->person_url[0] == '\0';
   char url[TRYON_KIE_URL_MAX];
-  tryon_kie_verdict v;
+  tryon_verdict v;
   tryon_kie_parse_upload(call ? tryon_http_call_response(call) : NULL, st, url, sizeof url, &v);
-  if (v.next != TRYON_KIE_OK) {
+  if (v.next != TRYON_VERDICT_OK) {
     verdict_fail(run, &v);
     return;
   }
