@@ -84,10 +84,10 @@ void tryon__api_h_tryon_create(tryon_api *api, const tryon_api_request *req,
   tryon_user user;
   cJSON *body = NULL;
   tryon_db_conn *c = NULL;
-  tryon_tryon_created out;
+  tryon_generations_created out;
   tryon_billing_refusal refusal = {0};
   tryon_err err;
-  tryon_tryon_params p;
+  tryon_generations_tryon_params p;
 
   tryon_err_clear(&err);
   memset(&p, 0, sizeof p);

@@ -26,7 +26,7 @@
 #define RESULT_MAX (16u << 20)
 #define INPUT_MAX (TRYON_FILES_MAX_OUTPUT_BYTES + 1u)
 
-typedef struct tryon_job_ctx {
+typedef struct gen_job {
   tryon_generation gen;
   tryon_buf person, item; /* the stored inputs */
   tryon_buf raw;          /* the provider's (or the offline composer's) result */
@@ -39,10 +39,10 @@ typedef struct tryon_job_ctx {
   int polls, retries;
   bool watermark;
   char fail_code[40];
-} tryon_job_ctx;
+} gen_job;
 
 static void ctx_free(void *p) {
-  tryon_job_ctx *x = p;
+  gen_job *x = p;
   if (x == NULL)
     return;
   tryon_buf_release(&x->person);
@@ -52,7 +52,7 @@ static void ctx_free(void *p) {
   free(x);
 }
 
-static const tryon_tryon_kind_config *config(tryon_run *run) {
+static const tryon_generations_kind_config *config(tryon_run *run) {
   return tryon_run_kind_ud(run);
 }
 
@@ -78,7 +78,7 @@ static const char *payload_str(tryon_run *run, const char *key) {
 /* ------------------------------------------------------------------- finishing */
 
 static tryon_status succeed_effects(tryon_db_conn *c, tryon_run *run, void *ud, tryon_err *err) {
-  tryon_job_ctx *x = ud;
+  gen_job *x = ud;
   return tryon_generations_succeed(c, x->gen.id, x->result_id, &x->img, x->watermark,
                                    tryon_run_now_ms(run), err);
 }
@@ -88,8 +88,8 @@ static tryon_status succeed_effects(tryon_db_conn *c, tryon_run *run, void *ud, 
  * thumbnail carries the mark too). */
 static tryon_status process_work(tryon_db_conn *c, tryon_run *run, void *ud, tryon_err *err) {
   (void)c;
-  tryon_job_ctx *x = ud;
-  const tryon_tryon_kind_config *cfg = config(run);
+  gen_job *x = ud;
+  const tryon_generations_kind_config *cfg = config(run);
   tryon_buf marked;
   tryon_buf_init(&marked, RESULT_MAX);
   tryon_status st = tryon_image_normalise_result(x->raw.data, x->raw.len, &x->img, err);
@@ -113,8 +113,8 @@ static tryon_status process_work(tryon_db_conn *c, tryon_run *run, void *ud, try
  * meanwhile (another worker took over this job and finished it): then its result
  * stays, and this run's succeed finds the lease gone. */
 static tryon_status store_fn(tryon_db_conn *c, tryon_run *run, void *ud, tryon_err *err) {
-  tryon_job_ctx *x = ud;
-  const tryon_tryon_kind_config *cfg = config(run);
+  gen_job *x = ud;
+  const tryon_generations_kind_config *cfg = config(run);
   tryon_status st;
   char thumb[48];
   tryon_generations_result_id(x->gen.id, x->result_id);
@@ -136,7 +136,7 @@ static tryon_status store_fn(tryon_db_conn *c, tryon_run *run, void *ud, tryon_e
 }
 
 static void finish_done(tryon_run *run, tryon_status st, const tryon_err *err, void *ud) {
-  tryon_job_ctx *x = ud;
+  gen_job *x = ud;
   if (st != TRYON_OK) {
     /* A broken picture will not mend; a full disk may. */
     bool again = strcmp(x->fail_code, "storage") == 0;
@@ -169,7 +169,7 @@ static void offline_done(tryon_run *run, tryon_status st, const tryon_err *err, 
 static tryon_status offline_work(tryon_db_conn *c, tryon_run *run, void *ud, tryon_err *err) {
   (void)c;
   (void)run;
-  tryon_job_ctx *x = ud;
+  gen_job *x = ud;
   /* JPEG: a composite of a large photo stays well under the validator's size limit. */
   return tryon_image_offline_tryon(x->person.data, x->person.len, x->item.data, x->item.len,
                                    x->gen.category, "jpeg", &x->raw, err);
@@ -180,7 +180,7 @@ static void offline_start(tryon_run *run) {
 }
 
 static void offline_done(tryon_run *run, tryon_status st, const tryon_err *err, void *ud) {
-  tryon_job_ctx *x = ud;
+  gen_job *x = ud;
   tryon_buf_release(&x->person);
   tryon_buf_release(&x->item);
   if (st != TRYON_OK) {
@@ -196,8 +196,8 @@ static void poll_later(tryon_run *run);
 static void poll_now(tryon_run *run);
 
 /* What is left of the time a task may take (TRYON_KIE_POLL_LIMIT_S from createTask). */
-static int64_t poll_budget_left(tryon_run *run, const tryon_job_ctx *x) {
-  const tryon_tryon_kind_config *cfg = config(run);
+static int64_t poll_budget_left(tryon_run *run, const gen_job *x) {
+  const tryon_generations_kind_config *cfg = config(run);
   int64_t limit = cfg->poll_limit_ms > 0 ? cfg->poll_limit_ms : TRYON_KIE_POLL_LIMIT_MS;
   return limit - (tryon_run_now_ms(run) - x->task_started_ms);
 }
@@ -211,7 +211,7 @@ static void verdict_fail(tryon_run *run, const tryon_verdict *v) {
 
 static void result_downloaded(tryon_run *run, tryon_http_call *call, tryon_status st,
                               const tryon_err *err, void *ud) {
-  tryon_job_ctx *x = ud;
+  gen_job *x = ud;
   if (st != TRYON_OK) {
     bool again = st == TRYON_E_NETWORK || st == TRYON_E_TIMEOUT ||
                  (st == TRYON_E_UPSTREAM && err->http_status >= 500);
@@ -229,8 +229,8 @@ static void result_downloaded(tryon_run *run, tryon_http_call *call, tryon_statu
 }
 
 static void download(tryon_run *run) {
-  tryon_job_ctx *x = tryon_run_data(run);
-  const tryon_tryon_kind_config *cfg = config(run);
+  gen_job *x = tryon_run_data(run);
+  const tryon_generations_kind_config *cfg = config(run);
   /* The URL comes from the provider's answer: only public addresses, unless kie.ai
    * itself is on this machine (a local fake in tests and development). */
   const char *api = cfg->kie->api_url ? cfg->kie->api_url : "";
@@ -248,7 +248,7 @@ static void download(tryon_run *run) {
 static void polled(tryon_run *run, tryon_http_call *call, tryon_status st, const tryon_err *err,
                    void *ud) {
   (void)err;
-  tryon_job_ctx *x = ud;
+  gen_job *x = ud;
   tryon_kie_task t;
   tryon_verdict v;
   tryon_kie_parse_record(call ? tryon_http_call_response(call) : NULL, st, &t, &v);
@@ -283,8 +283,8 @@ static void polled(tryon_run *run, tryon_http_call *call, tryon_status st, const
 }
 
 static void poll_now(tryon_run *run) {
-  tryon_job_ctx *x = tryon_run_data(run);
-  const tryon_tryon_kind_config *cfg = config(run);
+  gen_job *x = tryon_run_data(run);
+  const tryon_generations_kind_config *cfg = config(run);
   tryon_kie_request req;
   tryon_err err;
   if (poll_budget_left(run, x) <= 0) {
@@ -300,7 +300,7 @@ static void poll_now(tryon_run *run) {
 }
 
 static void poll_later(tryon_run *run) {
-  tryon_job_ctx *x = tryon_run_data(run);
+  gen_job *x = tryon_run_data(run);
   int64_t left = poll_budget_left(run, x), delay = tryon_kie_poll_delay_ms(x->polls);
   if (left <= 0) {
     fail(run, "timeout", "the task did not finish within the poll limit", false, 0);
@@ -321,19 +321,19 @@ static void task_recorded(tryon_run *run, tryon_status st, const tryon_err *err,
 
 static tryon_status set_task_fn(tryon_db_conn *c, tryon_run *run, void *ud, tryon_err *err) {
   (void)run;
-  tryon_job_ctx *x = ud;
+  gen_job *x = ud;
   return tryon_generations_set_task(c, x->gen.id, x->task_id, err);
 }
 
 static void task_checkpointed(tryon_run *run) {
-  tryon_job_ctx *x = tryon_run_data(run);
+  gen_job *x = tryon_run_data(run);
   tryon_run_db(run, set_task_fn, task_recorded, x);
 }
 
 static void created(tryon_run *run, tryon_http_call *call, tryon_status st, const tryon_err *err,
                     void *ud) {
   (void)err;
-  tryon_job_ctx *x = ud;
+  gen_job *x = ud;
   tryon_verdict v;
   tryon_kie_parse_create(call ? tryon_http_call_response(call) : NULL, st, x->task_id, &v);
   /* Only an answer that says no task was made (rate limits, maintenance), or a request
@@ -374,13 +374,14 @@ static void created(tryon_run *run, tryon_http_call *call, tryon_status st, cons
 }
 
 static void create_task(tryon_run *run) {
-  tryon_job_ctx *x = tryon_run_data(run);
-  const tryon_tryon_kind_config *cfg = config(run);
+  gen_job *x = tryon_run_data(run);
+  const tryon_generations_kind_config *cfg = config(run);
   const char *urls[] = {x->person_url, x->item_url};
   tryon_kie_request req;
   tryon_err err;
-  tryon_status st = tryon_kie_create_request(cfg->kie, tryon_tryon_prompt(x->gen.category), urls, 2,
-                                             x->gen.output_format, x->gen.aspect_ratio, &req, &err);
+  tryon_status st =
+      tryon_kie_create_request(cfg->kie, tryon_generations_prompt(x->gen.category), urls, 2,
+                               x->gen.output_format, x->gen.aspect_ratio, &req, &err);
   if (st != TRYON_OK) {
     fail(run, "internal", tryon_err_message(&err), false, 0);
     return;
@@ -394,7 +395,7 @@ static void upload_next(tryon_run *run);
 static void uploaded(tryon_run *run, tryon_http_call *call, tryon_status st, const tryon_err *err,
                      void *ud) {
   (void)err;
-  tryon_job_ctx *x = ud;
+  gen_job *x = ud;
   bool person = x->person_url[0] == '\0';
   char url[TRYON_KIE_URL_MAX];
   tryon_verdict v;
@@ -417,7 +418,7 @@ static void uploaded(tryon_run *run, tryon_http_call *call, tryon_status st, con
 static tryon_status shrink_fn(tryon_db_conn *c, tryon_run *run, void *ud, tryon_err *err) {
   (void)c;
   (void)run;
-  tryon_job_ctx *x = ud;
+  gen_job *x = ud;
   tryon_buf *b = x->person_url[0] == '\0' ? &x->person : &x->item;
   tryon_buf small;
   tryon_buf_init(&small, TRYON_KIE_UPLOAD_MAX);
@@ -443,8 +444,8 @@ static void shrunk(tryon_run *run, tryon_status st, const tryon_err *err, void *
 
 /* Uploads what is not uploaded yet, then creates the task (or resumes polling it). */
 static void upload_next(tryon_run *run) {
-  tryon_job_ctx *x = tryon_run_data(run);
-  const tryon_tryon_kind_config *cfg = config(run);
+  gen_job *x = tryon_run_data(run);
+  const tryon_generations_kind_config *cfg = config(run);
   if (x->task_id[0] != '\0') {
     tryon_run_progress(run, 30, "generating", NULL, poll_later);
     return;
@@ -477,8 +478,8 @@ static void upload_next(tryon_run *run) {
 /* ------------------------------------------------------------------- loading */
 
 static tryon_status load_fn(tryon_db_conn *c, tryon_run *run, void *ud, tryon_err *err) {
-  tryon_job_ctx *x = ud;
-  const tryon_tryon_kind_config *cfg = config(run);
+  gen_job *x = ud;
+  const tryon_generations_kind_config *cfg = config(run);
   const char *gid = payload_str(run, "generation_id");
   tryon_status st = tryon_generations_get(c, 0, gid, &x->gen, err);
   if (st != TRYON_OK)
@@ -496,8 +497,8 @@ static tryon_status load_fn(tryon_db_conn *c, tryon_run *run, void *ud, tryon_er
  * off the loop and without a database connection. */
 static tryon_status read_inputs(tryon_db_conn *c, tryon_run *run, void *ud, tryon_err *err) {
   (void)c;
-  tryon_job_ctx *x = ud;
-  const tryon_tryon_kind_config *cfg = config(run);
+  gen_job *x = ud;
+  const tryon_generations_kind_config *cfg = config(run);
   tryon_status st = TRYON_OK;
   if (cfg->kie == NULL || payload_str(run, "person_url") == NULL)
     st = tryon_storage_get(cfg->storage, x->gen.person_upload_id, &x->person, err);
@@ -511,7 +512,7 @@ static tryon_status read_inputs(tryon_db_conn *c, tryon_run *run, void *ud, tryo
 static void inputs_read(tryon_run *run, tryon_status st, const tryon_err *err, void *ud);
 
 static void loaded(tryon_run *run, tryon_status st, const tryon_err *err, void *ud) {
-  tryon_job_ctx *x = ud;
+  gen_job *x = ud;
   if (st != TRYON_OK) {
     fail(run, "internal", tryon_err_message(err), true, 0);
     return;
@@ -525,8 +526,8 @@ static void loaded(tryon_run *run, tryon_status st, const tryon_err *err, void *
 }
 
 static void inputs_read(tryon_run *run, tryon_status st, const tryon_err *err, void *ud) {
-  tryon_job_ctx *x = ud;
-  const tryon_tryon_kind_config *cfg = config(run);
+  gen_job *x = ud;
+  const tryon_generations_kind_config *cfg = config(run);
   if (st != TRYON_OK) {
     bool missing = x->fail_code[0] != '\0' || st == TRYON_E_NOT_FOUND;
     fail(run, missing ? "photo_missing" : "internal", tryon_err_message(err), !missing, 0);
@@ -551,7 +552,7 @@ static void inputs_read(tryon_run *run, tryon_status st, const tryon_err *err, v
 }
 
 static void start(tryon_run *run) {
-  tryon_job_ctx *x = calloc(1, sizeof *x);
+  gen_job *x = calloc(1, sizeof *x);
   if (x == NULL) {
     tryon_run_fail(run, "{\"code\":\"internal\",\"message\":\"out of memory\"}", true, 0);
     return;
@@ -568,11 +569,11 @@ static void start(tryon_run *run) {
   tryon_run_db(run, load_fn, loaded, x);
 }
 
-tryon_status tryon_generations_add_kind(tryon_runner *r, const tryon_tryon_kind_config *cfg,
+tryon_status tryon_generations_add_kind(tryon_runner *r, const tryon_generations_kind_config *cfg,
                                         tryon_err *err) {
   if (r == NULL || cfg == NULL || cfg->storage == NULL)
     return tryon_err_set(err, TRYON_E_INVALID, "invalid try-on kind configuration");
-  tryon_job_kind k = {.name = TRYON_TRYON_JOB_KIND,
+  tryon_job_kind k = {.name = TRYON_GENERATIONS_JOB_KIND,
                       .start = start,
                       .on_final = tryon_generations_fail_hook,
                       .ud = (void *)cfg,
