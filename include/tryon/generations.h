@@ -191,7 +191,8 @@ typedef struct tryon_generations_kind_config {
  * it when the charge came from the free allowance, store it with a thumbnail, and mark
  * the generation succeeded in the job's succeeding transaction. Progress events at
  * each stage ("uploading", "generating", "downloading", "finishing"). A final failure
- * runs tryon_generations_fail_hook.
+ * runs tryon_generations_fail_hook. The provider's part runs on the provider task
+ * engine (tryon/ptask.h): its checkpoints, retries and codes are that module's.
  */
 TRYON_API tryon_status tryon_generations_add_kind(tryon_runner *r,
                                                   const tryon_generations_kind_config *cfg,
