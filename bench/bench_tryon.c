@@ -96,12 +96,12 @@ static void *run(void *arg) {
     const user *u = &users[(r->index * 4 + i) % USERS];
     char key[64];
     snprintf(key, sizeof key, "bench-%d-%ld-%ld", r->index, i, (long)getpid());
-    tryon_tryon_params p = {.user_id = u->id,
-                            .person_upload_id = u->person,
-                            .item_upload_id = u->item,
-                            .category = "top",
-                            .idempotency_key = key};
-    tryon_tryon_created out;
+    tryon_generations_tryon_params p = {.user_id = u->id,
+                                        .person_upload_id = u->person,
+                                        .item_upload_id = u->item,
+                                        .category = "top",
+                                        .idempotency_key = key};
+    tryon_generations_created out;
     double t0 = now_ms();
     if (tryon_generations_create_tryon(c, &p, tryon_clock_now_ms(NULL), &out, NULL, &err) !=
         TRYON_OK)

@@ -48,7 +48,7 @@ int main(void) {
   tryon_worker_metrics *metrics = NULL;
   tryon_storage *storage = NULL;
   tryon_kie_config kie;
-  tryon_tryon_kind_config tryon_cfg;
+  tryon_generations_kind_config tryon_cfg;
   tryon_err err;
   int rc = 1;
 
@@ -79,9 +79,10 @@ int main(void) {
                            .api_key = cfg.kie_api_key,
                            .model = cfg.kie_model,
                            .callback_url = cfg.kie_callback_url};
-  tryon_cfg = (tryon_tryon_kind_config){.storage = storage,
-                                        .kie = cfg.kie_api_key ? &kie : NULL,
-                                        .poll_limit_ms = (int64_t)cfg.kie_poll_limit_s * 1000};
+  tryon_cfg =
+      (tryon_generations_kind_config){.storage = storage,
+                                      .kie = cfg.kie_api_key ? &kie : NULL,
+                                      .poll_limit_ms = (int64_t)cfg.kie_poll_limit_s * 1000};
   if (tryon_runner_new(&ro, &runner, &err) != TRYON_OK ||
       tryon_runner_add_test_kinds(runner, &err) != TRYON_OK ||
       tryon_runner_add_housekeeping(runner, &err) != TRYON_OK ||

@@ -35,24 +35,24 @@ extern "C" {
 
 /* ------------------------------------------------------------------ 1. Prompts */
 
-#define TRYON_TRYON_COST 2                   /* credits a try-on costs */
-#define TRYON_TRYON_PROMPT_VERSION "tryon-1" /* bump when any template's text changes */
-#define TRYON_TRYON_JOB_KIND "tryon"
+#define TRYON_GENERATIONS_TRYON_COST 2             /* credits a try-on costs */
+#define TRYON_GENERATIONS_PROMPT_VERSION "tryon-1" /* bump when any template's text changes */
+#define TRYON_GENERATIONS_JOB_KIND "tryon"
 
 /* Whether `category` is one of: top, bottom, dress, outerwear, shoes, headwear, glasses,
  * bag, jewelry, other. */
-TRYON_API bool tryon_tryon_category_ok(const char *category);
+TRYON_API bool tryon_generations_category_ok(const char *category);
 
 /* The fixed English prompt for `category` (NULL for an unknown one), of version
- * TRYON_TRYON_PROMPT_VERSION. Image 1 is the person, image 2 the item. */
-TRYON_API const char *tryon_tryon_prompt(const char *category);
+ * TRYON_GENERATIONS_PROMPT_VERSION. Image 1 is the person, image 2 the item. */
+TRYON_API const char *tryon_generations_prompt(const char *category);
 
-/* Whether `ratio` is an aspect ratio the model takes ("auto", "1:1", "3:4" ...). */
-TRYON_API bool tryon_tryon_aspect_ratio_ok(const char *ratio);
+/* Aspect ratios have one owner, the provider's vocabulary: tryon_kie_aspect_ratio_ok
+ * (tryon/kie.h), which tryon_generations_create_tryon validates through. */
 
 /* ------------------------------------------------------------------ 2. Creating */
 
-typedef struct tryon_tryon_params {
+typedef struct tryon_generations_tryon_params {
   int64_t user_id;
   const char *person_upload_id;
   const char *item_upload_id;
@@ -60,31 +60,30 @@ typedef struct tryon_tryon_params {
   const char *aspect_ratio;    /* NULL: "auto" */
   const char *output_format;   /* NULL: "png"; or "jpeg" */
   const char *idempotency_key; /* the client's Idempotency-Key (1..128 printable ASCII) */
-} tryon_tryon_params;
+} tryon_generations_tryon_params;
 
-typedef struct tryon_tryon_created {
+typedef struct tryon_generations_created {
   char generation_id[TRYON_UUID_STR_LEN];
   char job_id[TRYON_UUID_STR_LEN];
   int64_t cost;
   int64_t balance; /* the user's credits after the charge */
   bool created;    /* false: the key named an earlier request, which is the answer */
   bool watermark;  /* the charge came from the free allowance */
-} tryon_tryon_created;
+} tryon_generations_created;
 
 /*
  * In one transaction of its own: checks both uploads are the user's (and live), enqueues
- * the job (idempotency key "tryon:<user>:<key>"), charges TRYON_TRYON_COST credits under
- * "job:<job id>:charge" and records the generation. A repeated key returns the first
+ * the job (idempotency key "tryon:<user>:<key>"), charges TRYON_GENERATIONS_TRYON_COST credits
+ * under "job:<job id>:charge" and records the generation. A repeated key returns the first
  * request's answer (created false) and charges nothing; the same key with other
  * parameters is TRYON_E_CONFLICT. Statuses: TRYON_OK; TRYON_E_INVALID (a bad category,
  * ratio, format, key or id); TRYON_E_NOT_FOUND (an upload that is not the user's — one
  * answer for missing and foreign); TRYON_E_INSUFFICIENT_CREDITS (`refusal` says the
  * balance); TRYON_E_FORBIDDEN (a blocked user); TRYON_E_CONFLICT.
  */
-TRYON_API tryon_status tryon_generations_create_tryon(tryon_db_conn *c, const tryon_tryon_params *p,
-                                                      int64_t now_ms, tryon_tryon_created *out,
-                                                      tryon_billing_refusal *refusal,
-                                                      tryon_err *err);
+TRYON_API tryon_status tryon_generations_create_tryon(
+    tryon_db_conn *c, const tryon_generations_tryon_params *p, int64_t now_ms,
+    tryon_generations_created *out, tryon_billing_refusal *refusal, tryon_err *err);
 
 /* ------------------------------------------------------------------ 3. Reading */
 
@@ -179,13 +178,13 @@ TRYON_API tryon_status tryon_generations_succeed(tryon_db_conn *c, const char *i
                                                  bool watermarked, int64_t now_ms, tryon_err *err);
 
 /* What the "tryon" job kind needs; borrowed for the runner's life. */
-typedef struct tryon_tryon_kind_config {
+typedef struct tryon_generations_kind_config {
   tryon_storage *storage;      /* the inputs are read from it, the result stored in it */
   const tryon_kie_config *kie; /* NULL: the offline provider (a local composite) */
   int64_t poll_limit_ms;       /* give up on a provider task after; 0: 15 minutes */
   const char *watermark_text;  /* NULL: TRYON_IMAGE_WATERMARK_TEXT */
   const tryon_clock *clock;    /* for the failure hook's times; NULL: the system's */
-} tryon_tryon_kind_config;
+} tryon_generations_kind_config;
 
 /*
  * Registers the "tryon" job kind: load the generation and its photos; with kie.ai,
@@ -195,10 +194,11 @@ typedef struct tryon_tryon_kind_config {
  * it when the charge came from the free allowance, store it with a thumbnail, and mark
  * the generation succeeded in the job's succeeding transaction. Progress events at
  * each stage ("uploading", "generating", "downloading", "finishing"). A final failure
- * runs tryon_generations_fail_hook.
+ * runs tryon_generations_fail_hook. The provider's part runs on the provider task
+ * engine (tryon/ptask.h): its checkpoints, retries and codes are that module's.
  */
 TRYON_API tryon_status tryon_generations_add_kind(tryon_runner *r,
-                                                  const tryon_tryon_kind_config *cfg,
+                                                  const tryon_generations_kind_config *cfg,
                                                   tryon_err *err);
 
 /*
@@ -206,7 +206,7 @@ TRYON_API tryon_status tryon_generations_add_kind(tryon_runner *r,
  * the charge (once; a refund already made is fine) and marks the generation failed with
  * the job's error code and, for operators, its detail. Users see
  * tryon_generations_user_message for the code, never the provider's words.
- * `ud`: the kind's tryon_tryon_kind_config (for its clock) or NULL.
+ * `ud`: the kind's tryon_generations_kind_config (for its clock) or NULL.
  */
 TRYON_API tryon_status tryon_generations_fail_hook(tryon_db_conn *c, const tryon_job *job, void *ud,
                                                    tryon_err *err);

@@ -7,6 +7,7 @@
  *   3. Calls for an event loop (the worker's curl_multi_poll loop)
  *   4. Blocking requests (CLI tools and tests; never on an event loop)
  *   5. JSON
+ *   6. Verdicts on providers' answers (the vocabulary every provider client shares)
  *
  * Every request gets: a connect and a total timeout per attempt, a User-Agent (the
  * providers sit behind Cloudflare, which answers 403 to requests without one), TLS
@@ -258,6 +259,119 @@ TRYON_API tryon_status tryon_http_response_json(const tryon_http_response *r, cJ
  */
 TRYON_API tryon_status tryon_http_json(const tryon_http_request *req, tryon_http_response *out,
                                        cJSON **json_out, tryon_err *err);
+
+/* ------------------------------------------------ 6. Verdicts on providers' answers */
+
+/*
+ * Every provider client (providers/<name>: kie.ai today; OpenRouter, YooKassa and the
+ * Telegram Bot API next) judges each answer into one tryon_verdict, so the engine and
+ * the domain above decide on three words and a reason code, whoever answered:
+ *
+ *   OK     the answer was understood; read the client's parsed outputs.
+ *   RETRY  transient: ask again after retry_after_ms (0: the caller's own backoff). The
+ *          caller bounds how many times, and a request that may have taken effect (a
+ *          POST that was sent) is only repeated when the client's table says the
+ *          provider made nothing.
+ *   FINAL  asking again will not help: the job fails (and the domain refunds).
+ *
+ * `code` is OUR stable word, never the provider's: it reaches the job's error, picks
+ * the user's message (tryon_generations_user_message) and is counted in metrics, so a
+ * word is never renamed once used. `detail` is the provider's own words (or what was
+ * wrong), control characters blanked, for logs and operators only, never shown to a
+ * user. The shared words (a new provider maps onto these before inventing one):
+ *   transport (tryon_verdict_from_transport): network, timeout, internal, bad_answer,
+ *     unauthorized, provider_out_of_credits, forbidden, not_found, rate_limited,
+ *     server_error, bad_request;
+ *   the provider's tables add: maintenance, validation, pending, generation_failed,
+ *     content_refused, feature_disabled, user_agent_refused (kie.ai, see kie.h).
+ *
+ * Adding a provider: its answer parsers take (resp, http_st) as a finished call gives
+ * them and
+ *   1. call tryon_verdict_from_transport(resp, http_st, v): TRANSFER is the final say;
+ *      STATUS is a default the provider may refine from its error body (kie.ai's
+ *      envelope code, YooKassa's `code`, OpenRouter's `error.code`, Telegram's
+ *      `error_code` with `parameters.retry_after`); BODY (0) means read the 2xx body;
+ *   2. map each documented code of the body into (next, code) with tryon_verdict_set,
+ *      in one switch whose every case names the documentation's meaning, keeping the
+ *      provider's number in provider_code and its message in the detail (tryon_verdict_set
+ *      formats it; tryon_verdict_copy_text for raw text);
+ *   3. a code nobody documented: 5xx-like RETRY server_error, 4xx-like FINAL bad_request,
+ *      anything else FINAL bad_answer; well-formed JSON missing a promised field FINAL
+ *      bad_answer (retrying will not change it);
+ *   4. table-test every documented code in the client's unit test, and script the same
+ *      answers in its fake (tests/fakes) so the engine's end-to-end tests see them.
+ */
+
+typedef enum tryon_verdict_next {
+  TRYON_VERDICT_OK = 0,    /* understood: read the parser's outputs */
+  TRYON_VERDICT_RETRY = 1, /* transient: again after retry_after_ms, bounded by the caller */
+  TRYON_VERDICT_FINAL = 2, /* asking again will not help */
+} tryon_verdict_next;
+
+#define TRYON_VERDICT_CODE_MAX 40    /* bytes of `code`, NUL included */
+#define TRYON_VERDICT_DETAIL_MAX 300 /* bytes of `detail`, NUL included */
+
+/* The verdict on one answer; a plain value, filled by the provider's parsers. */
+typedef struct tryon_verdict {
+  tryon_verdict_next next;
+  int64_t retry_after_ms;                /* RETRY from an answer: its Retry-After, or 0 */
+  char code[TRYON_VERDICT_CODE_MAX];     /* our stable reason word; "" for OK */
+  char detail[TRYON_VERDICT_DETAIL_MAX]; /* the provider's words or ours; logs only */
+  long http_status;                      /* 0 when no HTTP answer arrived */
+  int provider_code;                     /* the provider's own code in the body (kie.ai's
+                                            envelope `code`); 0 when none */
+} tryon_verdict;
+
+/* What decided a verdict in tryon_verdict_from_transport. BODY is 0: `if (by)` reads
+ * "the transport decided". */
+typedef enum tryon_verdict_by {
+  TRYON_VERDICT_BY_BODY = 0,     /* a 2xx arrived: v is OK so far, the body decides */
+  TRYON_VERDICT_BY_STATUS = 1,   /* a non-2xx HTTP answer: v holds the status's verdict,
+                                    which the provider may refine from its error body */
+  TRYON_VERDICT_BY_TRANSFER = 2, /* no usable answer: v is the final say */
+} tryon_verdict_by;
+
+/*
+ * The judgement every provider shares, on what a finished call gives: `resp`
+ * (tryon_http_call_response or tryon_http_perform's response; NULL when none) and
+ * `http_st` (tryon_http_call_status / tryon_http_perform). Zeroes `*v`, sets
+ * v->http_status from resp, then:
+ *   TRANSFER: TRYON_E_TIMEOUT RETRY timeout; TRYON_E_NETWORK RETRY network; TRYON_E_NOMEM
+ *     RETRY internal; TRYON_E_TOO_LARGE FINAL bad_answer (a body over the ceiling will
+ *     not shrink); any other status FINAL internal (the request was not sent); OK or
+ *     UPSTREAM without an HTTP answer RETRY network. retry_after_ms stays 0.
+ *   STATUS (http_st UPSTREAM, or a status outside 2xx): 401 FINAL unauthorized, 402
+ *     FINAL provider_out_of_credits, 403 FINAL forbidden, 404 FINAL not_found, 408 RETRY
+ *     timeout, 429 RETRY rate_limited, 5xx RETRY server_error, other 4xx FINAL
+ *     bad_request, anything else (a 3xx not followed) FINAL bad_answer; a RETRY carries
+ *     resp->retry_after_ms; the detail is "HTTP <status>: <start of the body>".
+ *   BODY: a 2xx; v->next OK, code "".
+ * Never fails; `v` must not be NULL. Pure and reentrant.
+ */
+TRYON_API tryon_verdict_by tryon_verdict_from_transport(const tryon_http_response *resp,
+                                                        tryon_status http_st, tryon_verdict *v);
+
+/*
+ * Sets v->next and v->code (cut to fit) and, when `fmt` is not NULL, v->detail from a
+ * printf format (control characters blanked, cut short at a character boundary);
+ * retry_after_ms, http_status and provider_code are left as they are. Returns
+ * next == TRYON_VERDICT_OK, so a parser may `return tryon_verdict_set(...)`.
+ */
+TRYON_API bool tryon_verdict_set(tryon_verdict *v, tryon_verdict_next next, const char *code,
+                                 const char *fmt, ...) TRYON_PRINTF(4, 5);
+
+/* Replaces v->detail alone, as tryon_verdict_set formats it. */
+TRYON_API void tryon_verdict_detail(tryon_verdict *v, const char *fmt, ...) TRYON_PRINTF(2, 3);
+
+/*
+ * Copies provider text `src[0..len)` (not necessarily NUL-terminated, e.g. a body) into
+ * `dst` (`cap` >= 1 bytes): control characters become spaces, and a copy cut short
+ * ends at a character boundary. For details, failure messages and body snippets.
+ */
+TRYON_API void tryon_verdict_copy_text(char *dst, size_t cap, const char *src, size_t len);
+
+/* "ok", "retry", "final" (for log lines). */
+TRYON_API const char *tryon_verdict_next_name(tryon_verdict_next next);
 
 #ifdef __cplusplus
 }

@@ -148,65 +148,59 @@ TRYON_API tryon_status tryon_kie_create_request(const tryon_kie_config *cfg, con
 TRYON_API tryon_status tryon_kie_record_request(const tryon_kie_config *cfg, const char *task_id,
                                                 tryon_kie_request *out, tryon_err *err);
 
-/* Whether `ratio` is one of the aspect ratios createTask accepts ("auto" included). */
+/*
+ * Whether `ratio` is one of the aspect ratios createTask accepts: 1:1 9:16 16:9 3:4 4:3
+ * 3:2 2:3 5:4 4:5 21:9 auto. The one owner of that list: the product's ratios are the
+ * provider's vocabulary, and generations validates a request's ratio through this
+ * (a per-model table, when other models come, maps onto each model's words here).
+ */
 TRYON_API bool tryon_kie_aspect_ratio_ok(const char *ratio);
 
 /* ------------------------------------------------------------ 3. Verdicts and answers */
 
-/* What the job should do next. */
-typedef enum tryon_kie_next {
-  TRYON_KIE_OK = 0,    /* the answer was understood; read the parser's outputs */
-  TRYON_KIE_RETRY = 1, /* transient: ask again after retry_after_ms (0: the job's own
-                          backoff); the job bounds how many times */
-  TRYON_KIE_FINAL = 2, /* asking again will not help: the job fails (and refunds) */
-} tryon_kie_next;
-
 /*
- * The verdict on one answer. `code` is our stable word for the job's records:
- *   RETRY: rate_limited (HTTP or body 429, body 433), maintenance (455), server_error
- *     (HTTP 5xx, body 500 — sometimes a disguised validation error, hence bounded),
- *     network, timeout (the transfer timed out; HTTP 408), bad_answer (a 2xx whose body
- *     is not JSON at all: a proxy's page, an empty body — transient far more often
- *     than not), internal (out of memory here), pending (recordInfo said success but
- *     no result URL yet).
- *   FINAL: bad_request (body 400, other HTTP 4xx), unauthorized (401), forbidden (HTTP
+ * Answers are judged into the shared tryon_verdict (tryon/http.h section 6): the
+ * transfer and the HTTP status through tryon_verdict_from_transport, then kie.ai's
+ * envelope, whose body `code` (kept in v->provider_code) is checked even under HTTP 200
+ * and, being more specific, wins over an HTTP error status. kie.ai's documented codes
+ * map onto our words as follows (`code` is ours and stable; `detail` holds the
+ * provider's msg or message, or what was wrong, for logs only):
+ *   RETRY: rate_limited (HTTP or body 429, body 433: a sub-key's limit), maintenance
+ *     (455), server_error (HTTP 5xx, body 500 — sometimes a disguised validation
+ *     error, hence bounded by the caller; any other body 5xx), network, timeout (the
+ *     transfer timed out; HTTP 408), bad_answer (a 2xx whose body is not JSON at all: a
+ *     proxy's page, an empty body — transient far more often than not), internal (out
+ *     of memory here), pending (recordInfo said success but no result URL yet).
+ *   FINAL: bad_request (body 400, any other 4xx), unauthorized (401), forbidden (HTTP
  *     403), user_agent_refused (HTTP 403 "error code: 1010" from Cloudflare),
  *     provider_out_of_credits (402), not_found (404; 422 "recordInfo is null": an
  *     unknown taskId), timeout (body 408: no result for over 10 minutes), validation
  *     (422), generation_failed (501, a failed task), content_refused (a failed task
  *     whose failCode/failMsg speaks of moderation, policy, safety, NSFW ...),
  *     feature_disabled (505), bad_answer (well-formed JSON without the fields the
- *     protocol promises, a body over the ceiling: retrying will not change it),
- *     internal (a request that could not be sent).
- * Errors arrive with HTTP 200 and the error in the body's `code` as often as with an
- * HTTP status: both are checked, and a body code, being more specific, wins.
+ *     protocol promises, a body code that is neither 200 nor 4xx/5xx, a body over
+ *     the ceiling: retrying will not change it), internal (a request that could not
+ *     be sent).
+ * retry_after_ms: a RETRY read from an answer carries its Retry-After (0 when none).
  */
-typedef struct tryon_kie_verdict {
-  tryon_kie_next next;
-  int64_t retry_after_ms; /* RETRY: the provider's Retry-After, or 0 */
-  char code[40];          /* "" for OK */
-  char detail[300];       /* the provider's own message (msg or message), or what was
-                             wrong; for logs only, never shown to users */
-  int body_code;          /* the envelope's code (0 when none) */
-  long http_status;       /* 0 when no HTTP answer arrived */
-} tryon_kie_verdict;
 
 /*
  * Every parser takes what a finished call gives: `resp` (tryon_http_call_response or
  * the response of tryon_http_perform; NULL when none) and `http_st` (from
- * tryon_http_call_status / tryon_http_perform), always fills `*v`, and returns
- * v->next == TRYON_KIE_OK. Outputs are written only on OK (and emptied otherwise).
+ * tryon_http_call_status / tryon_http_perform), always fills `*v` (caller-owned), and
+ * returns v->next == TRYON_VERDICT_OK. Outputs are written only on OK (and emptied
+ * otherwise).
  */
 
 /* An upload's answer: `data.downloadUrl` (or, only when that is absent, `data.fileUrl`,
  * which one quickstart shows) into download_url[cap]; `success` false is an error. A
  * URL that is not http(s) or does not fit `cap` is FINAL bad_answer. */
 TRYON_API bool tryon_kie_parse_upload(const tryon_http_response *resp, tryon_status http_st,
-                                      char *download_url, size_t cap, tryon_kie_verdict *v);
+                                      char *download_url, size_t cap, tryon_verdict *v);
 
 /* createTask's answer: `data.taskId` into task_id. */
 TRYON_API bool tryon_kie_parse_create(const tryon_http_response *resp, tryon_status http_st,
-                                      char task_id[TRYON_KIE_TASK_ID_MAX], tryon_kie_verdict *v);
+                                      char task_id[TRYON_KIE_TASK_ID_MAX], tryon_verdict *v);
 
 typedef enum tryon_kie_state {
   TRYON_KIE_WAITING = 0,
@@ -246,7 +240,7 @@ typedef struct tryon_kie_task {
  * `*t` is zeroed first; on a FAIL verdict it is filled as well.
  */
 TRYON_API bool tryon_kie_parse_record(const tryon_http_response *resp, tryon_status http_st,
-                                      tryon_kie_task *t, tryon_kie_verdict *v);
+                                      tryon_kie_task *t, tryon_verdict *v);
 
 /* --------------------------------------------------- 4. Callbacks (POST /webhooks/kie) */
 
@@ -280,7 +274,7 @@ TRYON_API tryon_status tryon_kie_callback_verify(const char *key, const char *ti
  * no usable task id (the server answers 400); TRYON_E_NOMEM.
  */
 TRYON_API tryon_status tryon_kie_parse_callback(const char *body, size_t len, tryon_kie_task *out,
-                                                tryon_kie_verdict *v, tryon_err *err);
+                                                tryon_verdict *v, tryon_err *err);
 
 /* ------------------------------------------------------------------------ 5. Polling */
 

@@ -84,10 +84,10 @@ void tryon__api_h_tryon_create(tryon_api *api, const tryon_api_request *req,
   tryon_user user;
   cJSON *body = NULL;
   tryon_db_conn *c = NULL;
-  tryon_tryon_created out;
+  tryon_generations_created out;
   tryon_billing_refusal refusal = {0};
   tryon_err err;
-  tryon_tryon_params p;
+  tryon_generations_tryon_params p;
 
   tryon_err_clear(&err);
   memset(&p, 0, sizeof p);
@@ -354,7 +354,7 @@ void tryon__api_h_job_cancel(tryon_api *api, const tryon_api_request *req,
 void tryon__api_h_kie_callback(tryon_api *api, const tryon_api_request *req,
                                tryon_api_response *resp) {
   tryon_kie_task task;
-  tryon_kie_verdict v;
+  tryon_verdict v;
   tryon_db_conn *c = NULL;
   tryon_err err;
   bool found = false;

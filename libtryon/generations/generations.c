@@ -74,10 +74,10 @@ static bool key_ok(const char *k) {
 }
 
 typedef struct create_op {
-  const tryon_tryon_params *p;
+  const tryon_generations_tryon_params *p;
   const char *ratio, *format;
   int64_t now_ms;
-  tryon_tryon_created *out;
+  tryon_generations_created *out;
   tryon_billing_refusal *refusal;
 } create_op;
 
@@ -85,7 +85,7 @@ typedef struct create_op {
 static tryon_status replay(tryon_db_conn *c, create_op *op, tryon_err *err) {
   tryon_generation g;
   tryon_balance b;
-  const tryon_tryon_params *p = op->p;
+  const tryon_generations_tryon_params *p = op->p;
   const char *q[] = {op->out->job_id};
   PGresult *res = NULL;
   tryon_status st = tryon_db_exec(c, "SELECT " GEN_COLUMNS GEN_FROM " WHERE g.job_id = $1::uuid", 1,
@@ -118,7 +118,7 @@ out:
 
 static tryon_status create_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
   create_op *op = ud;
-  const tryon_tryon_params *p = op->p;
+  const tryon_generations_tryon_params *p = op->p;
   tryon_upload up;
   tryon_uuid gid;
   char key[160], charge[64], payload[96];
@@ -135,7 +135,7 @@ static tryon_status create_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
   tryon_uuid_format(&gid, op->out->generation_id);
   snprintf(key, sizeof key, "tryon:%" PRId64 ":%s", p->user_id, p->idempotency_key);
   snprintf(payload, sizeof payload, "{\"generation_id\":\"%s\"}", op->out->generation_id);
-  tryon_job_spec spec = {.kind = TRYON_TRYON_JOB_KIND,
+  tryon_job_spec spec = {.kind = TRYON_GENERATIONS_JOB_KIND,
                          .payload_json = payload,
                          .user_id = p->user_id,
                          .idempotency_key = key};
@@ -147,16 +147,17 @@ static tryon_status create_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
 
   tryon_billing_result paid;
   snprintf(charge, sizeof charge, "job:%s:charge", op->out->job_id);
-  st = tryon_billing_spend(c, p->user_id, TRYON_TRYON_COST, charge, op->out->job_id, op->now_ms,
-                           true, &paid, op->refusal, err);
+  st = tryon_billing_spend(c, p->user_id, TRYON_GENERATIONS_TRYON_COST, charge, op->out->job_id,
+                           op->now_ms, true, &paid, op->refusal, err);
   if (st != TRYON_OK)
     return st; /* the job goes with the rolled-back transaction */
-  tryon_db_num uid = tryon_db_num_i64(p->user_id), cost = tryon_db_num_i64(TRYON_TRYON_COST);
+  tryon_db_num uid = tryon_db_num_i64(p->user_id),
+               cost = tryon_db_num_i64(TRYON_GENERATIONS_TRYON_COST);
   const char *q[] = {op->out->generation_id,
                      uid.s,
                      p->category,
-                     tryon_tryon_prompt(p->category),
-                     TRYON_TRYON_PROMPT_VERSION,
+                     tryon_generations_prompt(p->category),
+                     TRYON_GENERATIONS_PROMPT_VERSION,
                      p->person_upload_id,
                      p->item_upload_id,
                      op->ratio,
@@ -172,24 +173,25 @@ static tryon_status create_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
                      12, q, NULL, err);
   if (st != TRYON_OK)
     return st;
-  op->out->cost = TRYON_TRYON_COST;
+  op->out->cost = TRYON_GENERATIONS_TRYON_COST;
   op->out->balance = paid.period_after + paid.pack_after;
   op->out->watermark = paid.from_free;
   op->out->created = true;
   return TRYON_OK;
 }
 
-tryon_status tryon_generations_create_tryon(tryon_db_conn *c, const tryon_tryon_params *p,
-                                            int64_t now_ms, tryon_tryon_created *out,
+tryon_status tryon_generations_create_tryon(tryon_db_conn *c,
+                                            const tryon_generations_tryon_params *p, int64_t now_ms,
+                                            tryon_generations_created *out,
                                             tryon_billing_refusal *refusal, tryon_err *err) {
   if (c == NULL || p == NULL || out == NULL)
     return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to create_tryon");
   memset(out, 0, sizeof *out);
   const char *ratio = p->aspect_ratio ? p->aspect_ratio : "auto";
   const char *format = p->output_format ? p->output_format : "png";
-  if (!tryon_tryon_category_ok(p->category))
+  if (!tryon_generations_category_ok(p->category))
     return tryon_err_set(err, TRYON_E_INVALID, "unknown category");
-  if (!tryon_tryon_aspect_ratio_ok(ratio))
+  if (!tryon_kie_aspect_ratio_ok(ratio))
     return tryon_err_set(err, TRYON_E_INVALID, "unsupported aspect ratio");
   if (strcmp(format, "png") != 0 && strcmp(format, "jpeg") != 0)
     return tryon_err_set(err, TRYON_E_INVALID, "output format must be png or jpeg");
@@ -208,7 +210,7 @@ tryon_status tryon_generations_create_tryon(tryon_db_conn *c, const tryon_tryon_
   tryon_uuid_format(&u, item);
   if (strcmp(person, item) == 0)
     return tryon_err_set(err, TRYON_E_INVALID, "the person and the item must be two photos");
-  tryon_tryon_params norm = *p;
+  tryon_generations_tryon_params norm = *p;
   norm.person_upload_id = person;
   norm.item_upload_id = item;
   create_op op = {.p = &norm,
@@ -495,8 +497,8 @@ void tryon_generations_result_id(const char *id, char out[TRYON_UUID_STR_LEN]) {
 /* Undoes a try-on that will not finish: the refund (once; one already made is fine),
  * the result files a run may have stored, and the generation's final state. */
 static tryon_status settle(tryon_db_conn *c, const tryon_job *job,
-                           const tryon_tryon_kind_config *cfg, const char *status, const char *code,
-                           const char *detail, int64_t now, tryon_err *err) {
+                           const tryon_generations_kind_config *cfg, const char *status,
+                           const char *code, const char *detail, int64_t now, tryon_err *err) {
   cJSON *payload = cJSON_Parse(job->payload ? job->payload : "{}");
   const char *gid =
       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(payload, "generation_id"));
@@ -545,7 +547,7 @@ out:
 
 tryon_status tryon_generations_fail_hook(tryon_db_conn *c, const tryon_job *job, void *ud,
                                          tryon_err *err) {
-  const tryon_tryon_kind_config *cfg = ud;
+  const tryon_generations_kind_config *cfg = ud;
   cJSON *error = cJSON_Parse(job->error ? job->error : "{}");
   tryon_status st = settle(c, job, cfg, "failed",
                            cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(error, "code")),
@@ -556,7 +558,7 @@ tryon_status tryon_generations_fail_hook(tryon_db_conn *c, const tryon_job *job,
 }
 
 typedef struct cancel_op {
-  const tryon_tryon_kind_config *cfg;
+  const tryon_generations_kind_config *cfg;
   const char *job_id;
   int64_t user_id, now_ms;
 } cancel_op;
@@ -573,7 +575,7 @@ static tryon_status cancel_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
    * at the provider already: its owner cannot take the credits back now; the job goes on
    * and follows that task to its end. (The job row is locked by the cancel above, so no
    * worker records a task meanwhile; refusing rolls the cancel back.) Operators may. */
-  if (st == TRYON_OK && op->user_id > 0 && strcmp(job.kind, TRYON_TRYON_JOB_KIND) == 0) {
+  if (st == TRYON_OK && op->user_id > 0 && strcmp(job.kind, TRYON_GENERATIONS_JOB_KIND) == 0) {
     const char *p[] = {op->job_id};
     st = tryon_db_exec(c,
                        "SELECT 1 FROM generations WHERE job_id = $1::uuid"
@@ -583,7 +585,7 @@ static tryon_status cancel_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
       st = tryon_err_set(err, TRYON_E_FORBIDDEN,
                          "the image service is already working on this try-on");
   }
-  if (st == TRYON_OK && strcmp(job.kind, TRYON_TRYON_JOB_KIND) == 0)
+  if (st == TRYON_OK && strcmp(job.kind, TRYON_GENERATIONS_JOB_KIND) == 0)
     st = settle(c, &job, op->cfg, "cancelled", "cancelled",
                 job.attempts > 0 ? "cancelled by an operator after an earlier attempt"
                                  : "cancelled by an operator before it ran",
@@ -596,7 +598,7 @@ static tryon_status cancel_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
 tryon_status tryon_generations_cancel_job(tryon_db_conn *c, tryon_storage *storage,
                                           const char *job_id, int64_t user_id, int64_t now_ms,
                                           tryon_err *err) {
-  tryon_tryon_kind_config cfg = {.storage = storage};
+  tryon_generations_kind_config cfg = {.storage = storage};
   cancel_op op = {.cfg = &cfg, .job_id = job_id, .user_id = user_id, .now_ms = now_ms};
   return tryon_db_tx(c, cancel_tx, &op, err);
 }

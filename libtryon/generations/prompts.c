@@ -1,5 +1,5 @@
 /*
- * The try-on prompt templates, one per category, version TRYON_TRYON_PROMPT_VERSION.
+ * The try-on prompt templates, one per category, version TRYON_GENERATIONS_PROMPT_VERSION.
  *
  * Every template says the same three things, in the model's own terms: image 1 is the
  * person and everything about them stays (face, identity, body shape, pose, skin,
@@ -66,7 +66,7 @@ static const template templates[] = {
          KEEP_ITEM FINISH},
 };
 
-const char *tryon_tryon_prompt(const char *category) {
+const char *tryon_generations_prompt(const char *category) {
   for (size_t i = 0; category != NULL && i < sizeof templates / sizeof templates[0]; i++) {
     if (strcmp(templates[i].category, category) == 0)
       return templates[i].text;
@@ -74,16 +74,6 @@ const char *tryon_tryon_prompt(const char *category) {
   return NULL;
 }
 
-bool tryon_tryon_category_ok(const char *category) {
-  return tryon_tryon_prompt(category) != NULL;
-}
-
-bool tryon_tryon_aspect_ratio_ok(const char *ratio) {
-  static const char *const ok[] = {"auto", "1:1", "9:16", "16:9", "3:4", "4:3",
-                                   "3:2",  "2:3", "5:4",  "4:5",  "21:9"};
-  for (size_t i = 0; ratio != NULL && i < sizeof ok / sizeof ok[0]; i++) {
-    if (strcmp(ok[i], ratio) == 0)
-      return true;
-  }
-  return false;
+bool tryon_generations_category_ok(const char *category) {
+  return tryon_generations_prompt(category) != NULL;
 }

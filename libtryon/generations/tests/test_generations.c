@@ -87,15 +87,15 @@ static void new_upload(fixture *f, int64_t user, char id[TRYON_UUID_STR_LEN]) {
 }
 
 static tryon_status try_on(fixture *f, int64_t user, const char *person, const char *item,
-                           const char *key, tryon_tryon_created *out,
+                           const char *key, tryon_generations_created *out,
                            tryon_billing_refusal *refusal) {
   tryon_err err;
-  tryon_tryon_params p = {.user_id = user,
-                          .person_upload_id = person,
-                          .item_upload_id = item,
-                          .category = "top",
-                          .aspect_ratio = "3:4",
-                          .idempotency_key = key};
+  tryon_generations_tryon_params p = {.user_id = user,
+                                      .person_upload_id = person,
+                                      .item_upload_id = item,
+                                      .category = "top",
+                                      .aspect_ratio = "3:4",
+                                      .idempotency_key = key};
   return tryon_generations_create_tryon(f->c, &p, f->now, out, refusal, &err);
 }
 
@@ -106,19 +106,19 @@ static void test_generations__prompts_cover_every_category(void **state) {
   static const char *const cats[] = {"top",      "bottom",  "dress", "outerwear", "shoes",
                                      "headwear", "glasses", "bag",   "jewelry",   "other"};
   for (size_t i = 0; i < sizeof cats / sizeof cats[0]; i++) {
-    const char *p = tryon_tryon_prompt(cats[i]);
+    const char *p = tryon_generations_prompt(cats[i]);
     if (p == NULL || strstr(p, "first image") == NULL || strstr(p, "second image") == NULL ||
         strstr(p, "face") == NULL || strstr(p, "colours") == NULL || strlen(p) > 5000)
       fail_msg("the %s prompt does not keep the person and the item", cats[i]);
-    assert_true(tryon_tryon_category_ok(cats[i]));
+    assert_true(tryon_generations_category_ok(cats[i]));
   }
-  assert_null(tryon_tryon_prompt("hat"));
-  assert_null(tryon_tryon_prompt(NULL));
-  assert_false(tryon_tryon_category_ok("Top"));
-  assert_true(tryon_tryon_aspect_ratio_ok("auto"));
-  assert_true(tryon_tryon_aspect_ratio_ok("21:9"));
-  assert_false(tryon_tryon_aspect_ratio_ok("7:5"));
-  assert_false(tryon_tryon_aspect_ratio_ok(""));
+  assert_null(tryon_generations_prompt("hat"));
+  assert_null(tryon_generations_prompt(NULL));
+  assert_false(tryon_generations_category_ok("Top"));
+  assert_true(tryon_kie_aspect_ratio_ok("auto"));
+  assert_true(tryon_kie_aspect_ratio_ok("21:9"));
+  assert_false(tryon_kie_aspect_ratio_ok("7:5"));
+  assert_false(tryon_kie_aspect_ratio_ok(""));
 }
 
 static void test_generations__user_messages_say_the_credits_are_back(void **state) {
@@ -148,7 +148,7 @@ static void test_generations__create_charges_enqueues_and_records(void **state) 
   int64_t u = new_user(f, 100, "en");
   new_upload(f, u, a);
   new_upload(f, u, b);
-  tryon_tryon_created c1, c2;
+  tryon_generations_created c1, c2;
   assert_int_equal(try_on(f, u, a, b, "key-1", &c1, NULL), TRYON_OK);
   assert_true(c1.created);
   assert_int_equal(c1.cost, 2);
@@ -194,7 +194,7 @@ static void test_generations__create_refuses_foreign_photos_and_bad_input(void *
   new_upload(f, u, mine);
   new_upload(f, u, mine2);
   new_upload(f, v, theirs);
-  tryon_tryon_created c;
+  tryon_generations_created c;
   assert_int_equal(try_on(f, u, mine, theirs, "k1", &c, NULL), TRYON_E_NOT_FOUND);
   assert_int_equal(try_on(f, u, theirs, mine, "k2", &c, NULL), TRYON_E_NOT_FOUND);
   assert_int_equal(try_on(f, u, mine, "00000000-0000-4000-8000-000000000000", "k3", &c, NULL),
@@ -204,11 +204,11 @@ static void test_generations__create_refuses_foreign_photos_and_bad_input(void *
   assert_int_equal(try_on(f, u, mine, mine2, "", &c, NULL), TRYON_E_INVALID);
   assert_int_equal(try_on(f, u, mine, mine2, "with space", &c, NULL), TRYON_E_INVALID);
   tryon_err err;
-  tryon_tryon_params p = {.user_id = u,
-                          .person_upload_id = mine,
-                          .item_upload_id = mine2,
-                          .category = "hat",
-                          .idempotency_key = "k6"};
+  tryon_generations_tryon_params p = {.user_id = u,
+                                      .person_upload_id = mine,
+                                      .item_upload_id = mine2,
+                                      .category = "hat",
+                                      .idempotency_key = "k6"};
   EXPECT_STATUS(tryon_generations_create_tryon(f->c, &p, f->now, &c, NULL, &err), TRYON_E_INVALID,
                 &err, "category");
   p.category = "shoes";
@@ -237,7 +237,7 @@ static void test_generations__unaffordable_leaves_nothing(void **state) {
   int64_t u = new_user(f, 300, NULL);
   new_upload(f, u, a);
   new_upload(f, u, b);
-  tryon_tryon_created c;
+  tryon_generations_created c;
   for (int i = 0; i < 5; i++) {
     snprintf(key, sizeof key, "k%d", i);
     assert_int_equal(try_on(f, u, a, b, key, &c, NULL), TRYON_OK);
@@ -257,18 +257,18 @@ typedef struct racer {
   const char *a, *b;
   char key[16];
   tryon_status st;
-  tryon_tryon_created out;
+  tryon_generations_created out;
 } racer;
 
 static void *race(void *arg) {
   racer *r = arg;
   tryon_db_conn *c = NULL;
   tryon_err err;
-  tryon_tryon_params p = {.user_id = r->user,
-                          .person_upload_id = r->a,
-                          .item_upload_id = r->b,
-                          .category = "dress",
-                          .idempotency_key = r->key};
+  tryon_generations_tryon_params p = {.user_id = r->user,
+                                      .person_upload_id = r->a,
+                                      .item_upload_id = r->b,
+                                      .category = "dress",
+                                      .idempotency_key = r->key};
   r->st = tryon_db_acquire(r->f->db, &c, &err);
   if (r->st == TRYON_OK)
     r->st = tryon_generations_create_tryon(c, &p, r->f->now, &r->out, NULL, &err);
@@ -320,7 +320,7 @@ static void test_generations__worker_updates_and_history(void **state) {
   int64_t u = new_user(f, 500, NULL), other = new_user(f, 501, NULL);
   new_upload(f, u, a);
   new_upload(f, u, b);
-  tryon_tryon_created c[3];
+  tryon_generations_created c[3];
   for (int i = 0; i < 3; i++) {
     snprintf(key, sizeof key, "h%d", i);
     assert_int_equal(try_on(f, u, a, b, key, &c[i], NULL), TRYON_OK);
@@ -407,7 +407,7 @@ static tryon_status hook_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
   return tryon_generations_fail_hook(c, ((hook_op *)ud)->job, NULL, err);
 }
 
-static void fail_with(fixture *f, const tryon_tryon_created *cr, const char *error_json) {
+static void fail_with(fixture *f, const tryon_generations_created *cr, const char *error_json) {
   tryon_err err;
   tryon_job job;
   EXPECT_STATUS(tryon_jobs_get(f->c, cr->job_id, 0, &job, &err), TRYON_OK, &err, "job");
@@ -424,7 +424,7 @@ static void test_generations__fail_hook_refunds_once_and_explains(void **state) 
   int64_t u = new_user(f, 600, "ru"), v = new_user(f, 601, "en");
   new_upload(f, u, a);
   new_upload(f, u, b);
-  tryon_tryon_created c;
+  tryon_generations_created c;
   assert_int_equal(try_on(f, u, a, b, "f1", &c, NULL), TRYON_OK);
   assert_int_equal(c.balance, 8);
   fail_with(f, &c, "{\"code\":\"content_refused\",\"message\":\"nsfw filter 0.97\"}");
@@ -461,7 +461,7 @@ static void test_generations__cancel_refunds_and_marks_cancelled(void **state) {
   int64_t u = new_user(f, 700, "en"), v = new_user(f, 701, "en");
   new_upload(f, u, a);
   new_upload(f, u, b);
-  tryon_tryon_created c;
+  tryon_generations_created c;
   assert_int_equal(try_on(f, u, a, b, "c1", &c, NULL), TRYON_OK);
   EXPECT_STATUS(tryon_generations_cancel_job(f->c, NULL, c.job_id, v, f->now, &err),
                 TRYON_E_NOT_FOUND, &err, "someone else's");
@@ -496,7 +496,7 @@ static void test_generations__owner_cannot_cancel_once_a_provider_task_exists(vo
   snprintf(uid, sizeof uid, "%lld", (long long)u);
   new_upload(f, u, a);
   new_upload(f, u, b);
-  tryon_tryon_created c;
+  tryon_generations_created c;
   assert_int_equal(try_on(f, u, a, b, "c2", &c, NULL), TRYON_OK);
   EXPECT_STATUS(tryon_generations_set_task(f->c, c.generation_id, "kie-task-1", &err), TRYON_OK,
                 &err, "the provider task is recorded");

@@ -1325,6 +1325,128 @@ static void test_http__public_only_refuses_inward_addresses(void **state) {
   tryon_http_response_release(&r);
 }
 
+/* ------------------------------------------------------------ verdicts (section 6) */
+
+typedef struct transport_case {
+  tryon_status http_st;
+  bool have_resp;
+  long status;
+  const char *body;
+  int64_t retry_after;
+  tryon_verdict_by by;
+  tryon_verdict_next next;
+  const char *code;
+  int64_t want_retry_after;
+  const char *detail_has; /* NULL: not checked */
+} transport_case;
+
+static const transport_case transport_cases[] = {
+    /* The transfer decides: its own words, no Retry-After. */
+    {TRYON_E_TIMEOUT, true, 0, "", 5000, TRYON_VERDICT_BY_TRANSFER, TRYON_VERDICT_RETRY, "timeout",
+     0, "timed out"},
+    {TRYON_E_NETWORK, false, 0, NULL, 0, TRYON_VERDICT_BY_TRANSFER, TRYON_VERDICT_RETRY, "network",
+     0, NULL},
+    {TRYON_E_NOMEM, true, 0, "", 0, TRYON_VERDICT_BY_TRANSFER, TRYON_VERDICT_RETRY, "internal", 0,
+     "memory"},
+    {TRYON_E_TOO_LARGE, true, 200, "", 0, TRYON_VERDICT_BY_TRANSFER, TRYON_VERDICT_FINAL,
+     "bad_answer", 0, "ceiling"},
+    {TRYON_E_INVALID, false, 0, NULL, 0, TRYON_VERDICT_BY_TRANSFER, TRYON_VERDICT_FINAL, "internal",
+     0, "not sent"},
+    {TRYON_OK, false, 0, NULL, 0, TRYON_VERDICT_BY_TRANSFER, TRYON_VERDICT_RETRY, "network", 0,
+     "no HTTP answer"},
+    {TRYON_E_UPSTREAM, true, 0, "", 0, TRYON_VERDICT_BY_TRANSFER, TRYON_VERDICT_RETRY, "network", 0,
+     NULL},
+    /* The HTTP status decides (a default the provider may refine). */
+    {TRYON_E_UPSTREAM, true, 401, "nope", 0, TRYON_VERDICT_BY_STATUS, TRYON_VERDICT_FINAL,
+     "unauthorized", 0, "HTTP 401: nope"},
+    {TRYON_E_UPSTREAM, true, 402, "", 0, TRYON_VERDICT_BY_STATUS, TRYON_VERDICT_FINAL,
+     "provider_out_of_credits", 0, NULL},
+    {TRYON_E_UPSTREAM, true, 403, "", 0, TRYON_VERDICT_BY_STATUS, TRYON_VERDICT_FINAL, "forbidden",
+     0, NULL},
+    {TRYON_E_UPSTREAM, true, 404, "", 0, TRYON_VERDICT_BY_STATUS, TRYON_VERDICT_FINAL, "not_found",
+     0, NULL},
+    {TRYON_E_UPSTREAM, true, 408, "", 2000, TRYON_VERDICT_BY_STATUS, TRYON_VERDICT_RETRY, "timeout",
+     2000, NULL},
+    {TRYON_E_UPSTREAM, true, 429, "slow down", 90000, TRYON_VERDICT_BY_STATUS, TRYON_VERDICT_RETRY,
+     "rate_limited", 90000, "slow down"},
+    {TRYON_E_UPSTREAM, true, 500, "", 0, TRYON_VERDICT_BY_STATUS, TRYON_VERDICT_RETRY,
+     "server_error", 0, NULL},
+    {TRYON_E_UPSTREAM, true, 503, "<html>\nbusy</html>", 120000, TRYON_VERDICT_BY_STATUS,
+     TRYON_VERDICT_RETRY, "server_error", 120000, "<html> busy"},
+    {TRYON_E_UPSTREAM, true, 400, "", 7000, TRYON_VERDICT_BY_STATUS, TRYON_VERDICT_FINAL,
+     "bad_request", 0, NULL},
+    {TRYON_E_UPSTREAM, true, 418, "", 0, TRYON_VERDICT_BY_STATUS, TRYON_VERDICT_FINAL,
+     "bad_request", 0, "HTTP 418"},
+    {TRYON_E_UPSTREAM, true, 301, "", 0, TRYON_VERDICT_BY_STATUS, TRYON_VERDICT_FINAL, "bad_answer",
+     0, "unexpected HTTP 301"},
+    {TRYON_OK, true, 302, "", 0, TRYON_VERDICT_BY_STATUS, TRYON_VERDICT_FINAL, "bad_answer", 0,
+     NULL},
+    /* A 2xx: the body is the provider's to read. */
+    {TRYON_OK, true, 200, "{}", 3000, TRYON_VERDICT_BY_BODY, TRYON_VERDICT_OK, "", 0, NULL},
+    {TRYON_OK, true, 204, "", 0, TRYON_VERDICT_BY_BODY, TRYON_VERDICT_OK, "", 0, NULL},
+};
+
+static void test_http__verdict_from_transport(void **state) {
+  (void)state;
+  for (size_t i = 0; i < ARRAY_LEN(transport_cases); i++) {
+    const transport_case *c = &transport_cases[i];
+    tryon_http_response resp;
+    tryon_verdict v;
+    memset(&resp, 0, sizeof resp);
+    tryon_buf_init(&resp.body, 1024);
+    if (c->body != NULL)
+      assert_int_equal(tryon_buf_append_str(&resp.body, c->body), TRYON_OK);
+    resp.status = c->status;
+    resp.retry_after_ms = c->retry_after;
+    memset(&v, 0xAB, sizeof v);
+    tryon_verdict_by by = tryon_verdict_from_transport(c->have_resp ? &resp : NULL, c->http_st, &v);
+    if (by != c->by || v.next != c->next || strcmp(v.code, c->code) != 0 ||
+        v.retry_after_ms != c->want_retry_after ||
+        v.http_status != (c->have_resp ? c->status : 0) || v.provider_code != 0)
+      fail_msg("case %zu (%s %ld): by %d next %d code \"%s\" retry %lld http %ld", i,
+               tryon_status_code(c->http_st), c->status, (int)by, (int)v.next, v.code,
+               (long long)v.retry_after_ms, v.http_status);
+    if (c->detail_has != NULL && strstr(v.detail, c->detail_has) == NULL)
+      fail_msg("case %zu: detail \"%s\" lacks \"%s\"", i, v.detail, c->detail_has);
+    tryon_http_response_release(&resp);
+  }
+}
+
+static void test_http__verdict_setters(void **state) {
+  (void)state;
+  tryon_verdict v;
+  char cut[6];
+  memset(&v, 0, sizeof v);
+  v.retry_after_ms = 42;
+  v.provider_code = 455;
+  /* set: next, code and detail; the rest stays. */
+  assert_false(tryon_verdict_set(&v, TRYON_VERDICT_RETRY, "maintenance", "down %d\tmin", 5));
+  assert_int_equal(v.next, TRYON_VERDICT_RETRY);
+  assert_string_equal(v.code, "maintenance");
+  assert_string_equal(v.detail, "down 5 min");
+  assert_int_equal(v.retry_after_ms, 42);
+  assert_int_equal(v.provider_code, 455);
+  /* NULL fmt keeps the detail; detail alone replaces it. */
+  assert_true(tryon_verdict_set(&v, TRYON_VERDICT_OK, "", NULL));
+  assert_string_equal(v.detail, "down 5 min");
+  tryon_verdict_detail(&v, "HTTP %d: %s", 403, "no");
+  assert_string_equal(v.detail, "HTTP 403: no");
+  /* A code longer than the field is cut, never overflows. */
+  tryon_verdict_set(&v, TRYON_VERDICT_FINAL,
+                    "a_very_long_reason_code_that_does_not_fit_in_forty_bytes", NULL);
+  assert_int_equal(strlen(v.code), TRYON_VERDICT_CODE_MAX - 1);
+  /* Text copies: control characters blanked, never a split character. */
+  tryon_verdict_copy_text(cut, sizeof cut, "ab\ncd\xC3\xA9", 7);
+  assert_string_equal(cut, "ab cd");
+  tryon_verdict_copy_text(cut, sizeof cut, "abc\xC3\xA9xyz", 8);
+  assert_string_equal(cut, "abc\xC3\xA9");
+  tryon_verdict_copy_text(cut, sizeof cut, NULL, 0);
+  assert_string_equal(cut, "");
+  assert_string_equal(tryon_verdict_next_name(TRYON_VERDICT_OK), "ok");
+  assert_string_equal(tryon_verdict_next_name(TRYON_VERDICT_RETRY), "retry");
+  assert_string_equal(tryon_verdict_next_name(TRYON_VERDICT_FINAL), "final");
+}
+
 int main(void) {
   tryon_test_log_init();
   const struct CMUnitTest tests[] = {
@@ -1348,6 +1470,8 @@ int main(void) {
       cmocka_unit_test(test_http__backoff_full_jitter),
       cmocka_unit_test(test_http__log_path_masks),
       cmocka_unit_test(test_http__response_release_twice),
+      cmocka_unit_test(test_http__verdict_from_transport),
+      cmocka_unit_test(test_http__verdict_setters),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

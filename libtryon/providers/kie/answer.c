@@ -5,7 +5,6 @@
  */
 #include <ctype.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -16,57 +15,6 @@
 
 /* How much of a body that is not JSON goes into a verdict's detail. */
 #define SNIPPET_MAX 160
-
-void tryon__kie_copy_clean(char *dst, size_t cap, const char *src, size_t len) {
-  size_t n = len < cap - 1 ? len : cap - 1;
-
-  memcpy(dst, src, n);
-  dst[n] = '\0';
-  /* Cut back to a character boundary: drop a trailing partial UTF-8 sequence. */
-  if (n < len) {
-    size_t k = n;
-    while (k > 0 && ((unsigned char)dst[k - 1] & 0xc0) == 0x80) {
-      k--;
-    }
-    if (k > 0 && (unsigned char)dst[k - 1] >= 0xc0) {
-      size_t want = (unsigned char)dst[k - 1] >= 0xf0   ? 4
-                    : (unsigned char)dst[k - 1] >= 0xe0 ? 3
-                                                        : 2;
-      if (n - (k - 1) < want) {
-        dst[k - 1] = '\0';
-        n = k - 1;
-      }
-    }
-  }
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)dst[i];
-    if (c < 0x20 || c == 0x7f) {
-      dst[i] = ' ';
-    }
-  }
-}
-
-bool tryon__kie_verdict_set(tryon_kie_verdict *v, tryon_kie_next next, const char *code,
-                            const char *fmt, ...) {
-  char tmp[sizeof v->detail * 2];
-  va_list ap;
-  int n;
-
-  v->next = next;
-  tryon__kie_copy_clean(v->code, sizeof v->code, code, strlen(code));
-  if (fmt != NULL) {
-    va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-      tmp[0] = '\0';
-      n = 0;
-    }
-    tryon__kie_copy_clean(v->detail, sizeof v->detail, tmp,
-                          (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-  }
-  return next == TRYON_KIE_OK;
-}
 
 /* ---------------------------------------------------------------- refusal words */
 
@@ -189,94 +137,92 @@ const char *tryon__kie_envelope_msg(const cJSON *root) {
 
 /* The verdict for a body code other than 200 (also used for an HTTP error whose body
  * carries an envelope). */
-static void body_code_verdict(int code, const char *msg, int64_t retry_after_ms,
-                              tryon_kie_verdict *v) {
+static void body_code_verdict(int code, const char *msg, int64_t retry_after_ms, tryon_verdict *v) {
   const char *m = msg != NULL ? msg : "";
 
   switch (code) {
     case 400:
-      tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "bad_request", "%s", m);
+      tryon_verdict_set(v, TRYON_VERDICT_FINAL, "bad_request", "%s", m);
       break;
     case 401:
-      tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "unauthorized", "%s", m);
+      tryon_verdict_set(v, TRYON_VERDICT_FINAL, "unauthorized", "%s", m);
       break;
     case 402:
-      tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "provider_out_of_credits", "%s", m);
+      tryon_verdict_set(v, TRYON_VERDICT_FINAL, "provider_out_of_credits", "%s", m);
       break;
     case 404:
-      tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "not_found", "%s", m);
+      tryon_verdict_set(v, TRYON_VERDICT_FINAL, "not_found", "%s", m);
       break;
     case 408:
       /* "no result for over 10 minutes": the task is lost, asking again won't help. */
-      tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "timeout", "%s", m);
+      tryon_verdict_set(v, TRYON_VERDICT_FINAL, "timeout", "%s", m);
       break;
     case 422:
       /* recordInfo's answer for a taskId kie does not know. */
-      tryon__kie_verdict_set(v, TRYON_KIE_FINAL,
-                             contains_ci(m, "recordInfo is null") ? "not_found" : "validation",
-                             "%s", m);
+      tryon_verdict_set(v, TRYON_VERDICT_FINAL,
+                        contains_ci(m, "recordInfo is null") ? "not_found" : "validation", "%s", m);
       break;
     case 429:
     case 433: /* a sub-key's own limit */
-      tryon__kie_verdict_set(v, TRYON_KIE_RETRY, "rate_limited", "%s", m);
+      tryon_verdict_set(v, TRYON_VERDICT_RETRY, "rate_limited", "%s", m);
       break;
     case 455:
-      tryon__kie_verdict_set(v, TRYON_KIE_RETRY, "maintenance", "%s", m);
+      tryon_verdict_set(v, TRYON_VERDICT_RETRY, "maintenance", "%s", m);
       break;
     case 500:
       /* Sometimes a validation error in disguise: the job bounds these retries. */
-      tryon__kie_verdict_set(v, TRYON_KIE_RETRY, "server_error", "%s", m);
+      tryon_verdict_set(v, TRYON_VERDICT_RETRY, "server_error", "%s", m);
       break;
     case 501:
-      tryon__kie_verdict_set(
-          v, TRYON_KIE_FINAL,
+      tryon_verdict_set(
+          v, TRYON_VERDICT_FINAL,
           tryon__kie_is_refusal(m, NULL, NULL) ? "content_refused" : "generation_failed", "%s", m);
       break;
     case 505:
-      tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "feature_disabled", "%s", m);
+      tryon_verdict_set(v, TRYON_VERDICT_FINAL, "feature_disabled", "%s", m);
       break;
     default:
       if (code >= 500 && code <= 599) {
-        tryon__kie_verdict_set(v, TRYON_KIE_RETRY, "server_error", "code %d: %s", code, m);
+        tryon_verdict_set(v, TRYON_VERDICT_RETRY, "server_error", "code %d: %s", code, m);
       } else if (code >= 400 && code <= 499) {
-        tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "bad_request", "code %d: %s", code, m);
+        tryon_verdict_set(v, TRYON_VERDICT_FINAL, "bad_request", "code %d: %s", code, m);
       } else {
-        tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "bad_answer", "unexpected code %d: %s", code, m);
+        tryon_verdict_set(v, TRYON_VERDICT_FINAL, "bad_answer", "unexpected code %d: %s", code, m);
       }
       break;
   }
-  if (v->next == TRYON_KIE_RETRY) {
+  if (v->next == TRYON_VERDICT_RETRY) {
     v->retry_after_ms = retry_after_ms;
   }
 }
 
-bool tryon__kie_envelope(const cJSON *root, tryon_kie_verdict *v) {
+bool tryon__kie_envelope(const cJSON *root, tryon_verdict *v) {
   const char *msg = tryon__kie_envelope_msg(root);
   const cJSON *success = cJSON_GetObjectItemCaseSensitive(root, "success");
   int code = 0;
   bool have_code = tryon__kie_int_field(root, "code", &code);
 
   if (msg != NULL) {
-    tryon__kie_copy_clean(v->detail, sizeof v->detail, msg, strlen(msg));
+    tryon_verdict_copy_text(v->detail, sizeof v->detail, msg, strlen(msg));
   }
   if (have_code) {
-    v->body_code = code;
+    v->provider_code = code;
   }
   if (!have_code) {
     /* The upload host's answers carry `success` too; it alone is enough. */
     if (cJSON_IsTrue(success)) {
       return true;
     }
-    return tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "bad_answer", "no code in the answer%s%s",
-                                  msg != NULL ? ": " : "", msg != NULL ? msg : "");
+    return tryon_verdict_set(v, TRYON_VERDICT_FINAL, "bad_answer", "no code in the answer%s%s",
+                             msg != NULL ? ": " : "", msg != NULL ? msg : "");
   }
   if (code != 200) {
     body_code_verdict(code, msg, 0, v);
     return false;
   }
   if (cJSON_IsFalse(success)) {
-    return tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "bad_answer", "success is false%s%s",
-                                  msg != NULL ? ": " : "", msg != NULL ? msg : "");
+    return tryon_verdict_set(v, TRYON_VERDICT_FINAL, "bad_answer", "success is false%s%s",
+                             msg != NULL ? ": " : "", msg != NULL ? msg : "");
   }
   return true;
 }
@@ -288,7 +234,7 @@ static void body_snippet(const tryon_http_response *resp, char *out, size_t cap)
   out[0] = '\0';
   if (resp != NULL && resp->body.data != NULL) {
     n = resp->body.len < SNIPPET_MAX ? resp->body.len : SNIPPET_MAX;
-    tryon__kie_copy_clean(out, cap, resp->body.data, n);
+    tryon_verdict_copy_text(out, cap, resp->body.data, n);
   }
 }
 
@@ -297,42 +243,18 @@ static void body_snippet(const tryon_http_response *resp, char *out, size_t cap)
  * object when there is one (the caller deletes it), whatever the verdict, so a parser
  * may look further (a 501 still carries the task). True: go on reading `data`.
  */
-static bool judge(const tryon_http_response *resp, tryon_status http_st, tryon_kie_verdict *v,
+static bool judge(const tryon_http_response *resp, tryon_status http_st, tryon_verdict *v,
                   cJSON **root) {
   char snippet[SNIPPET_MAX + 1];
-  int64_t retry_after = resp != NULL ? resp->retry_after_ms : 0;
-  long hs;
+  tryon_verdict_by by;
   cJSON *j = NULL;
   bool ok = false;
 
-  memset(v, 0, sizeof *v);
   *root = NULL;
-  hs = resp != NULL ? resp->status : 0;
-  v->http_status = hs;
-  switch (http_st) {
-    case TRYON_OK:
-    case TRYON_E_UPSTREAM:
-      break;
-    case TRYON_E_TIMEOUT:
-      tryon__kie_verdict_set(v, TRYON_KIE_RETRY, "timeout", "the transfer timed out");
-      goto out;
-    case TRYON_E_NETWORK:
-      tryon__kie_verdict_set(v, TRYON_KIE_RETRY, "network", "the transfer failed");
-      goto out;
-    case TRYON_E_TOO_LARGE:
-      tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "bad_answer", "the answer is over %u bytes",
-                             TRYON_KIE_ANSWER_MAX);
-      goto out;
-    case TRYON_E_NOMEM:
-      tryon__kie_verdict_set(v, TRYON_KIE_RETRY, "internal", "out of memory");
-      goto out;
-    default:
-      tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "internal", "the request was not sent (%s)",
-                             tryon_status_code(http_st));
-      goto out;
-  }
-  if (resp == NULL || hs == 0) {
-    tryon__kie_verdict_set(v, TRYON_KIE_RETRY, "network", "no HTTP answer");
+  /* The shared judgement first: a transfer that failed is the final say; an HTTP
+   * error status is a default that kie's own envelope may overrule. */
+  by = tryon_verdict_from_transport(resp, http_st, v);
+  if (by == TRYON_VERDICT_BY_TRANSFER) {
     goto out;
   }
   j = body_json(resp);
@@ -342,43 +264,23 @@ static bool judge(const tryon_http_response *resp, tryon_status http_st, tryon_k
   }
   body_snippet(resp, snippet, sizeof snippet);
 
-  if (http_st != TRYON_OK || hs < 200 || hs > 299) {
+  if (by == TRYON_VERDICT_BY_STATUS) {
     int code = 0;
     const char *msg = j != NULL ? tryon__kie_envelope_msg(j) : NULL;
     /* An envelope with its own error code says more than the HTTP status. */
     if (j != NULL && tryon__kie_int_field(j, "code", &code) && code != 200) {
-      v->body_code = code;
-      body_code_verdict(code, msg, retry_after, v);
+      v->provider_code = code;
+      v->retry_after_ms = 0;
+      body_code_verdict(code, msg, resp->retry_after_ms, v);
       goto out;
     }
-    if (msg == NULL) {
-      msg = snippet;
-    }
-    if (hs == 403 && contains_ci(resp->body.data, "1010")) {
+    if (resp->status == 403 && contains_ci(resp->body.data, "1010")) {
       /* Cloudflare's browser-integrity check: a missing or blocked User-Agent. */
-      tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "user_agent_refused",
-                             "cloudflare refused the User-Agent (error code: 1010)");
-    } else if (hs == 401) {
-      tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "unauthorized", "HTTP 401: %s", msg);
-    } else if (hs == 402) {
-      tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "provider_out_of_credits", "HTTP 402: %s", msg);
-    } else if (hs == 403) {
-      tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "forbidden", "HTTP 403: %s", msg);
-    } else if (hs == 404) {
-      tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "not_found", "HTTP 404: %s", msg);
-    } else if (hs == 408) {
-      tryon__kie_verdict_set(v, TRYON_KIE_RETRY, "timeout", "HTTP 408: %s", msg);
-    } else if (hs == 429) {
-      tryon__kie_verdict_set(v, TRYON_KIE_RETRY, "rate_limited", "HTTP 429: %s", msg);
-    } else if (hs >= 500 && hs <= 599) {
-      tryon__kie_verdict_set(v, TRYON_KIE_RETRY, "server_error", "HTTP %ld: %s", hs, msg);
-    } else if (hs >= 400 && hs <= 499) {
-      tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "bad_request", "HTTP %ld: %s", hs, msg);
-    } else {
-      tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "bad_answer", "unexpected HTTP %ld", hs);
-    }
-    if (v->next == TRYON_KIE_RETRY) {
-      v->retry_after_ms = retry_after;
+      tryon_verdict_set(v, TRYON_VERDICT_FINAL, "user_agent_refused",
+                        "cloudflare refused the User-Agent (error code: 1010)");
+    } else if (msg != NULL && strcmp(v->code, "bad_answer") != 0) {
+      /* The envelope's words rather than the raw body. */
+      tryon_verdict_detail(v, "HTTP %ld: %s", resp->status, msg);
     }
     goto out;
   }
@@ -386,14 +288,14 @@ static bool judge(const tryon_http_response *resp, tryon_status http_st, tryon_k
   if (j == NULL) {
     /* A 2xx that is not a JSON object: a proxy's page or an empty body. Transient far
      * more often than a change of protocol, so ask again (the job bounds it). */
-    tryon__kie_verdict_set(v, TRYON_KIE_RETRY, "bad_answer", "the answer is not a JSON object%s%s",
-                           snippet[0] != '\0' ? ": " : "", snippet);
-    v->retry_after_ms = retry_after;
+    tryon_verdict_set(v, TRYON_VERDICT_RETRY, "bad_answer", "the answer is not a JSON object%s%s",
+                      snippet[0] != '\0' ? ": " : "", snippet);
+    v->retry_after_ms = resp->retry_after_ms;
     goto out;
   }
   ok = tryon__kie_envelope(j, v);
-  if (!ok && v->next == TRYON_KIE_RETRY) {
-    v->retry_after_ms = retry_after;
+  if (!ok && v->next == TRYON_VERDICT_RETRY) {
+    v->retry_after_ms = resp->retry_after_ms;
   }
 
 out:
@@ -404,7 +306,7 @@ out:
 /* ------------------------------------------------------------------------ upload */
 
 bool tryon_kie_parse_upload(const tryon_http_response *resp, tryon_status http_st,
-                            char *download_url, size_t cap, tryon_kie_verdict *v) {
+                            char *download_url, size_t cap, tryon_verdict *v) {
   cJSON *root = NULL;
   const cJSON *data;
   const char *url;
@@ -418,7 +320,7 @@ bool tryon_kie_parse_upload(const tryon_http_response *resp, tryon_status http_s
     goto out;
   }
   if (download_url == NULL || cap == 0) {
-    ok = tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "internal", "no room for the download url");
+    ok = tryon_verdict_set(v, TRYON_VERDICT_FINAL, "internal", "no room for the download url");
     goto out;
   }
   data = cJSON_GetObjectItemCaseSensitive(root, "data");
@@ -428,12 +330,12 @@ bool tryon_kie_parse_upload(const tryon_http_response *resp, tryon_status http_s
     url = cJSON_IsObject(data) ? str_field(data, "fileUrl") : NULL;
   }
   if (url == NULL || url[0] == '\0') {
-    ok = tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "bad_answer", "no data.downloadUrl");
+    ok = tryon_verdict_set(v, TRYON_VERDICT_FINAL, "bad_answer", "no data.downloadUrl");
     goto out;
   }
   if (!tryon__kie_url_ok(url) || strlen(url) >= cap) {
-    ok = tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "bad_answer",
-                                "data.downloadUrl is not an http(s) url under %zu bytes", cap);
+    ok = tryon_verdict_set(v, TRYON_VERDICT_FINAL, "bad_answer",
+                           "data.downloadUrl is not an http(s) url under %zu bytes", cap);
     goto out;
   }
   memcpy(download_url, url, strlen(url) + 1);
@@ -472,7 +374,7 @@ bool tryon__kie_task_id_copy(const cJSON *o, char out[TRYON_KIE_TASK_ID_MAX]) {
 }
 
 bool tryon_kie_parse_create(const tryon_http_response *resp, tryon_status http_st,
-                            char task_id[TRYON_KIE_TASK_ID_MAX], tryon_kie_verdict *v) {
+                            char task_id[TRYON_KIE_TASK_ID_MAX], tryon_verdict *v) {
   cJSON *root = NULL;
   const cJSON *data;
   bool ok;
@@ -486,10 +388,10 @@ bool tryon_kie_parse_create(const tryon_http_response *resp, tryon_status http_s
   }
   data = cJSON_GetObjectItemCaseSensitive(root, "data");
   if (task_id == NULL) {
-    ok = tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "internal", "no room for the task id");
+    ok = tryon_verdict_set(v, TRYON_VERDICT_FINAL, "internal", "no room for the task id");
   } else if (!cJSON_IsObject(data) || !tryon__kie_task_id_copy(data, task_id)) {
     task_id[0] = '\0';
-    ok = tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "bad_answer", "no usable data.taskId");
+    ok = tryon_verdict_set(v, TRYON_VERDICT_FINAL, "bad_answer", "no usable data.taskId");
   }
 
 out:
@@ -528,7 +430,7 @@ static void text_field(const cJSON *o, const char *name, char *out, size_t cap) 
 
   out[0] = '\0';
   if (cJSON_IsString(f) && f->valuestring != NULL) {
-    tryon__kie_copy_clean(out, cap, f->valuestring, strlen(f->valuestring));
+    tryon_verdict_copy_text(out, cap, f->valuestring, strlen(f->valuestring));
   } else if (cJSON_IsNumber(f)) {
     snprintf(out, cap, "%.0f", f->valuedouble);
   }
@@ -590,7 +492,7 @@ static tryon_kie_state state_parse(const char *s) {
 }
 
 bool tryon__kie_task_from_data(const cJSON *data, bool failed_hint, const char *env_msg,
-                               tryon_kie_task *t, tryon_kie_verdict *v) {
+                               tryon_kie_task *t, tryon_verdict *v) {
   const char *state_text = str_field(data, "state");
   tryon_kie_state st = state_parse(state_text);
   bool have_url;
@@ -607,15 +509,15 @@ bool tryon__kie_task_from_data(const cJSON *data, bool failed_hint, const char *
     st = TRYON_KIE_FAIL;
   }
   t->state = st;
-  v->next = TRYON_KIE_OK;
+  v->next = TRYON_VERDICT_OK;
   v->code[0] = '\0';
   switch (st) {
     case TRYON_KIE_FAIL:
       t->result_url[0] = '\0';
       text_field(data, "failCode", t->fail_code, sizeof t->fail_code);
       text_field(data, "failMsg", t->fail_msg, sizeof t->fail_msg);
-      return tryon__kie_verdict_set(
-          v, TRYON_KIE_FINAL,
+      return tryon_verdict_set(
+          v, TRYON_VERDICT_FINAL,
           tryon__kie_is_refusal(t->fail_code, t->fail_msg, failed_hint ? env_msg : NULL)
               ? "content_refused"
               : "generation_failed",
@@ -626,14 +528,14 @@ bool tryon__kie_task_from_data(const cJSON *data, bool failed_hint, const char *
       if (!have_url) {
         /* Seen as a race between the state and the result: poll again (the poll
          * limit bounds it). */
-        return tryon__kie_verdict_set(v, TRYON_KIE_RETRY, "pending",
-                                      "success without a usable resultJson.resultUrls[0]");
+        return tryon_verdict_set(v, TRYON_VERDICT_RETRY, "pending",
+                                 "success without a usable resultJson.resultUrls[0]");
       }
       return true;
     case TRYON_KIE_UNKNOWN:
       t->result_url[0] = '\0';
-      tryon__kie_verdict_set(v, TRYON_KIE_OK, "", "unknown state \"%s\": polling on",
-                             state_text != NULL ? state_text : "(none)");
+      tryon_verdict_set(v, TRYON_VERDICT_OK, "", "unknown state \"%s\": polling on",
+                        state_text != NULL ? state_text : "(none)");
       return true;
     case TRYON_KIE_WAITING:
     case TRYON_KIE_QUEUING:
@@ -645,7 +547,7 @@ bool tryon__kie_task_from_data(const cJSON *data, bool failed_hint, const char *
 }
 
 bool tryon_kie_parse_record(const tryon_http_response *resp, tryon_status http_st,
-                            tryon_kie_task *t, tryon_kie_verdict *v) {
+                            tryon_kie_task *t, tryon_verdict *v) {
   tryon_kie_task scratch;
   cJSON *root = NULL;
   const cJSON *data;
@@ -657,14 +559,14 @@ bool tryon_kie_parse_record(const tryon_http_response *resp, tryon_status http_s
   memset(t, 0, sizeof *t);
   ok = judge(resp, http_st, v, &root);
   data = root != NULL ? cJSON_GetObjectItemCaseSensitive(root, "data") : NULL;
-  if (!ok && v->body_code == 501 && cJSON_IsObject(data)) {
+  if (!ok && v->provider_code == 501 && cJSON_IsObject(data)) {
     /* A failed task may come as a 501 envelope around its data. */
-    int body_code = v->body_code;
+    int provider_code = v->provider_code;
     long http_status = v->http_status;
     char msg[sizeof v->detail];
     memcpy(msg, v->detail, sizeof msg);
     ok = tryon__kie_task_from_data(data, true, msg, t, v);
-    v->body_code = body_code;
+    v->provider_code = provider_code;
     v->http_status = http_status;
     goto out;
   }
@@ -672,13 +574,13 @@ bool tryon_kie_parse_record(const tryon_http_response *resp, tryon_status http_s
     goto out;
   }
   if (!cJSON_IsObject(data)) {
-    ok = tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "bad_answer", "no data object");
+    ok = tryon_verdict_set(v, TRYON_VERDICT_FINAL, "bad_answer", "no data object");
     goto out;
   }
   ok = tryon__kie_task_from_data(data, false, NULL, t, v);
 
 out:
-  if (!ok && v->next != TRYON_KIE_FINAL) {
+  if (!ok && v->next != TRYON_VERDICT_FINAL) {
     memset(t, 0, sizeof *t);
   }
   cJSON_Delete(root);

@@ -135,7 +135,7 @@ out:
 }
 
 tryon_status tryon_kie_parse_callback(const char *body, size_t len, tryon_kie_task *out,
-                                      tryon_kie_verdict *v, tryon_err *err) {
+                                      tryon_verdict *v, tryon_err *err) {
   const char *end = NULL;
   cJSON *root = NULL;
   const cJSON *data;
@@ -149,7 +149,7 @@ tryon_status tryon_kie_parse_callback(const char *body, size_t len, tryon_kie_ta
   memset(out, 0, sizeof *out);
   memset(v, 0, sizeof *v);
   if (body == NULL || len == 0) {
-    tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "bad_answer", "the callback is empty");
+    tryon_verdict_set(v, TRYON_VERDICT_FINAL, "bad_answer", "the callback is empty");
     st = tryon_err_set(err, TRYON_E_INVALID, "kie callback: empty body");
     goto out;
   }
@@ -160,13 +160,13 @@ tryon_status tryon_kie_parse_callback(const char *body, size_t len, tryon_kie_ta
     }
   }
   if (root == NULL || end != body + len || !cJSON_IsObject(root)) {
-    tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "bad_answer", "the callback is not a JSON object");
+    tryon_verdict_set(v, TRYON_VERDICT_FINAL, "bad_answer", "the callback is not a JSON object");
     st = tryon_err_set(err, TRYON_E_INVALID, "kie callback: the body is not a JSON object");
     goto out;
   }
   data = cJSON_GetObjectItemCaseSensitive(root, "data");
   if (!cJSON_IsObject(data)) {
-    tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "bad_answer", "the callback has no data object");
+    tryon_verdict_set(v, TRYON_VERDICT_FINAL, "bad_answer", "the callback has no data object");
     st = tryon_err_set(err, TRYON_E_INVALID, "kie callback: no data object");
     goto out;
   }
@@ -183,11 +183,11 @@ tryon_status tryon_kie_parse_callback(const char *body, size_t len, tryon_kie_ta
     (void)tryon__kie_task_id_copy(data, out->task_id);
   }
   if (have_code) {
-    v->body_code = code;
+    v->provider_code = code;
   }
   /* The id may sit beside data rather than in it. */
   if (out->task_id[0] == '\0' && !tryon__kie_task_id_copy(root, out->task_id)) {
-    tryon__kie_verdict_set(v, TRYON_KIE_FINAL, "bad_answer", "the callback has no task id");
+    tryon_verdict_set(v, TRYON_VERDICT_FINAL, "bad_answer", "the callback has no task id");
     st = tryon_err_set(err, TRYON_E_INVALID, "kie callback: no usable taskId or task_id");
     goto out;
   }

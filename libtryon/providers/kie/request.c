@@ -386,8 +386,7 @@ tryon_status tryon_kie_create_request(const tryon_kie_config *cfg, const char *p
   }
   if (!tryon_kie_aspect_ratio_ok(aspect_ratio)) {
     st = tryon_err_set(err, TRYON_E_INVALID,
-                       "kie create: aspect ratio must be one of 1:1 9:16 16:9 3:4 4:3 3:2 2:3 "
-                       "5:4 4:5 21:9 auto");
+                       "kie create: the aspect ratio is not one createTask accepts");
     goto out;
   }
   model = cfg->model != NULL && cfg->model[0] != '\0' ? cfg->model : TRYON_KIE_DEFAULT_MODEL;

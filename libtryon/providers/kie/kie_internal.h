@@ -1,5 +1,6 @@
 /*
- * kie_internal.h - helpers shared by the kie module's files (and its tests).
+ * kie_internal.h - helpers shared by the kie module's files. Verdicts are the shared
+ * tryon_verdict of tryon/http.h (tryon_verdict_set, tryon_verdict_copy_text).
  */
 #ifndef TRYON_KIE_INTERNAL_H
 #define TRYON_KIE_INTERNAL_H
@@ -10,17 +11,12 @@
 #include <cjson/cJSON.h>
 #include <tryon/kie.h>
 
-/* Sets a verdict: next, code and a formatted detail (cut short at a character
- * boundary). Returns next == TRYON_KIE_OK. */
-bool tryon__kie_verdict_set(tryon_kie_verdict *v, tryon_kie_next next, const char *code,
-                            const char *fmt, ...) TRYON_PRINTF(4, 5);
-
 /*
  * The verdict of an envelope {"code","msg"|"message","data"} already parsed: sets
- * v->body_code and, when the code is not 200, the verdict for it (true: code 200).
+ * v->provider_code and, when the code is not 200, the verdict for it (true: code 200).
  * `msg` is stored as the detail either way.
  */
-bool tryon__kie_envelope(const cJSON *root, tryon_kie_verdict *v);
+bool tryon__kie_envelope(const cJSON *root, tryon_verdict *v);
 
 /*
  * Reads recordInfo's `data` object (also a callback's) into `t` and sets the verdict
@@ -28,15 +24,11 @@ bool tryon__kie_envelope(const cJSON *root, tryon_kie_verdict *v);
  * failed even if data says nothing more; `env_msg` joins the refusal check then.
  */
 bool tryon__kie_task_from_data(const cJSON *data, bool failed_hint, const char *env_msg,
-                               tryon_kie_task *t, tryon_kie_verdict *v);
+                               tryon_kie_task *t, tryon_verdict *v);
 
 /* Whether a failure's code or message speaks of a refusal (moderation, policy,
  * safety, NSFW ...), case-insensitively. NULLs are fine. */
 bool tryon__kie_is_refusal(const char *a, const char *b, const char *c);
-
-/* Copies a string without control characters (each becomes a space), cut short at a
- * character boundary. `cap` >= 1. */
-void tryon__kie_copy_clean(char *dst, size_t cap, const char *src, size_t len);
 
 /* An integer field given as a JSON number or a string of digits; false otherwise. */
 bool tryon__kie_int_field(const cJSON *o, const char *name, int *out);

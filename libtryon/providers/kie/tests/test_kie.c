@@ -20,8 +20,6 @@
 #include <tryon/http.h>
 #include <tryon/kie.h>
 
-#include "kie/kie_internal.h"
-
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #define KEY "kieKEY-S3CRET-0123456789abcdef"
@@ -362,9 +360,9 @@ typedef struct verdict_case {
   long status;
   const char *body;
   int64_t retry_after;
-  tryon_kie_next next;
+  tryon_verdict_next next;
   const char *code;
-  int body_code;
+  int provider_code;
   int64_t want_retry_after;
   const char *detail_has; /* NULL: not checked */
 } verdict_case;
@@ -374,89 +372,90 @@ typedef struct verdict_case {
 /* The answers every call may get, judged through parse_create (the envelope, the
  * HTTP status and the transfer are judged the same way by every parser). */
 static const verdict_case verdicts[] = {
-    {TRYON_OK, 200, OK_CREATE, 0, TRYON_KIE_OK, "", 200, 0, "success"},
+    {TRYON_OK, 200, OK_CREATE, 0, TRYON_VERDICT_OK, "", 200, 0, "success"},
     /* HTTP 200 with the error inside: every documented body code. */
-    {TRYON_OK, 200, "{\"code\":400,\"msg\":\"bad params\"}", 0, TRYON_KIE_FINAL, "bad_request", 400,
-     0, "bad params"},
-    {TRYON_OK, 200, "{\"code\":401,\"msg\":\"unauthorized\"}", 0, TRYON_KIE_FINAL, "unauthorized",
-     401, 0, NULL},
-    {TRYON_OK, 200, "{\"code\":402,\"msg\":\"Credits insufficient\"}", 0, TRYON_KIE_FINAL,
+    {TRYON_OK, 200, "{\"code\":400,\"msg\":\"bad params\"}", 0, TRYON_VERDICT_FINAL, "bad_request",
+     400, 0, "bad params"},
+    {TRYON_OK, 200, "{\"code\":401,\"msg\":\"unauthorized\"}", 0, TRYON_VERDICT_FINAL,
+     "unauthorized", 401, 0, NULL},
+    {TRYON_OK, 200, "{\"code\":402,\"msg\":\"Credits insufficient\"}", 0, TRYON_VERDICT_FINAL,
      "provider_out_of_credits", 402, 0, "Credits insufficient"},
-    {TRYON_OK, 200, "{\"code\":404,\"msg\":\"not found\"}", 0, TRYON_KIE_FINAL, "not_found", 404, 0,
-     NULL},
-    {TRYON_OK, 200, "{\"code\":408,\"msg\":\"no result for over 10 minutes\"}", 0, TRYON_KIE_FINAL,
-     "timeout", 408, 0, NULL},
-    {TRYON_OK, 200, "{\"code\":422,\"msg\":\"image_urls is required\"}", 0, TRYON_KIE_FINAL,
+    {TRYON_OK, 200, "{\"code\":404,\"msg\":\"not found\"}", 0, TRYON_VERDICT_FINAL, "not_found",
+     404, 0, NULL},
+    {TRYON_OK, 200, "{\"code\":408,\"msg\":\"no result for over 10 minutes\"}", 0,
+     TRYON_VERDICT_FINAL, "timeout", 408, 0, NULL},
+    {TRYON_OK, 200, "{\"code\":422,\"msg\":\"image_urls is required\"}", 0, TRYON_VERDICT_FINAL,
      "validation", 422, 0, "image_urls"},
     {TRYON_OK, 200, "{\"code\":422,\"msg\":\"recordInfo is null\",\"data\":null}", 0,
-     TRYON_KIE_FINAL, "not_found", 422, 0, NULL},
-    {TRYON_OK, 200, "{\"code\":429,\"msg\":\"rate limited\"}", 7000, TRYON_KIE_RETRY,
+     TRYON_VERDICT_FINAL, "not_found", 422, 0, NULL},
+    {TRYON_OK, 200, "{\"code\":429,\"msg\":\"rate limited\"}", 7000, TRYON_VERDICT_RETRY,
      "rate_limited", 429, 7000, NULL},
-    {TRYON_OK, 200, "{\"code\":433,\"msg\":\"sub-key limit\"}", 0, TRYON_KIE_RETRY, "rate_limited",
-     433, 0, NULL},
-    {TRYON_OK, 200, "{\"code\":455,\"msg\":\"maintenance\"}", 0, TRYON_KIE_RETRY, "maintenance",
+    {TRYON_OK, 200, "{\"code\":433,\"msg\":\"sub-key limit\"}", 0, TRYON_VERDICT_RETRY,
+     "rate_limited", 433, 0, NULL},
+    {TRYON_OK, 200, "{\"code\":455,\"msg\":\"maintenance\"}", 0, TRYON_VERDICT_RETRY, "maintenance",
      455, 0, NULL},
-    {TRYON_OK, 200, "{\"code\":500,\"msg\":\"server error\"}", 0, TRYON_KIE_RETRY, "server_error",
-     500, 0, NULL},
-    {TRYON_OK, 200, "{\"code\":501,\"msg\":\"generation failed\"}", 0, TRYON_KIE_FINAL,
+    {TRYON_OK, 200, "{\"code\":500,\"msg\":\"server error\"}", 0, TRYON_VERDICT_RETRY,
+     "server_error", 500, 0, NULL},
+    {TRYON_OK, 200, "{\"code\":501,\"msg\":\"generation failed\"}", 0, TRYON_VERDICT_FINAL,
      "generation_failed", 501, 0, NULL},
-    {TRYON_OK, 200, "{\"code\":505,\"msg\":\"feature disabled\"}", 0, TRYON_KIE_FINAL,
+    {TRYON_OK, 200, "{\"code\":505,\"msg\":\"feature disabled\"}", 0, TRYON_VERDICT_FINAL,
      "feature_disabled", 505, 0, NULL},
-    {TRYON_OK, 200, "{\"code\":503,\"msg\":\"?\"}", 0, TRYON_KIE_RETRY, "server_error", 503, 0,
+    {TRYON_OK, 200, "{\"code\":503,\"msg\":\"?\"}", 0, TRYON_VERDICT_RETRY, "server_error", 503, 0,
      NULL},
-    {TRYON_OK, 200, "{\"code\":418,\"msg\":\"?\"}", 0, TRYON_KIE_FINAL, "bad_request", 418, 0,
+    {TRYON_OK, 200, "{\"code\":418,\"msg\":\"?\"}", 0, TRYON_VERDICT_FINAL, "bad_request", 418, 0,
      NULL},
-    {TRYON_OK, 200, "{\"code\":201,\"msg\":\"?\"}", 0, TRYON_KIE_FINAL, "bad_answer", 201, 0, NULL},
+    {TRYON_OK, 200, "{\"code\":201,\"msg\":\"?\"}", 0, TRYON_VERDICT_FINAL, "bad_answer", 201, 0,
+     NULL},
     /* msg vs message; a code given as a string. */
-    {TRYON_OK, 200, "{\"code\":402,\"message\":\"no credits left\"}", 0, TRYON_KIE_FINAL,
+    {TRYON_OK, 200, "{\"code\":402,\"message\":\"no credits left\"}", 0, TRYON_VERDICT_FINAL,
      "provider_out_of_credits", 402, 0, "no credits left"},
     {TRYON_OK, 200, "{\"code\":\"455\",\"msg\":\"\",\"message\":\"down for upkeep\"}", 0,
-     TRYON_KIE_RETRY, "maintenance", 455, 0, "down for upkeep"},
+     TRYON_VERDICT_RETRY, "maintenance", 455, 0, "down for upkeep"},
     /* 2xx that is not the expected JSON. */
-    {TRYON_OK, 200, "<html>Just a moment...</html>", 0, TRYON_KIE_RETRY, "bad_answer", 0, 0,
+    {TRYON_OK, 200, "<html>Just a moment...</html>", 0, TRYON_VERDICT_RETRY, "bad_answer", 0, 0,
      "Just a moment"},
-    {TRYON_OK, 200, "", 0, TRYON_KIE_RETRY, "bad_answer", 0, 0, NULL},
-    {TRYON_OK, 200, "[1,2]", 0, TRYON_KIE_RETRY, "bad_answer", 0, 0, NULL},
-    {TRYON_OK, 200, "{\"code\":200} trailing", 0, TRYON_KIE_RETRY, "bad_answer", 0, 0, NULL},
-    {TRYON_OK, 200, "{\"msg\":\"no code\"}", 0, TRYON_KIE_FINAL, "bad_answer", 0, 0, NULL},
-    {TRYON_OK, 200, "{\"code\":200,\"msg\":\"success\",\"data\":{}}", 0, TRYON_KIE_FINAL,
+    {TRYON_OK, 200, "", 0, TRYON_VERDICT_RETRY, "bad_answer", 0, 0, NULL},
+    {TRYON_OK, 200, "[1,2]", 0, TRYON_VERDICT_RETRY, "bad_answer", 0, 0, NULL},
+    {TRYON_OK, 200, "{\"code\":200} trailing", 0, TRYON_VERDICT_RETRY, "bad_answer", 0, 0, NULL},
+    {TRYON_OK, 200, "{\"msg\":\"no code\"}", 0, TRYON_VERDICT_FINAL, "bad_answer", 0, 0, NULL},
+    {TRYON_OK, 200, "{\"code\":200,\"msg\":\"success\",\"data\":{}}", 0, TRYON_VERDICT_FINAL,
      "bad_answer", 200, 0, NULL},
-    {TRYON_OK, 200, "{\"code\":200,\"msg\":\"success\",\"data\":null}", 0, TRYON_KIE_FINAL,
+    {TRYON_OK, 200, "{\"code\":200,\"msg\":\"success\",\"data\":null}", 0, TRYON_VERDICT_FINAL,
      "bad_answer", 200, 0, NULL},
-    {TRYON_OK, 200, "{\"code\":200,\"data\":{\"taskId\":\"\"}}", 0, TRYON_KIE_FINAL, "bad_answer",
-     200, 0, NULL},
-    {TRYON_OK, 200, "{\"code\":200,\"data\":{\"taskId\":123}}", 0, TRYON_KIE_FINAL, "bad_answer",
-     200, 0, NULL},
+    {TRYON_OK, 200, "{\"code\":200,\"data\":{\"taskId\":\"\"}}", 0, TRYON_VERDICT_FINAL,
+     "bad_answer", 200, 0, NULL},
+    {TRYON_OK, 200, "{\"code\":200,\"data\":{\"taskId\":123}}", 0, TRYON_VERDICT_FINAL,
+     "bad_answer", 200, 0, NULL},
     /* HTTP-level errors. */
-    {TRYON_E_UPSTREAM, 403, "error code: 1010", 0, TRYON_KIE_FINAL, "user_agent_refused", 0, 0,
+    {TRYON_E_UPSTREAM, 403, "error code: 1010", 0, TRYON_VERDICT_FINAL, "user_agent_refused", 0, 0,
      "User-Agent"},
-    {TRYON_E_UPSTREAM, 403, "forbidden", 0, TRYON_KIE_FINAL, "forbidden", 0, 0, NULL},
-    {TRYON_E_UPSTREAM, 401, "{\"code\":401,\"msg\":\"You do not have access\"}", 0, TRYON_KIE_FINAL,
-     "unauthorized", 401, 0, "access"},
-    {TRYON_E_UPSTREAM, 401, "", 0, TRYON_KIE_FINAL, "unauthorized", 0, 0, NULL},
-    {TRYON_E_UPSTREAM, 402, "", 0, TRYON_KIE_FINAL, "provider_out_of_credits", 0, 0, NULL},
-    {TRYON_E_UPSTREAM, 404, "Not Found", 0, TRYON_KIE_FINAL, "not_found", 0, 0, NULL},
-    {TRYON_E_UPSTREAM, 400, "{\"code\":422,\"msg\":\"prompt too long\"}", 0, TRYON_KIE_FINAL,
+    {TRYON_E_UPSTREAM, 403, "forbidden", 0, TRYON_VERDICT_FINAL, "forbidden", 0, 0, NULL},
+    {TRYON_E_UPSTREAM, 401, "{\"code\":401,\"msg\":\"You do not have access\"}", 0,
+     TRYON_VERDICT_FINAL, "unauthorized", 401, 0, "access"},
+    {TRYON_E_UPSTREAM, 401, "", 0, TRYON_VERDICT_FINAL, "unauthorized", 0, 0, NULL},
+    {TRYON_E_UPSTREAM, 402, "", 0, TRYON_VERDICT_FINAL, "provider_out_of_credits", 0, 0, NULL},
+    {TRYON_E_UPSTREAM, 404, "Not Found", 0, TRYON_VERDICT_FINAL, "not_found", 0, 0, NULL},
+    {TRYON_E_UPSTREAM, 400, "{\"code\":422,\"msg\":\"prompt too long\"}", 0, TRYON_VERDICT_FINAL,
      "validation", 422, 0, "prompt too long"},
-    {TRYON_E_UPSTREAM, 429, "{\"code\":429,\"msg\":\"slow down\"}", 90000, TRYON_KIE_RETRY,
+    {TRYON_E_UPSTREAM, 429, "{\"code\":429,\"msg\":\"slow down\"}", 90000, TRYON_VERDICT_RETRY,
      "rate_limited", 429, 90000, NULL},
-    {TRYON_E_UPSTREAM, 429, "Too Many Requests", 3000, TRYON_KIE_RETRY, "rate_limited", 0, 3000,
+    {TRYON_E_UPSTREAM, 429, "Too Many Requests", 3000, TRYON_VERDICT_RETRY, "rate_limited", 0, 3000,
      NULL},
-    {TRYON_E_UPSTREAM, 408, "", 0, TRYON_KIE_RETRY, "timeout", 0, 0, NULL},
-    {TRYON_E_UPSTREAM, 502, "<html>bad gateway</html>", 0, TRYON_KIE_RETRY, "server_error", 0, 0,
-     "bad gateway"},
-    {TRYON_E_UPSTREAM, 503, "", 120000, TRYON_KIE_RETRY, "server_error", 0, 120000, NULL},
-    {TRYON_E_UPSTREAM, 500, "{\"code\":500,\"msg\":\"internal\"}", 0, TRYON_KIE_RETRY,
+    {TRYON_E_UPSTREAM, 408, "", 0, TRYON_VERDICT_RETRY, "timeout", 0, 0, NULL},
+    {TRYON_E_UPSTREAM, 502, "<html>bad gateway</html>", 0, TRYON_VERDICT_RETRY, "server_error", 0,
+     0, "bad gateway"},
+    {TRYON_E_UPSTREAM, 503, "", 120000, TRYON_VERDICT_RETRY, "server_error", 0, 120000, NULL},
+    {TRYON_E_UPSTREAM, 500, "{\"code\":500,\"msg\":\"internal\"}", 0, TRYON_VERDICT_RETRY,
      "server_error", 500, 0, NULL},
-    {TRYON_E_UPSTREAM, 405, "", 0, TRYON_KIE_FINAL, "bad_request", 0, 0, NULL},
-    {TRYON_E_UPSTREAM, 301, "", 0, TRYON_KIE_FINAL, "bad_answer", 0, 0, NULL},
+    {TRYON_E_UPSTREAM, 405, "", 0, TRYON_VERDICT_FINAL, "bad_request", 0, 0, NULL},
+    {TRYON_E_UPSTREAM, 301, "", 0, TRYON_VERDICT_FINAL, "bad_answer", 0, 0, NULL},
     /* The transfer itself. */
-    {TRYON_E_NETWORK, 0, "", 0, TRYON_KIE_RETRY, "network", 0, 0, NULL},
-    {TRYON_E_TIMEOUT, 0, "", 0, TRYON_KIE_RETRY, "timeout", 0, 0, NULL},
-    {TRYON_E_TOO_LARGE, 200, "", 0, TRYON_KIE_FINAL, "bad_answer", 0, 0, NULL},
-    {TRYON_E_NOMEM, 0, "", 0, TRYON_KIE_RETRY, "internal", 0, 0, NULL},
-    {TRYON_E_INVALID, 0, "", 0, TRYON_KIE_FINAL, "internal", 0, 0, NULL},
-    {TRYON_OK, 0, "", 0, TRYON_KIE_RETRY, "network", 0, 0, NULL},
+    {TRYON_E_NETWORK, 0, "", 0, TRYON_VERDICT_RETRY, "network", 0, 0, NULL},
+    {TRYON_E_TIMEOUT, 0, "", 0, TRYON_VERDICT_RETRY, "timeout", 0, 0, NULL},
+    {TRYON_E_TOO_LARGE, 200, "", 0, TRYON_VERDICT_FINAL, "bad_answer", 0, 0, NULL},
+    {TRYON_E_NOMEM, 0, "", 0, TRYON_VERDICT_RETRY, "internal", 0, 0, NULL},
+    {TRYON_E_INVALID, 0, "", 0, TRYON_VERDICT_FINAL, "internal", 0, 0, NULL},
+    {TRYON_OK, 0, "", 0, TRYON_VERDICT_RETRY, "network", 0, 0, NULL},
 };
 
 static void test_kie__verdicts(void **state) {
@@ -464,15 +463,15 @@ static void test_kie__verdicts(void **state) {
     const verdict_case *c = &verdicts[i];
     tryon_http_response resp = resp_make(c->status, c->body, c->retry_after);
     char task_id[TRYON_KIE_TASK_ID_MAX];
-    tryon_kie_verdict v;
+    tryon_verdict v;
     memset(&v, 0xAB, sizeof v);
     bool ok = tryon_kie_parse_create(&resp, c->http_st, task_id, &v);
-    if (v.next != c->next || strcmp(v.code, c->code) != 0 || v.body_code != c->body_code ||
+    if (v.next != c->next || strcmp(v.code, c->code) != 0 || v.provider_code != c->provider_code ||
         v.retry_after_ms != c->want_retry_after || v.http_status != c->status)
-      fail_msg("case %zu (%ld %s): next %d code \"%s\" body_code %d retry %lld http %ld", i,
-               c->status, c->body, (int)v.next, v.code, v.body_code, (long long)v.retry_after_ms,
-               v.http_status);
-    assert_int_equal(ok, c->next == TRYON_KIE_OK);
+      fail_msg("case %zu (%ld %s): next %d code \"%s\" provider_code %d retry %lld http %ld", i,
+               c->status, c->body, (int)v.next, v.code, v.provider_code,
+               (long long)v.retry_after_ms, v.http_status);
+    assert_int_equal(ok, c->next == TRYON_VERDICT_OK);
     if (c->detail_has != NULL && strstr(v.detail, c->detail_has) == NULL)
       fail_msg("case %zu: detail \"%s\" lacks \"%s\"", i, v.detail, c->detail_has);
     if (ok)
@@ -482,10 +481,10 @@ static void test_kie__verdicts(void **state) {
     tryon_http_response_release(&resp);
   }
   /* No response at all. */
-  tryon_kie_verdict v;
+  tryon_verdict v;
   char task_id[TRYON_KIE_TASK_ID_MAX];
   assert_false(tryon_kie_parse_create(NULL, TRYON_E_NETWORK, task_id, &v));
-  assert_int_equal(v.next, TRYON_KIE_RETRY);
+  assert_int_equal(v.next, TRYON_VERDICT_RETRY);
   assert_string_equal(v.code, "network");
 }
 
@@ -498,7 +497,7 @@ static void test_kie__detail_is_clean_and_bounded(void **state) {
   assert_int_equal(tryon_buf_append_str(&body, "\"}"), TRYON_OK);
   tryon_http_response resp = resp_make(200, body.data, 0);
   char id[TRYON_KIE_TASK_ID_MAX];
-  tryon_kie_verdict v;
+  tryon_verdict v;
   assert_false(tryon_kie_parse_create(&resp, TRYON_OK, id, &v));
   assert_string_equal(v.code, "bad_request");
   assert_null(strchr(v.detail, '\n'));
@@ -518,7 +517,7 @@ static void test_kie__parse_upload(void **state) {
   const struct {
     const char *body;
     size_t cap;
-    tryon_kie_next next;
+    tryon_verdict_next next;
     const char *code;
     const char *url;
   } cases[] = {
@@ -526,41 +525,41 @@ static void test_kie__parse_upload(void **state) {
        "\"fileName\":\"x.png\",\"filePath\":\"tryon/x.png\",\"downloadUrl\":"
        "\"https://tempfile.redpandaai.co/xxx/tryon/x.png\",\"fileSize\":154832,\"mimeType\":"
        "\"image/png\",\"uploadedAt\":\"2025-01-01T12:00:00.000Z\"}}",
-       TRYON_KIE_URL_MAX, TRYON_KIE_OK, "", "https://tempfile.redpandaai.co/xxx/tryon/x.png"},
+       TRYON_KIE_URL_MAX, TRYON_VERDICT_OK, "", "https://tempfile.redpandaai.co/xxx/tryon/x.png"},
       /* fileUrl only as a fallback. */
       {"{\"success\":true,\"code\":200,\"data\":{\"fileUrl\":\"https://f.example/a.png\"}}",
-       TRYON_KIE_URL_MAX, TRYON_KIE_OK, "", "https://f.example/a.png"},
+       TRYON_KIE_URL_MAX, TRYON_VERDICT_OK, "", "https://f.example/a.png"},
       {"{\"success\":true,\"code\":200,\"data\":{\"fileUrl\":\"https://f.example/old.png\","
        "\"downloadUrl\":\"https://d.example/new.png\"}}",
-       TRYON_KIE_URL_MAX, TRYON_KIE_OK, "", "https://d.example/new.png"},
+       TRYON_KIE_URL_MAX, TRYON_VERDICT_OK, "", "https://d.example/new.png"},
       {"{\"success\":true,\"code\":200,\"data\":{\"downloadUrl\":\"\",\"fileUrl\":"
        "\"https://f.example/a.png\"}}",
-       TRYON_KIE_URL_MAX, TRYON_KIE_OK, "", "https://f.example/a.png"},
+       TRYON_KIE_URL_MAX, TRYON_VERDICT_OK, "", "https://f.example/a.png"},
       /* `success` alone, without code. */
       {"{\"success\":true,\"data\":{\"downloadUrl\":\"https://d.example/a.png\"}}",
-       TRYON_KIE_URL_MAX, TRYON_KIE_OK, "", "https://d.example/a.png"},
+       TRYON_KIE_URL_MAX, TRYON_VERDICT_OK, "", "https://d.example/a.png"},
       {"{\"success\":false,\"code\":200,\"msg\":\"upload failed\"}", TRYON_KIE_URL_MAX,
-       TRYON_KIE_FINAL, "bad_answer", ""},
-      {"{\"success\":false,\"code\":401,\"msg\":\"bad key\"}", TRYON_KIE_URL_MAX, TRYON_KIE_FINAL,
-       "unauthorized", ""},
+       TRYON_VERDICT_FINAL, "bad_answer", ""},
+      {"{\"success\":false,\"code\":401,\"msg\":\"bad key\"}", TRYON_KIE_URL_MAX,
+       TRYON_VERDICT_FINAL, "unauthorized", ""},
       {"{\"success\":true,\"code\":200,\"data\":{\"filePath\":\"tryon/x.png\"}}", TRYON_KIE_URL_MAX,
-       TRYON_KIE_FINAL, "bad_answer", ""},
+       TRYON_VERDICT_FINAL, "bad_answer", ""},
       {"{\"success\":true,\"code\":200,\"data\":{\"downloadUrl\":\"/relative/x.png\"}}",
-       TRYON_KIE_URL_MAX, TRYON_KIE_FINAL, "bad_answer", ""},
+       TRYON_KIE_URL_MAX, TRYON_VERDICT_FINAL, "bad_answer", ""},
       {"{\"success\":true,\"code\":200,\"data\":{\"downloadUrl\":\"https://d.example/a.png\"}}", 10,
-       TRYON_KIE_FINAL, "bad_answer", ""},
+       TRYON_VERDICT_FINAL, "bad_answer", ""},
   };
   for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
     tryon_http_response resp = resp_make(200, cases[i].body, 0);
     char url[TRYON_KIE_URL_MAX];
-    tryon_kie_verdict v;
+    tryon_verdict v;
     memset(url, 'z', sizeof url);
     bool ok = tryon_kie_parse_upload(&resp, TRYON_OK, url, cases[i].cap, &v);
     if (v.next != cases[i].next || strcmp(v.code, cases[i].code) != 0 ||
         strcmp(url, cases[i].url) != 0)
       fail_msg("case %zu: next %d code \"%s\" url \"%.40s\" (%s)", i, (int)v.next, v.code, url,
                v.detail);
-    assert_int_equal(ok, cases[i].next == TRYON_KIE_OK);
+    assert_int_equal(ok, cases[i].next == TRYON_VERDICT_OK);
     tryon_http_response_release(&resp);
   }
 }
@@ -576,7 +575,7 @@ static void test_kie__parse_record(void **state) {
   const struct {
     long status;
     const char *body;
-    tryon_kie_next next;
+    tryon_verdict_next next;
     const char *code;
     tryon_kie_state st;
     const char *task_id;
@@ -589,74 +588,74 @@ static void test_kie__parse_record(void **state) {
       {200,
        REC("success", ",\"resultJson\":\"{\\\"resultUrls\\\":[\\\"https://r.example/image.jpg\\\"]"
                       "}\",\"failCode\":\"\",\"failMsg\":\"\",\"completeTime\":1698765432000"),
-       TRYON_KIE_OK, "", TRYON_KIE_SUCCESS, "task_12345678", "https://r.example/image.jpg", "", "",
-       NULL},
+       TRYON_VERDICT_OK, "", TRYON_KIE_SUCCESS, "task_12345678", "https://r.example/image.jpg", "",
+       "", NULL},
       /* resultJson already an object. */
       {200,
        REC("success", ",\"resultJson\":{\"resultUrls\":[\"https://r.example/b.png\","
                       "\"https://r.example/c.png\"]}"),
-       TRYON_KIE_OK, "", TRYON_KIE_SUCCESS, "task_12345678", "https://r.example/b.png", "", "",
+       TRYON_VERDICT_OK, "", TRYON_KIE_SUCCESS, "task_12345678", "https://r.example/b.png", "", "",
        NULL},
       /* Not yet: every step on the way, resultJson "" or null, failCode null. */
-      {200, REC("waiting", ",\"resultJson\":\"\",\"failCode\":null,\"failMsg\":null"), TRYON_KIE_OK,
-       "", TRYON_KIE_WAITING, "task_12345678", "", "", "", NULL},
-      {200, REC("queuing", ",\"resultJson\":null"), TRYON_KIE_OK, "", TRYON_KIE_QUEUING,
+      {200, REC("waiting", ",\"resultJson\":\"\",\"failCode\":null,\"failMsg\":null"),
+       TRYON_VERDICT_OK, "", TRYON_KIE_WAITING, "task_12345678", "", "", "", NULL},
+      {200, REC("queuing", ",\"resultJson\":null"), TRYON_VERDICT_OK, "", TRYON_KIE_QUEUING,
        "task_12345678", "", "", "", NULL},
-      {200, REC("generating", ""), TRYON_KIE_OK, "", TRYON_KIE_GENERATING, "task_12345678", "", "",
-       "", NULL},
+      {200, REC("generating", ""), TRYON_VERDICT_OK, "", TRYON_KIE_GENERATING, "task_12345678", "",
+       "", "", NULL},
       /* An unknown state polls on. */
-      {200, REC("paused", ""), TRYON_KIE_OK, "", TRYON_KIE_UNKNOWN, "task_12345678", "", "", "",
+      {200, REC("paused", ""), TRYON_VERDICT_OK, "", TRYON_KIE_UNKNOWN, "task_12345678", "", "", "",
        "paused"},
       /* Success before its result: ask again. */
-      {200, REC("success", ",\"resultJson\":\"\""), TRYON_KIE_RETRY, "pending", TRYON_KIE_WAITING,
-       "", "", "", "", NULL},
-      {200, REC("success", ",\"resultJson\":null"), TRYON_KIE_RETRY, "pending", TRYON_KIE_WAITING,
-       "", "", "", "", NULL},
-      {200, REC("success", ",\"resultJson\":\"{\\\"resultUrls\\\":[]}\""), TRYON_KIE_RETRY,
+      {200, REC("success", ",\"resultJson\":\"\""), TRYON_VERDICT_RETRY, "pending",
+       TRYON_KIE_WAITING, "", "", "", "", NULL},
+      {200, REC("success", ",\"resultJson\":null"), TRYON_VERDICT_RETRY, "pending",
+       TRYON_KIE_WAITING, "", "", "", "", NULL},
+      {200, REC("success", ",\"resultJson\":\"{\\\"resultUrls\\\":[]}\""), TRYON_VERDICT_RETRY,
        "pending", TRYON_KIE_WAITING, "", "", "", "", NULL},
-      {200, REC("success", ",\"resultJson\":\"not json\""), TRYON_KIE_RETRY, "pending",
+      {200, REC("success", ",\"resultJson\":\"not json\""), TRYON_VERDICT_RETRY, "pending",
        TRYON_KIE_WAITING, "", "", "", "", NULL},
       /* Failures: failCode/failMsg "" or null; moderation becomes content_refused. */
-      {200, REC("fail", ",\"resultJson\":\"\",\"failCode\":null,\"failMsg\":null"), TRYON_KIE_FINAL,
-       "generation_failed", TRYON_KIE_FAIL, "task_12345678", "", "", "", NULL},
+      {200, REC("fail", ",\"resultJson\":\"\",\"failCode\":null,\"failMsg\":null"),
+       TRYON_VERDICT_FINAL, "generation_failed", TRYON_KIE_FAIL, "task_12345678", "", "", "", NULL},
       {200, REC("fail", ",\"failCode\":\"500\",\"failMsg\":\"Internal error, please try again\""),
-       TRYON_KIE_FINAL, "generation_failed", TRYON_KIE_FAIL, "task_12345678", "", "500",
+       TRYON_VERDICT_FINAL, "generation_failed", TRYON_KIE_FAIL, "task_12345678", "", "500",
        "Internal error, please try again", "Internal error"},
       {200,
        REC("fail", ",\"failCode\":\"\",\"failMsg\":\"Your content was flagged by our moderation "
                    "system\""),
-       TRYON_KIE_FINAL, "content_refused", TRYON_KIE_FAIL, "task_12345678", "", "",
+       TRYON_VERDICT_FINAL, "content_refused", TRYON_KIE_FAIL, "task_12345678", "", "",
        "Your content was flagged by our moderation system", "moderation"},
-      {200, REC("fail", ",\"failCode\":\"IMAGE_SAFETY\",\"failMsg\":\"\""), TRYON_KIE_FINAL,
+      {200, REC("fail", ",\"failCode\":\"IMAGE_SAFETY\",\"failMsg\":\"\""), TRYON_VERDICT_FINAL,
        "content_refused", TRYON_KIE_FAIL, "task_12345678", "", "IMAGE_SAFETY", "", NULL},
-      {200, REC("fail", ",\"failCode\":422,\"failMsg\":\"NSFW content detected\""), TRYON_KIE_FINAL,
-       "content_refused", TRYON_KIE_FAIL, "task_12345678", "", "422", "NSFW content detected",
-       NULL},
-      {200, REC("fail", ",\"failMsg\":\"Violates our content policy\""), TRYON_KIE_FINAL,
+      {200, REC("fail", ",\"failCode\":422,\"failMsg\":\"NSFW content detected\""),
+       TRYON_VERDICT_FINAL, "content_refused", TRYON_KIE_FAIL, "task_12345678", "", "422",
+       "NSFW content detected", NULL},
+      {200, REC("fail", ",\"failMsg\":\"Violates our content policy\""), TRYON_VERDICT_FINAL,
        "content_refused", TRYON_KIE_FAIL, "task_12345678", "", "", "Violates our content policy",
        NULL},
       /* A failed task inside a 501 envelope; a 501 without state still ends it. */
       {200,
        "{\"code\":501,\"msg\":\"generation failed\",\"data\":{\"taskId\":\"t9\",\"state\":\"fail\","
        "\"failCode\":\"\",\"failMsg\":\"\"}}",
-       TRYON_KIE_FINAL, "generation_failed", TRYON_KIE_FAIL, "t9", "", "", "", NULL},
+       TRYON_VERDICT_FINAL, "generation_failed", TRYON_KIE_FAIL, "t9", "", "", "", NULL},
       {200, "{\"code\":501,\"msg\":\"blocked by safety filter\",\"data\":{\"taskId\":\"t9\"}}",
-       TRYON_KIE_FINAL, "content_refused", TRYON_KIE_FAIL, "t9", "", "", "", "safety"},
+       TRYON_VERDICT_FINAL, "content_refused", TRYON_KIE_FAIL, "t9", "", "", "", "safety"},
       /* An unknown taskId. */
-      {200, "{\"code\":422,\"msg\":\"recordInfo is null\",\"data\":null}", TRYON_KIE_FINAL,
+      {200, "{\"code\":422,\"msg\":\"recordInfo is null\",\"data\":null}", TRYON_VERDICT_FINAL,
        "not_found", TRYON_KIE_WAITING, "", "", "", "", NULL},
       /* Errors wrapped the usual ways. */
-      {200, "{\"code\":455,\"msg\":\"maintenance\"}", TRYON_KIE_RETRY, "maintenance",
+      {200, "{\"code\":455,\"msg\":\"maintenance\"}", TRYON_VERDICT_RETRY, "maintenance",
        TRYON_KIE_WAITING, "", "", "", "", NULL},
-      {200, "{\"code\":200,\"msg\":\"success\"}", TRYON_KIE_FINAL, "bad_answer", TRYON_KIE_WAITING,
-       "", "", "", "", NULL},
-      {200, "{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"t1\"}}", TRYON_KIE_OK, "",
+      {200, "{\"code\":200,\"msg\":\"success\"}", TRYON_VERDICT_FINAL, "bad_answer",
+       TRYON_KIE_WAITING, "", "", "", "", NULL},
+      {200, "{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"t1\"}}", TRYON_VERDICT_OK, "",
        TRYON_KIE_UNKNOWN, "t1", "", "", "", "(none)"},
   };
   for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
     tryon_http_response resp = resp_make(cases[i].status, cases[i].body, 0);
     tryon_kie_task t;
-    tryon_kie_verdict v;
+    tryon_verdict v;
     memset(&t, 0x5A, sizeof t);
     bool ok = tryon_kie_parse_record(&resp, TRYON_OK, &t, &v);
     if (v.next != cases[i].next || strcmp(v.code, cases[i].code) != 0 || t.state != cases[i].st ||
@@ -666,7 +665,7 @@ static void test_kie__parse_record(void **state) {
                "(%s)",
                i, (int)v.next, v.code, tryon_kie_state_name(t.state), t.task_id, t.result_url,
                t.fail_code, t.fail_msg, v.detail);
-    assert_int_equal(ok, cases[i].next == TRYON_KIE_OK);
+    assert_int_equal(ok, cases[i].next == TRYON_VERDICT_OK);
     if (cases[i].detail_has != NULL && strstr(v.detail, cases[i].detail_has) == NULL)
       fail_msg("case %zu: detail \"%s\" lacks \"%s\"", i, v.detail, cases[i].detail_has);
     tryon_http_response_release(&resp);
@@ -688,59 +687,60 @@ static void test_kie__parse_callback(void **state) {
   const struct {
     const char *body;
     tryon_status want;
-    tryon_kie_next next;
+    tryon_verdict_next next;
     const char *code;
     tryon_kie_state st;
     const char *task_id;
     const char *url;
-    int body_code;
+    int provider_code;
   } cases[] = {
       {"{\"code\":200,\"msg\":\"Image generated successfully.\",\"data\":{\"taskId\":\"t_1\","
        "\"state\":\"success\",\"resultJson\":\"{\\\"resultUrls\\\":[\\\"https://r.example/"
        "a.png\\\"]}\",\"failCode\":null,\"failMsg\":null}}",
-       TRYON_OK, TRYON_KIE_OK, "", TRYON_KIE_SUCCESS, "t_1", "https://r.example/a.png", 200},
+       TRYON_OK, TRYON_VERDICT_OK, "", TRYON_KIE_SUCCESS, "t_1", "https://r.example/a.png", 200},
       /* task_id instead of taskId; no state but a result. */
       {"{\"code\":200,\"msg\":\"ok\",\"data\":{\"task_id\":\"t_2\",\"resultJson\":{\"resultUrls\":"
        "[\"https://r.example/b.png\"]}}}",
-       TRYON_OK, TRYON_KIE_OK, "", TRYON_KIE_SUCCESS, "t_2", "https://r.example/b.png", 200},
+       TRYON_OK, TRYON_VERDICT_OK, "", TRYON_KIE_SUCCESS, "t_2", "https://r.example/b.png", 200},
       {"{\"code\":501,\"msg\":\"Image generation failed\",\"data\":{\"task_id\":\"t_3\","
        "\"state\":\"fail\",\"failCode\":\"\",\"failMsg\":\"\"}}",
-       TRYON_OK, TRYON_KIE_FINAL, "generation_failed", TRYON_KIE_FAIL, "t_3", "", 501},
+       TRYON_OK, TRYON_VERDICT_FINAL, "generation_failed", TRYON_KIE_FAIL, "t_3", "", 501},
       {"{\"code\":501,\"msg\":\"Rejected by content moderation\",\"data\":{\"taskId\":\"t_4\"}}",
-       TRYON_OK, TRYON_KIE_FINAL, "content_refused", TRYON_KIE_FAIL, "t_4", "", 501},
+       TRYON_OK, TRYON_VERDICT_FINAL, "content_refused", TRYON_KIE_FAIL, "t_4", "", 501},
       /* The id beside data. */
       {"{\"code\":200,\"taskId\":\"t_5\",\"data\":{\"state\":\"generating\"}}", TRYON_OK,
-       TRYON_KIE_OK, "", TRYON_KIE_GENERATING, "t_5", "", 200},
+       TRYON_VERDICT_OK, "", TRYON_KIE_GENERATING, "t_5", "", 200},
       /* Another code: its own verdict, still a task to poll. */
-      {"{\"code\":500,\"msg\":\"oops\",\"data\":{\"taskId\":\"t_6\"}}", TRYON_OK, TRYON_KIE_RETRY,
-       "server_error", TRYON_KIE_WAITING, "t_6", "", 500},
+      {"{\"code\":500,\"msg\":\"oops\",\"data\":{\"taskId\":\"t_6\"}}", TRYON_OK,
+       TRYON_VERDICT_RETRY, "server_error", TRYON_KIE_WAITING, "t_6", "", 500},
       /* Not a kie callback. */
-      {"{\"code\":200,\"data\":{\"state\":\"success\"}}", TRYON_E_INVALID, TRYON_KIE_FINAL,
+      {"{\"code\":200,\"data\":{\"state\":\"success\"}}", TRYON_E_INVALID, TRYON_VERDICT_FINAL,
        "bad_answer", TRYON_KIE_SUCCESS, "", "", 200},
-      {"{\"code\":200,\"msg\":\"ok\"}", TRYON_E_INVALID, TRYON_KIE_FINAL, "bad_answer",
+      {"{\"code\":200,\"msg\":\"ok\"}", TRYON_E_INVALID, TRYON_VERDICT_FINAL, "bad_answer",
        TRYON_KIE_WAITING, "", "", 0},
-      {"not json", TRYON_E_INVALID, TRYON_KIE_FINAL, "bad_answer", TRYON_KIE_WAITING, "", "", 0},
-      {"[]", TRYON_E_INVALID, TRYON_KIE_FINAL, "bad_answer", TRYON_KIE_WAITING, "", "", 0},
-      {"", TRYON_E_INVALID, TRYON_KIE_FINAL, "bad_answer", TRYON_KIE_WAITING, "", "", 0},
+      {"not json", TRYON_E_INVALID, TRYON_VERDICT_FINAL, "bad_answer", TRYON_KIE_WAITING, "", "",
+       0},
+      {"[]", TRYON_E_INVALID, TRYON_VERDICT_FINAL, "bad_answer", TRYON_KIE_WAITING, "", "", 0},
+      {"", TRYON_E_INVALID, TRYON_VERDICT_FINAL, "bad_answer", TRYON_KIE_WAITING, "", "", 0},
   };
   for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
     tryon_kie_task t;
-    tryon_kie_verdict v;
+    tryon_verdict v;
     tryon_err err;
     tryon_err_clear(&err);
     tryon_status st = tryon_kie_parse_callback(cases[i].body, strlen(cases[i].body), &t, &v, &err);
     if (st != cases[i].want || v.next != cases[i].next || strcmp(v.code, cases[i].code) != 0 ||
         (st == TRYON_OK && (t.state != cases[i].st || strcmp(t.task_id, cases[i].task_id) != 0 ||
                             strcmp(t.result_url, cases[i].url) != 0)) ||
-        v.body_code != cases[i].body_code)
+        v.provider_code != cases[i].provider_code)
       fail_msg("case %zu: %s next %d code \"%s\" state %s id \"%s\" url \"%s\" body %d (%s)", i,
                tryon_status_name(st), (int)v.next, v.code, tryon_kie_state_name(t.state), t.task_id,
-               t.result_url, v.body_code, err.message);
+               t.result_url, v.provider_code, err.message);
   }
   /* A body that is not NUL-terminated: only len bytes are read. */
   const char framed[] = "{\"code\":200,\"data\":{\"taskId\":\"t_7\",\"state\":\"queuing\"}}GARBAGE";
   tryon_kie_task t;
-  tryon_kie_verdict v;
+  tryon_verdict v;
   assert_int_equal(tryon_kie_parse_callback(framed, strlen(framed) - 7, &t, &v, NULL), TRYON_OK);
   assert_string_equal(t.task_id, "t_7");
   assert_int_equal(t.state, TRYON_KIE_QUEUING);
@@ -973,7 +973,7 @@ static void test_kie__on_the_wire(void **state) {
   static const unsigned char png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0xFF, 7};
   tryon_kie_request r;
   tryon_http_response resp;
-  tryon_kie_verdict v;
+  tryon_verdict v;
   tryon_err err;
   tryon_status st;
   tryon_err_clear(&err);
@@ -1028,7 +1028,7 @@ static void test_kie__on_the_wire(void **state) {
   st = tryon_http_perform(&r.http, &resp, &err);
   tryon_kie_task t;
   assert_false(tryon_kie_parse_record(&resp, st, &t, &v));
-  assert_int_equal(v.next, TRYON_KIE_RETRY);
+  assert_int_equal(v.next, TRYON_VERDICT_RETRY);
   assert_string_equal(v.code, "maintenance");
   tryon_http_response_release(&resp);
   assert_string_equal(wire.method, "GET");
@@ -1039,7 +1039,7 @@ static void test_kie__on_the_wire(void **state) {
   st = tryon_http_perform(&r.http, &resp, &err);
   assert_int_equal(st, TRYON_E_UPSTREAM);
   assert_false(tryon_kie_parse_record(&resp, st, &t, &v));
-  assert_int_equal(v.next, TRYON_KIE_FINAL);
+  assert_int_equal(v.next, TRYON_VERDICT_FINAL);
   assert_string_equal(v.code, "user_agent_refused");
   tryon_http_response_release(&resp);
 
