@@ -1,13 +1,14 @@
 /*
  * The fake-server library (fake.h is the manual): serving on libmicrohttpd, routes,
  * canned answers, the request log, the control plane and delayed callbacks on libcurl.
+ * The request a handler sees and the reply it leaves live in request.c.
  *
  * Layout of a request: libmicrohttpd hands over the body in pieces; once it is whole,
  * control paths go to the control plane; everything else is logged, matched to a route,
  * guarded, answered from the route's canned queue or by its handler; the reply the
  * handler left in the request is then queued (or the connection dropped).
  */
-#include "fake.h"
+#include "fake_internal.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -23,8 +24,6 @@
 
 #include <curl/curl.h>
 #include <microhttpd.h>
-
-#define MAX_REPLY_HEADERS 16
 
 typedef enum cb_state { CB_PENDING, CB_DELIVERED, CB_FAILED, CB_REFUSED } cb_state;
 static const char *const cb_state_names[] = {"pending", "delivered", "failed", "refused"};
@@ -48,41 +47,6 @@ struct fake_headers {
   struct curl_slist *list;
 };
 
-typedef struct part {
-  fake_part pub;
-  char *name, *filename, *content_type;
-  unsigned char *data;
-  size_t len, cap;
-} part;
-
-typedef struct reply_header {
-  char *name, *value;
-} reply_header;
-
-struct fake_request {
-  fake *f;
-  struct MHD_Connection *c;
-  char *uri; /* raw, with the query */
-  const char *path, *method;
-  const fake_route *route;
-  const char *tail;
-  unsigned char *body;
-  size_t len, cap;
-  bool started, too_big;
-  bool json_parsed, form_parsed, form_ok;
-  cJSON *json;
-  part **parts;
-  size_t nparts, parts_cap;
-  /* the reply */
-  bool replied, drop;
-  unsigned int status;
-  char *type;
-  unsigned char *rbody;
-  size_t rlen;
-  reply_header hdrs[MAX_REPLY_HEADERS];
-  size_t nhdrs;
-};
-
 struct fake {
   fake_config cfg;
   char *name;
@@ -101,48 +65,6 @@ struct fake {
 
 /* ----------------------------------------------------------------------- utilities */
 
-static int64_t clock_ms(clockid_t id) {
-  struct timespec ts;
-  clock_gettime(id, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t fake_mono_ms(void) {
-  return clock_ms(CLOCK_MONOTONIC);
-}
-
-int64_t fake_wall_ms(void) {
-  return clock_ms(CLOCK_REALTIME);
-}
-
-char *fake_strdup(const char *s) {
-  char *d = strdup(s != NULL ? s : "");
-  if (d == NULL) {
-    fputs("fake: out of memory\n", stderr);
-    abort();
-  }
-  return d;
-}
-
-static bool grow_append(unsigned char **buf, size_t *len, size_t *cap, const void *p, size_t n) {
-  if (n > FAKE_MAX_BODY - *len)
-    return false;
-  if (*len + n + 1 > *cap) {
-    size_t nc = *cap ? *cap : 4096;
-    while (nc < *len + n + 1)
-      nc *= 2;
-    unsigned char *nb = realloc(*buf, nc);
-    if (nb == NULL)
-      return false;
-    *buf = nb, *cap = nc;
-  }
-  if (n > 0)
-    memcpy(*buf + *len, p, n);
-  *len += n;
-  (*buf)[*len] = '\0';
-  return true;
-}
-
 /* Waits on f->cond until `deadline` (monotonic ms) or stopping; lock held. */
 static void wait_until(fake *f, int64_t deadline) {
   struct timespec ts = {.tv_sec = deadline / 1000, .tv_nsec = (deadline % 1000) * 1000000L};
@@ -159,219 +81,6 @@ void fake_unlock(fake *f) {
 
 int fake_port(const fake *f) {
   return f->port;
-}
-
-/* ------------------------------------------------------------------------ requests */
-
-const char *fake_request_method(const fake_request *r) {
-  return r->method;
-}
-
-const char *fake_request_path(const fake_request *r) {
-  return r->path;
-}
-
-const char *fake_request_tail(const fake_request *r) {
-  return r->tail != NULL ? r->tail : "";
-}
-
-const char *fake_request_query(const fake_request *r) {
-  const char *q = r->uri != NULL ? strchr(r->uri, '?') : NULL;
-  return q != NULL ? q + 1 : "";
-}
-
-const char *fake_request_arg(const fake_request *r, const char *name) {
-  return MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, name);
-}
-
-const char *fake_request_header(const fake_request *r, const char *name) {
-  return MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, name);
-}
-
-const unsigned char *fake_request_body(const fake_request *r, size_t *len) {
-  if (len != NULL)
-    *len = r->len;
-  return r->body != NULL ? r->body : (const unsigned char *)"";
-}
-
-const cJSON *fake_request_json(fake_request *r) {
-  if (!r->json_parsed) {
-    r->json_parsed = true;
-    if (r->len > 0)
-      r->json = cJSON_ParseWithLength((const char *)r->body, r->len);
-  }
-  return r->json;
-}
-
-fake *fake_request_fake(const fake_request *r) {
-  return r->f;
-}
-
-const fake_route *fake_request_route(const fake_request *r) {
-  return r->route;
-}
-
-static enum MHD_Result on_form_field(void *cls, enum MHD_ValueKind kind, const char *key,
-                                     const char *filename, const char *content_type,
-                                     const char *transfer_encoding, const char *data, uint64_t off,
-                                     size_t size) {
-  (void)kind, (void)transfer_encoding;
-  fake_request *r = cls;
-  if (key == NULL)
-    return MHD_YES;
-  if (off == 0 || r->nparts == 0) {
-    if (r->nparts == r->parts_cap) {
-      size_t nc = r->parts_cap ? 2 * r->parts_cap : 8;
-      part **np = realloc(r->parts, nc * sizeof *np);
-      if (np == NULL)
-        return MHD_NO;
-      r->parts = np, r->parts_cap = nc;
-    }
-    part *p = calloc(1, sizeof *p);
-    if (p == NULL)
-      return MHD_NO;
-    p->name = fake_strdup(key);
-    p->filename = filename != NULL ? fake_strdup(filename) : NULL;
-    p->content_type = content_type != NULL ? fake_strdup(content_type) : NULL;
-    r->parts[r->nparts++] = p;
-  }
-  part *p = r->parts[r->nparts - 1];
-  if (!grow_append(&p->data, &p->len, &p->cap, data, size))
-    return MHD_NO;
-  return MHD_YES;
-}
-
-bool fake_request_is_form(fake_request *r) {
-  if (r->form_parsed)
-    return r->form_ok;
-  r->form_parsed = true;
-  struct MHD_PostProcessor *pp = MHD_create_post_processor(r->c, 64 * 1024, on_form_field, r);
-  if (pp == NULL)
-    return false; /* not a form content type */
-  r->form_ok = r->len == 0 || MHD_post_process(pp, (const char *)r->body, r->len) == MHD_YES;
-  MHD_destroy_post_processor(pp);
-  for (size_t i = 0; i < r->nparts; i++) {
-    part *p = r->parts[i];
-    if (p->data == NULL)
-      (void)grow_append(&p->data, &p->len, &p->cap, "", 0);
-    p->pub = (fake_part){.name = p->name,
-                         .filename = p->filename,
-                         .content_type = p->content_type,
-                         .data = p->data != NULL ? p->data : (const unsigned char *)"",
-                         .len = p->len};
-  }
-  return r->form_ok;
-}
-
-const fake_part *fake_request_part_at(fake_request *r, size_t i) {
-  (void)fake_request_is_form(r);
-  return i < r->nparts ? &r->parts[i]->pub : NULL;
-}
-
-const fake_part *fake_request_part(fake_request *r, const char *name) {
-  const fake_part *p;
-  for (size_t i = 0; (p = fake_request_part_at(r, i)) != NULL; i++)
-    if (strcmp(p->name, name) == 0)
-      return p;
-  return NULL;
-}
-
-static void request_free(fake_request *r) {
-  if (r == NULL)
-    return;
-  free(r->uri);
-  free(r->body);
-  cJSON_Delete(r->json);
-  for (size_t i = 0; i < r->nparts; i++) {
-    free(r->parts[i]->name);
-    free(r->parts[i]->filename);
-    free(r->parts[i]->content_type);
-    free(r->parts[i]->data);
-    free(r->parts[i]);
-  }
-  free(r->parts);
-  free(r->type);
-  free(r->rbody);
-  for (size_t i = 0; i < r->nhdrs; i++) {
-    free(r->hdrs[i].name);
-    free(r->hdrs[i].value);
-  }
-  free(r);
-}
-
-/* ------------------------------------------------------------------------- replies */
-
-void fake_reply(fake_request *r, unsigned int status, const char *content_type, const void *body,
-                size_t len) {
-  free(r->type);
-  free(r->rbody);
-  r->rbody = malloc(len ? len : 1);
-  if (r->rbody == NULL) {
-    fputs("fake: out of memory\n", stderr);
-    abort();
-  }
-  if (len > 0)
-    memcpy(r->rbody, body, len);
-  r->rlen = len;
-  r->type = fake_strdup(content_type);
-  r->status = status;
-  r->replied = true;
-  r->drop = false;
-}
-
-void fake_reply_json(fake_request *r, unsigned int status, cJSON *doc) {
-  char *text = cJSON_PrintUnformatted(doc);
-  cJSON_Delete(doc);
-  if (text == NULL) {
-    fake_reply_text(r, 500, "cannot print the answer");
-    return;
-  }
-  fake_reply(r, status, "application/json; charset=utf-8", text, strlen(text));
-  cJSON_free(text);
-}
-
-void fake_reply_text(fake_request *r, unsigned int status, const char *text) {
-  fake_reply(r, status, "text/plain; charset=utf-8", text, strlen(text));
-}
-
-void fake_reply_drop(fake_request *r) {
-  r->replied = true;
-  r->drop = true;
-}
-
-void fake_reply_header(fake_request *r, const char *name, const char *value) {
-  if (r->nhdrs == MAX_REPLY_HEADERS) {
-    fprintf(stderr, "%s: more than %d reply headers, %s dropped\n", r->f->name, MAX_REPLY_HEADERS,
-            name);
-    return;
-  }
-  r->hdrs[r->nhdrs].name = fake_strdup(name);
-  r->hdrs[r->nhdrs].value = fake_strdup(value);
-  r->nhdrs++;
-}
-
-/* Queues the reply left in `r`; MHD_NO (the connection closes) for a drop. */
-static enum MHD_Result send_reply(fake_request *r) {
-  if (!r->replied) {
-    cJSON *e = cJSON_CreateObject();
-    cJSON_AddStringToObject(e, "error", "the fake gave no answer");
-    fake_reply_json(r, 500, e);
-  }
-  if (r->drop)
-    return MHD_NO;
-  struct MHD_Response *resp =
-      MHD_create_response_from_buffer(r->rlen, r->rbody, MHD_RESPMEM_MUST_FREE);
-  if (resp == NULL)
-    return MHD_NO;
-  r->rbody = NULL; /* libmicrohttpd frees it with the response */
-  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->type);
-  MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-  for (size_t i = 0; i < r->nhdrs; i++)
-    MHD_add_response_header(resp, r->hdrs[i].name, r->hdrs[i].value);
-  enum MHD_Result ret = MHD_queue_response(r->c, r->status, resp);
-  MHD_destroy_response(resp);
-  return ret;
 }
 
 static void reply_error(fake_request *r, unsigned int status, const char *msg) {
@@ -923,6 +632,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
   fake_request *r = calloc(1, sizeof *r);
   if (r != NULL) {
     r->f = cls;
+    r->fake_name = r->f->name;
     r->c = c;
     r->uri = strdup(uri);
   }
@@ -932,7 +642,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
                          enum MHD_RequestTerminationCode toe) {
   (void)cls, (void)c, (void)toe;
-  request_free(*req_cls);
+  fake__request_free(*req_cls);
   *req_cls = NULL;
 }
 
@@ -948,7 +658,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return MHD_YES;
   }
   if (*upload_size > 0) {
-    if (!r->too_big && !grow_append(&r->body, &r->len, &r->cap, upload, *upload_size))
+    if (!r->too_big && !fake__grow(&r->body, &r->len, &r->cap, upload, *upload_size))
       r->too_big = true;
     *upload_size = 0;
     return MHD_YES;
@@ -959,7 +669,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     fake_reply_text(r, 413, "request body too large");
   else
     dispatch(r);
-  return send_reply(r);
+  return fake__request_send(r);
 }
 
 /* libmicrohttpd's own error log, minus the line a scripted drop causes on purpose. */
