@@ -2,52 +2,38 @@
  * fake-kie: a loopback imitation of kie.ai (the Nano Banana API host and the file
  * upload host on one port), built from ../shared/PROVIDERS.md section 1, for testing
  * the real client without the network. See tests/fakes/CLAUDE.md for the protocol as
- * imitated and the /_fake control API.
+ * imitated and its /_fake control fields.
  *
  *   fake-kie [--port N] [--api-key KEY] [--webhook-key KEY] [--max-memory-mb N]
  *
- * Binds 127.0.0.1 only, prints "listening <port>\n" once ready, stops on SIGTERM/SIGINT
- * with exit status 0. Fetches nothing from outside: URL uploads read the fake's own
- * files, callbacks go to loopback addresses only.
+ * Protocol code only: serving, canned answers, the request log, reset, the callback
+ * thread and the control plane come from the fake library (lib/fake.h). Here, the API
+ * host: the task model and its states, createTask/recordInfo/download-url, kie's
+ * envelopes and the order of its checks, and the callback body and signature. The
+ * upload host, the files and the result images are fake_kie_files.c.
  *
- * Threads: libmicrohttpd runs a thread per connection; a callback thread delivers task
- * callbacks. All state sits behind one mutex (g.mu); libvips work and outbound
- * callbacks run outside it on copies.
+ * State (tasks, the task script) sits behind the fake's lock (fake_lock).
  */
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <limits.h>
-#include <netinet/in.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
-#include <microhttpd.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/rand.h>
 #include <vips/vips.h>
 
-#define MAX_BODY (64u << 20)      /* one request body */
-#define MAX_REQUESTS_LOGGED 10000 /* older entries are dropped first */
-#define MAX_SCRIPT_ITEMS 1000     /* canned answers per endpoint */
-#define BIG_STRING_LOGGED 4096    /* longer JSON strings are omitted from the log */
-#define CALLBACK_TICK_MS 20       /* how often the callback thread looks */
-#define GENERATED_W 512           /* the generated result when there is no source */
-#define GENERATED_H 768
+#include "fake.h"
+#include "fake_kie.h"
+
 #define DEFAULT_WEBHOOK_KEY "fake-kie-webhook-key"
 
 /* ------------------------------------------------------------------------ the state */
@@ -76,72 +62,22 @@ typedef struct task {
   char output_format[8];
   task_script s;
   int64_t created_mono_ms, created_wall_ms;
-  /* callback bookkeeping */
-  int callback_sent;    /* deliveries started */
-  bool callback_busy;   /* a delivery is in flight */
-  long callback_status; /* -1: none yet; 0: transport failure; else the HTTP status */
+  /* what the callbacks got (fake library reports, see callback_done) */
+  int callback_attempts; /* deliveries made or refused */
+  long callback_status;  /* -1: none yet; 0: transport failure; else the HTTP status */
   char callback_error[128];
 } task;
 
-typedef struct file {
-  struct file *next;
-  char id[40];
-  char *name;
-  char *path;
-  char mime[64];
-  unsigned char *data;
-  size_t len;
-  char uploaded_at[32];
-} file;
-
-/* The canned answers of one endpoint, consumed from the front. */
-typedef struct canned_queue {
-  cJSON *items; /* an array, owned */
-} canned_queue;
-
-enum { Q_CREATE, Q_RECORD, Q_UPLOAD, Q_DOWNLOAD, Q_COUNT };
-static const char *const queue_names[Q_COUNT] = {"create", "record", "upload", "download"};
-
 static struct {
-  pthread_mutex_t mu;
-  pthread_cond_t cond;
-  bool stopping;
-  int port;
-  char *api_key;
+  fake *f;
+  char *api_key; /* NULL: any non-empty Bearer key passes */
   char *webhook_key;
-  size_t max_memory;
-  size_t memory; /* bytes held by uploaded files */
-  canned_queue queues[Q_COUNT];
   task_script task_default;
   cJSON *task_queue; /* an array of task script objects, owned */
   int auth_http;     /* HTTP status of a bad-auth answer: 401 (default) or 200 */
-  cJSON *requests;   /* the request log, an array, owned */
   task *tasks;       /* newest first */
-  file *files;       /* newest first */
   uint64_t task_counter;
-  uint64_t file_counter;
-} g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static char *xstrdup(const char *s) {
-  char *d = strdup(s != NULL ? s : "");
-  if (d == NULL) {
-    fputs("fake-kie: out of memory\n", stderr);
-    abort();
-  }
-  return d;
-}
+} g;
 
 static void task_free(task *t) {
   if (t == NULL)
@@ -153,56 +89,10 @@ static void task_free(task *t) {
   free(t);
 }
 
-static void file_free(file *f) {
-  if (f == NULL)
-    return;
-  free(f->name);
-  free(f->path);
-  free(f->data);
-  free(f);
-}
-
-static void script_defaults(void) {
-  memset(&g.task_default, 0, sizeof g.task_default);
-  g.task_default.callback_times = 1;
-  for (int i = 0; i < Q_COUNT; i++) {
-    cJSON_Delete(g.queues[i].items);
-    g.queues[i].items = cJSON_CreateArray();
-  }
-  cJSON_Delete(g.task_queue);
-  g.task_queue = cJSON_CreateArray();
-  g.auth_http = 401;
-}
-
-/* Clears everything a test may have left (with g.mu held). */
-static void state_reset(void) {
-  script_defaults();
-  cJSON_Delete(g.requests);
-  g.requests = cJSON_CreateArray();
-  while (g.tasks != NULL) {
-    task *t = g.tasks;
-    g.tasks = t->next;
-    task_free(t);
-  }
-  while (g.files != NULL) {
-    file *f = g.files;
-    g.files = f->next;
-    file_free(f);
-  }
-  g.memory = 0;
-}
-
 static task *task_find(const char *id) {
   for (task *t = g.tasks; t != NULL; t = t->next)
     if (strcmp(t->id, id) == 0)
       return t;
-  return NULL;
-}
-
-static file *file_find(const char *id) {
-  for (file *f = g.files; f != NULL; f = f->next)
-    if (strcmp(f->id, id) == 0)
-      return f;
   return NULL;
 }
 
@@ -256,7 +146,8 @@ static cJSON *task_data(const task *t, int64_t now_mono) {
   cJSON_AddStringToObject(d, "param", t->param);
   if (done && !task_failed(t)) {
     char url[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/results/%s.%s", g.port, t->id, task_ext(t));
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/results/%s.%s", fake_port(g.f), t->id,
+             task_ext(t));
     cJSON *rj = cJSON_CreateObject();
     cJSON *urls = cJSON_AddArrayToObject(rj, "resultUrls");
     cJSON_AddItemToArray(urls, cJSON_CreateString(url));
@@ -396,244 +287,7 @@ static cJSON *task_script_json(const task_script *s) {
   return o;
 }
 
-/* Checks one canned answer: {"http":N,"retry_after":S,"code":C,"msg":M,"body":B} or
- * {"drop":true}. */
-static bool canned_valid(const cJSON *r, char *why, size_t cap) {
-  if (!cJSON_IsObject(r)) {
-    snprintf(why, cap, "a canned answer must be an object");
-    return false;
-  }
-  const cJSON *http = cJSON_GetObjectItemCaseSensitive(r, "http");
-  const cJSON *drop = cJSON_GetObjectItemCaseSensitive(r, "drop");
-  if (cJSON_IsTrue(drop))
-    return true;
-  if (http != NULL && (!cJSON_IsNumber(http) || http->valueint < 100 || http->valueint > 599)) {
-    snprintf(why, cap, "http must be a status in [100, 599]");
-    return false;
-  }
-  const cJSON *ra = cJSON_GetObjectItemCaseSensitive(r, "retry_after");
-  if (ra != NULL && !cJSON_IsNumber(ra) && !cJSON_IsString(ra)) {
-    snprintf(why, cap, "retry_after must be seconds or a string");
-    return false;
-  }
-  const cJSON *code = cJSON_GetObjectItemCaseSensitive(r, "code");
-  if (code != NULL && !cJSON_IsNumber(code)) {
-    snprintf(why, cap, "code must be a number");
-    return false;
-  }
-  const cJSON *body = cJSON_GetObjectItemCaseSensitive(r, "body");
-  if (body != NULL && !cJSON_IsString(body)) {
-    snprintf(why, cap, "body must be a string");
-    return false;
-  }
-  if (http == NULL && code == NULL && body == NULL) {
-    snprintf(why, cap, "a canned answer needs http, code, body or drop");
-    return false;
-  }
-  return true;
-}
-
-/* Applies a /_fake/script body (with g.mu held): validates everything first, then
- * merges, so a bad script changes nothing. */
-static bool script_apply(const cJSON *doc, char *why, size_t cap) {
-  if (!cJSON_IsObject(doc)) {
-    snprintf(why, cap, "the script must be a JSON object");
-    return false;
-  }
-  for (int i = 0; i < Q_COUNT; i++) {
-    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(doc, queue_names[i]);
-    if (arr == NULL)
-      continue;
-    if (!cJSON_IsArray(arr)) {
-      snprintf(why, cap, "%s must be an array", queue_names[i]);
-      return false;
-    }
-    if (cJSON_GetArraySize(arr) + cJSON_GetArraySize(g.queues[i].items) > MAX_SCRIPT_ITEMS) {
-      snprintf(why, cap, "too many canned answers for %s", queue_names[i]);
-      return false;
-    }
-    const cJSON *r;
-    cJSON_ArrayForEach(r, arr) {
-      if (!canned_valid(r, why, cap))
-        return false;
-    }
-  }
-  task_script s = g.task_default;
-  const cJSON *t = cJSON_GetObjectItemCaseSensitive(doc, "task");
-  if (t != NULL && !task_script_merge(&s, t, why, cap))
-    return false;
-  const cJSON *tq = cJSON_GetObjectItemCaseSensitive(doc, "task_queue");
-  if (tq != NULL) {
-    if (!cJSON_IsArray(tq)) {
-      snprintf(why, cap, "task_queue must be an array");
-      return false;
-    }
-    const cJSON *e;
-    cJSON_ArrayForEach(e, tq) {
-      task_script probe = s;
-      if (!task_script_merge(&probe, e, why, cap))
-        return false;
-    }
-  }
-  const cJSON *ah = cJSON_GetObjectItemCaseSensitive(doc, "auth_http");
-  if (ah != NULL && (!cJSON_IsNumber(ah) || (ah->valueint != 200 && ah->valueint != 401))) {
-    snprintf(why, cap, "auth_http must be 200 or 401");
-    return false;
-  }
-  /* Valid: merge. */
-  for (int i = 0; i < Q_COUNT; i++) {
-    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(doc, queue_names[i]);
-    const cJSON *r;
-    cJSON_ArrayForEach(r, arr) {
-      cJSON_AddItemToArray(g.queues[i].items, cJSON_Duplicate(r, true));
-    }
-  }
-  g.task_default = s;
-  const cJSON *e;
-  cJSON_ArrayForEach(e, tq) {
-    cJSON_AddItemToArray(g.task_queue, cJSON_Duplicate(e, true));
-  }
-  if (ah != NULL)
-    g.auth_http = ah->valueint;
-  return true;
-}
-
-static cJSON *script_json(void) {
-  cJSON *o = cJSON_CreateObject();
-  for (int i = 0; i < Q_COUNT; i++)
-    cJSON_AddItemToObject(o, queue_names[i], cJSON_Duplicate(g.queues[i].items, true));
-  cJSON_AddItemToObject(o, "task", task_script_json(&g.task_default));
-  cJSON_AddItemToObject(o, "task_queue", cJSON_Duplicate(g.task_queue, true));
-  cJSON_AddNumberToObject(o, "auth_http", g.auth_http);
-  return o;
-}
-
-/* ------------------------------------------------------------------ per request data */
-
-typedef struct req {
-  char *uri; /* raw, with the query */
-  unsigned char *body;
-  size_t len, cap;
-  bool too_big;
-  bool started;
-  /* multipart fields, filled by the post processor */
-  cJSON *fields; /* names in order */
-  unsigned char *file_data;
-  size_t file_len, file_cap;
-  bool have_file;
-  char file_name[256];
-  char file_type[128];
-  char *upload_path;
-  char *form_file_name;
-  bool mp_parsed, mp_ok; /* the multipart body went through the post processor */
-} req;
-
-static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
-  (void)cls, (void)c;
-  req *r = calloc(1, sizeof *r);
-  if (r != NULL)
-    r->uri = strdup(uri);
-  return r;
-}
-
-static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
-                         enum MHD_RequestTerminationCode toe) {
-  (void)cls, (void)c, (void)toe;
-  req *r = *req_cls;
-  if (r == NULL)
-    return;
-  free(r->uri);
-  free(r->body);
-  cJSON_Delete(r->fields);
-  free(r->file_data);
-  free(r->upload_path);
-  free(r->form_file_name);
-  free(r);
-  *req_cls = NULL;
-}
-
-static bool grow_append(unsigned char **buf, size_t *len, size_t *cap, const void *p, size_t n,
-                        size_t max) {
-  if (n > max - *len)
-    return false;
-  if (*len + n + 1 > *cap) {
-    size_t nc = *cap ? *cap : 4096;
-    while (nc < *len + n + 1)
-      nc *= 2;
-    unsigned char *nb = realloc(*buf, nc);
-    if (nb == NULL)
-      return false;
-    *buf = nb, *cap = nc;
-  }
-  memcpy(*buf + *len, p, n);
-  *len += n;
-  (*buf)[*len] = '\0';
-  return true;
-}
-
-/* ------------------------------------------------------------------------ responses */
-
-static enum MHD_Result send_bytes(struct MHD_Connection *c, unsigned int status, const void *data,
-                                  size_t len, const char *type, const char *retry_after) {
-  void *copy = malloc(len ? len : 1);
-  if (copy == NULL)
-    return MHD_NO;
-  if (len)
-    memcpy(copy, data, len);
-  struct MHD_Response *resp = MHD_create_response_from_buffer(len, copy, MHD_RESPMEM_MUST_FREE);
-  if (resp == NULL) {
-    free(copy);
-    return MHD_NO;
-  }
-  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-  MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-  if (retry_after != NULL)
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry_after);
-  enum MHD_Result ret = MHD_queue_response(c, status, resp);
-  MHD_destroy_response(resp);
-  return ret;
-}
-
-/* Sends `doc` (taken: deleted here). */
-static enum MHD_Result send_json(struct MHD_Connection *c, unsigned int status, cJSON *doc) {
-  char *text = cJSON_PrintUnformatted(doc);
-  cJSON_Delete(doc);
-  if (text == NULL)
-    return MHD_NO;
-  enum MHD_Result ret =
-      send_bytes(c, status, text, strlen(text), "application/json; charset=utf-8", NULL);
-  cJSON_free(text);
-  return ret;
-}
-
-static enum MHD_Result send_text(struct MHD_Connection *c, unsigned int status, const char *text) {
-  return send_bytes(c, status, text, strlen(text), "text/plain; charset=utf-8", NULL);
-}
-
-/* The kie envelope: {"code","msg" (or "message"),"data"}; `data` is taken (NULL: null). */
-static enum MHD_Result send_envelope(struct MHD_Connection *c, unsigned int http, int code,
-                                     const char *msg_key, const char *msg, cJSON *data) {
-  cJSON *doc = cJSON_CreateObject();
-  cJSON_AddNumberToObject(doc, "code", code);
-  cJSON_AddStringToObject(doc, msg_key, msg);
-  if (data != NULL)
-    cJSON_AddItemToObject(doc, "data", data);
-  else
-    cJSON_AddNullToObject(doc, "data");
-  return send_json(c, http, doc);
-}
-
-/* The upload host's envelope adds "success". */
-static enum MHD_Result send_upload_error(struct MHD_Connection *c, int code, const char *msg) {
-  cJSON *doc = cJSON_CreateObject();
-  cJSON_AddBoolToObject(doc, "success", false);
-  cJSON_AddNumberToObject(doc, "code", code);
-  cJSON_AddStringToObject(doc, "msg", msg);
-  cJSON_AddNullToObject(doc, "data");
-  return send_json(c, MHD_HTTP_OK, doc);
-}
-
+/* The usual message of a kie code, for envelopes that do not script one. */
 static const char *default_msg(int code) {
   switch (code) {
     case 400:
@@ -669,91 +323,163 @@ static const char *default_msg(int code) {
   }
 }
 
-/* Answers with a canned reply `r` (a duplicate, owned here). MHD_NO for a drop, which
- * makes libmicrohttpd close the connection without an answer. */
-static enum MHD_Result send_canned(struct MHD_Connection *c, cJSON *r, const char *msg_key,
-                                   bool upload) {
-  enum MHD_Result ret;
-  if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "drop"))) {
-    cJSON_Delete(r);
-    return MHD_NO;
+/* --------------------------------------------------------- hooks of the fake library */
+
+/* POST /_fake/script: "task", "task_queue", "auth_http" (the canned-answer queues
+ * "create", "record", "upload", "download" are the library's). Lock held. */
+static bool kie_script(const cJSON *doc, bool apply, char *why, size_t cap, void *ud) {
+  (void)ud;
+  task_script s = g.task_default;
+  const cJSON *t = cJSON_GetObjectItemCaseSensitive(doc, "task");
+  if (t != NULL && !task_script_merge(&s, t, why, cap))
+    return false;
+  const cJSON *tq = cJSON_GetObjectItemCaseSensitive(doc, "task_queue"), *e;
+  if (tq != NULL && !cJSON_IsArray(tq)) {
+    snprintf(why, cap, "task_queue must be an array");
+    return false;
   }
-  const cJSON *http = cJSON_GetObjectItemCaseSensitive(r, "http");
-  const cJSON *code = cJSON_GetObjectItemCaseSensitive(r, "code");
-  const cJSON *msg = cJSON_GetObjectItemCaseSensitive(r, "msg");
-  const cJSON *body = cJSON_GetObjectItemCaseSensitive(r, "body");
-  const cJSON *ra = cJSON_GetObjectItemCaseSensitive(r, "retry_after");
-  unsigned int status = cJSON_IsNumber(http) ? (unsigned int)http->valueint : 200;
-  int bcode = cJSON_IsNumber(code) ? code->valueint : (int)status;
-  char retry[64] = "";
-  if (cJSON_IsNumber(ra))
-    snprintf(retry, sizeof retry, "%d", ra->valueint);
-  else if (cJSON_IsString(ra))
-    snprintf(retry, sizeof retry, "%s", ra->valuestring);
-  if (cJSON_IsString(body)) {
-    const char *b = body->valuestring;
-    const char *type = (b[0] == '{' || b[0] == '[') ? "application/json" : "text/plain";
-    ret = send_bytes(c, status, b, strlen(b), type, retry[0] ? retry : NULL);
-  } else {
-    cJSON *doc = cJSON_CreateObject();
-    if (upload)
-      cJSON_AddBoolToObject(doc, "success", false);
-    cJSON_AddNumberToObject(doc, "code", bcode);
-    cJSON_AddStringToObject(doc, msg_key,
-                            cJSON_IsString(msg) ? msg->valuestring : default_msg(bcode));
+  cJSON_ArrayForEach(e, tq) {
+    task_script probe = s;
+    if (!task_script_merge(&probe, e, why, cap))
+      return false;
+  }
+  const cJSON *ah = cJSON_GetObjectItemCaseSensitive(doc, "auth_http");
+  if (ah != NULL && (!cJSON_IsNumber(ah) || (ah->valueint != 200 && ah->valueint != 401))) {
+    snprintf(why, cap, "auth_http must be 200 or 401");
+    return false;
+  }
+  if (!apply)
+    return true;
+  g.task_default = s;
+  cJSON_ArrayForEach(e, tq) {
+    cJSON_AddItemToArray(g.task_queue, cJSON_Duplicate(e, true));
+  }
+  if (ah != NULL)
+    g.auth_http = ah->valueint;
+  return true;
+}
+
+static void kie_script_dump(cJSON *out, void *ud) {
+  (void)ud;
+  cJSON_AddItemToObject(out, "task", task_script_json(&g.task_default));
+  cJSON_AddItemToObject(out, "task_queue", cJSON_Duplicate(g.task_queue, true));
+  cJSON_AddNumberToObject(out, "auth_http", g.auth_http);
+}
+
+/* kie's canned answers: {"http","retry_after","code","msg","body","drop"}. */
+static bool kie_canned_check(const cJSON *a, char *why, size_t cap, void *ud) {
+  (void)ud;
+  const cJSON *code = cJSON_GetObjectItemCaseSensitive(a, "code");
+  const cJSON *body = cJSON_GetObjectItemCaseSensitive(a, "body");
+  if (code != NULL && !cJSON_IsNumber(code)) {
+    snprintf(why, cap, "code must be a number");
+    return false;
+  }
+  if (body != NULL && !cJSON_IsString(body)) {
+    snprintf(why, cap, "body must be a string");
+    return false;
+  }
+  if (cJSON_GetObjectItemCaseSensitive(a, "http") == NULL && code == NULL && body == NULL &&
+      !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "drop"))) {
+    snprintf(why, cap, "a canned answer needs http, code, body or drop");
+    return false;
+  }
+  return true;
+}
+
+/* Everything a test may have left, and at exit (lock held). */
+static void kie_reset(void *ud) {
+  (void)ud;
+  memset(&g.task_default, 0, sizeof g.task_default);
+  g.task_default.callback_times = 1;
+  cJSON_Delete(g.task_queue);
+  g.task_queue = cJSON_CreateArray();
+  g.auth_http = 401;
+  while (g.tasks != NULL) {
+    task *t = g.tasks;
+    g.tasks = t->next;
+    task_free(t);
+  }
+  kie_files_reset();
+}
+
+/* --------------------------------------------------------------------- envelopes */
+
+/* The kie envelope: {"code","msg" (or "message"),"data"}; `data` is taken (NULL: null). */
+static void send_envelope(fake_request *r, unsigned int http, int code, const char *msg_key,
+                          const char *msg, cJSON *data) {
+  cJSON *doc = cJSON_CreateObject();
+  cJSON_AddNumberToObject(doc, "code", code);
+  cJSON_AddStringToObject(doc, msg_key, msg);
+  if (data != NULL)
+    cJSON_AddItemToObject(doc, "data", data);
+  else
     cJSON_AddNullToObject(doc, "data");
-    char *text = cJSON_PrintUnformatted(doc);
-    cJSON_Delete(doc);
-    ret = send_bytes(c, status, text, strlen(text), "application/json; charset=utf-8",
-                     retry[0] ? retry : NULL);
-    cJSON_free(text);
-  }
-  cJSON_Delete(r);
-  return ret;
+  fake_reply_json(r, http, doc);
 }
 
-/* The next canned answer of queue `q`, detached (caller deletes), or NULL. */
-static cJSON *canned_take(int q) {
-  pthread_mutex_lock(&g.mu);
-  cJSON *r = cJSON_DetachItemFromArray(g.queues[q].items, 0);
-  pthread_mutex_unlock(&g.mu);
-  return r;
+/* The upload host's envelope adds "success". */
+static void send_upload_envelope(fake_request *r, unsigned int http, int code, const char *msg) {
+  cJSON *doc = cJSON_CreateObject();
+  cJSON_AddBoolToObject(doc, "success", false);
+  cJSON_AddNumberToObject(doc, "code", code);
+  cJSON_AddStringToObject(doc, "msg", msg);
+  cJSON_AddNullToObject(doc, "data");
+  fake_reply_json(r, http, doc);
 }
 
-/* ------------------------------------------------------------------- request log */
-
-/* A copy of `v` with huge strings (base64 payloads) replaced by a note. */
-static cJSON *log_copy(const cJSON *v) {
-  cJSON *d = cJSON_Duplicate(v, true);
-  if (d == NULL)
-    return NULL;
-  /* Walk iteratively over the copy. */
-  cJSON *stack[64];
-  int n = 0;
-  stack[n++] = d;
-  while (n > 0) {
-    cJSON *cur = stack[--n];
-    for (cJSON *ch = cur->child; ch != NULL; ch = ch->next) {
-      if (cJSON_IsString(ch) && strlen(ch->valuestring) > BIG_STRING_LOGGED) {
-        char note[96];
-        snprintf(note, sizeof note, "<omitted %zu chars>", strlen(ch->valuestring));
-        cJSON_SetValuestring(ch, note);
-      } else if ((cJSON_IsObject(ch) || cJSON_IsArray(ch)) && n < 64) {
-        stack[n++] = ch;
-      }
-    }
-  }
-  return d;
+void kie_upload_error(fake_request *r, int code, const char *msg) {
+  send_upload_envelope(r, 200, code, msg);
 }
 
-static const char *header(struct MHD_Connection *c, const char *name) {
-  return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+/* The three kinds of endpoint, by their envelopes. */
+typedef enum kie_kind {
+  KIE_API,    /* {"code","msg","data"} */
+  KIE_RECORD, /* {"code","message","data"}: recordInfo says "message" */
+  KIE_UPLOAD  /* {"success","code","msg","data"} */
+} kie_kind;
+
+static kie_kind kind_of(const fake_request *r) {
+  const char *script = fake_request_route(r)->script;
+  if (script != NULL && strcmp(script, "upload") == 0)
+    return KIE_UPLOAD;
+  return script != NULL && strcmp(script, "record") == 0 ? KIE_RECORD : KIE_API;
 }
 
-/* Whether the request carries the right Bearer key (any non-empty one without
- * --api-key). */
-static bool auth_ok(struct MHD_Connection *c) {
-  const char *a = header(c, MHD_HTTP_HEADER_AUTHORIZATION);
+static void send_error(fake_request *r, unsigned int http, int code, const char *msg) {
+  kie_kind k = kind_of(r);
+  if (k == KIE_UPLOAD)
+    send_upload_envelope(r, http, code, msg);
+  else
+    send_envelope(r, http, code, k == KIE_RECORD ? "message" : "msg", msg, NULL);
+}
+
+/* A canned answer without "body": the endpoint's envelope with "code" (default: the
+ * status) and "msg" (default: the code's usual message). */
+static void kie_canned(fake_request *r, unsigned int status, const cJSON *a, void *ud) {
+  (void)ud;
+  const cJSON *code = cJSON_GetObjectItemCaseSensitive(a, "code");
+  const cJSON *msg = cJSON_GetObjectItemCaseSensitive(a, "msg");
+  int bcode = cJSON_IsNumber(code) ? code->valueint : (int)status;
+  send_error(r, status, bcode, cJSON_IsString(msg) ? msg->valuestring : default_msg(bcode));
+}
+
+/* ---------------------------------------------------------------- the checks, in order */
+
+/* (1) Cloudflare in front of both hosts: no User-Agent, no entry. */
+static bool kie_guard(fake_request *r, void *ud) {
+  (void)ud;
+  const char *ua = fake_request_header(r, "User-Agent");
+  if (ua != NULL && ua[0] != '\0')
+    return false;
+  fake_reply_text(r, 403, "error code: 1010");
+  return true;
+}
+
+/* (2) canned answers: the library. (3) Whether the request carries the right Bearer key
+ * (any non-empty one without --api-key). */
+static bool auth_ok(const fake_request *r) {
+  const char *a = fake_request_header(r, "Authorization");
   if (a == NULL || strncasecmp(a, "Bearer ", 7) != 0)
     return false;
   const char *tok = a + 7;
@@ -767,175 +493,119 @@ static bool auth_ok(struct MHD_Connection *c) {
   return n == m && CRYPTO_memcmp(tok, g.api_key, n) == 0;
 }
 
-static void log_request(struct MHD_Connection *c, const char *method, const char *url, const req *r,
-                        const cJSON *json) {
-  cJSON *e = cJSON_CreateObject();
-  cJSON_AddStringToObject(e, "method", method);
-  cJSON_AddStringToObject(e, "path", url);
-  const char *q = r != NULL && r->uri != NULL ? strchr(r->uri, '?') : NULL;
-  cJSON_AddStringToObject(e, "query", q != NULL ? q + 1 : "");
-  cJSON_AddBoolToObject(e, "auth_ok", auth_ok(c));
-  const char *ua = header(c, MHD_HTTP_HEADER_USER_AGENT);
-  const char *ct = header(c, MHD_HTTP_HEADER_CONTENT_TYPE);
-  if (ua != NULL)
-    cJSON_AddStringToObject(e, "user_agent", ua);
-  else
-    cJSON_AddNullToObject(e, "user_agent");
-  if (ct != NULL)
-    cJSON_AddStringToObject(e, "content_type", ct);
-  else
-    cJSON_AddNullToObject(e, "content_type");
-  cJSON *j = json != NULL ? log_copy(json) : NULL;
-  if (j != NULL)
-    cJSON_AddItemToObject(e, "json", j);
-  else
-    cJSON_AddNullToObject(e, "json");
-  if (r != NULL && r->fields != NULL)
-    cJSON_AddItemToObject(e, "fields", cJSON_Duplicate(r->fields, true));
-  cJSON_AddNumberToObject(e, "body_bytes", r != NULL ? (double)r->len : 0);
-  pthread_mutex_lock(&g.mu);
-  if (cJSON_GetArraySize(g.requests) >= MAX_REQUESTS_LOGGED)
-    cJSON_Delete(cJSON_DetachItemFromArray(g.requests, 0));
-  cJSON_AddItemToArray(g.requests, e);
-  pthread_mutex_unlock(&g.mu);
+static void kie_log_extra(fake_request *r, cJSON *entry, void *ud) {
+  (void)ud;
+  cJSON_AddBoolToObject(entry, "auth_ok", auth_ok(r));
 }
 
-/* ---------------------------------------------------------------- images (libvips) */
-
-/* A real image: `src` decoded (when given and decodable) with a magenta band across its
- * top eighth, else a generated 512x768 gradient with the same band; encoded as JPEG or
- * PNG. *out is malloc'd. */
-static bool make_result(const unsigned char *src, size_t src_len, bool jpeg, unsigned char **out,
-                        size_t *out_len) {
-  VipsImage *t[12] = {0};
-  VipsImage *img = NULL;
-  void *buf = NULL;
-  size_t len = 0;
-  bool ok = false;
-  if (src != NULL && src_len > 0)
-    t[0] = vips_image_new_from_buffer(src, src_len, "", "access", VIPS_ACCESS_RANDOM, NULL);
-  if (t[0] != NULL) {
-    img = t[0];
-    if (vips_image_hasalpha(img)) {
-      if (vips_flatten(img, &t[1], NULL))
-        goto out;
-      img = t[1];
-    }
-    if (vips_colourspace(img, &t[2], VIPS_INTERPRETATION_sRGB, NULL))
-      goto out;
-    img = t[2];
-    if (vips_cast_uchar(img, &t[3], NULL))
-      goto out;
-    img = t[3];
-  } else {
-    vips_error_clear();
-    if (vips_xyz(&t[4], GENERATED_W, GENERATED_H, NULL) ||
-        vips_extract_band(t[4], &t[5], 0, NULL) || vips_extract_band(t[4], &t[6], 1, NULL) ||
-        vips_linear1(t[5], &t[7], 255.0 / (GENERATED_W - 1), 0, NULL) ||
-        vips_linear1(t[6], &t[8], 255.0 / (GENERATED_H - 1), 0, NULL) ||
-        vips_linear1(t[5], &t[9], 0, 96, NULL))
-      goto out;
-    VipsImage *bands[3] = {t[7], t[8], t[9]};
-    if (vips_bandjoin(bands, &t[10], 3, NULL) || vips_cast_uchar(t[10], &t[11], NULL))
-      goto out;
-    img = t[11];
-  }
-  VipsImage *mem = vips_image_copy_memory(img);
-  if (mem == NULL)
-    goto out;
-  int w = vips_image_get_width(mem), h = vips_image_get_height(mem);
-  int nb = vips_image_get_bands(mem);
-  double ink[4] = {255, 0, 255, 255};
-  int band_h = h / 8 > 0 ? h / 8 : 1;
-  if (vips_draw_rect(mem, ink, nb < 4 ? nb : 4, 0, 0, w, band_h, "fill", TRUE, NULL)) {
-    g_object_unref(mem);
-    goto out;
-  }
-  int rc = jpeg ? vips_jpegsave_buffer(mem, &buf, &len, "Q", 90, NULL)
-                : vips_pngsave_buffer(mem, &buf, &len, NULL);
-  g_object_unref(mem);
-  if (rc)
-    goto out;
-  *out = malloc(len);
-  if (*out == NULL)
-    goto out;
-  memcpy(*out, buf, len);
-  *out_len = len;
-  ok = true;
-out:
-  if (!ok)
-    vips_error_clear();
-  g_free(buf);
-  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
-    if (t[i] != NULL)
-      g_object_unref(t[i]);
-  return ok;
+/* The auth check of every API and upload endpoint; false when it answered. */
+bool kie_admit(fake_request *r) {
+  if (auth_ok(r))
+    return true;
+  fake_lock(g.f);
+  unsigned int http = (unsigned int)g.auth_http;
+  fake_unlock(g.f);
+  send_error(r, http, 401, default_msg(401));
+  return false;
 }
 
-/* The mime type from the first bytes, or NULL. */
-static const char *sniff(const unsigned char *p, size_t n) {
-  if (n >= 8 && memcmp(p, "\x89PNG\r\n\x1a\n", 8) == 0)
-    return "image/png";
-  if (n >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF)
-    return "image/jpeg";
-  if (n >= 12 && memcmp(p, "RIFF", 4) == 0 && memcmp(p + 8, "WEBP", 4) == 0)
-    return "image/webp";
-  if (n >= 6 && (memcmp(p, "GIF87a", 6) == 0 || memcmp(p, "GIF89a", 6) == 0))
-    return "image/gif";
-  return NULL;
-}
-
-/* "<own base>/files/<id>/..." → the file id in `id` (cap 40); else false. Accepts the
- * fake's own host as 127.0.0.1 or localhost. Sets *is_result for "/results/<taskId>.x". */
-static bool own_url(const char *url, char *what, size_t cap, bool *is_result) {
-  char b1[64], b2[64];
-  snprintf(b1, sizeof b1, "http://127.0.0.1:%d/", g.port);
-  snprintf(b2, sizeof b2, "http://localhost:%d/", g.port);
-  const char *rest = NULL;
-  if (strncmp(url, b1, strlen(b1)) == 0)
-    rest = url + strlen(b1);
-  else if (strncmp(url, b2, strlen(b2)) == 0)
-    rest = url + strlen(b2);
-  if (rest == NULL)
-    return false;
-  const char *p;
-  if (strncmp(rest, "files/", 6) == 0) {
-    p = rest + 6;
-    *is_result = false;
-  } else if (strncmp(rest, "results/", 8) == 0) {
-    p = rest + 8;
-    *is_result = true;
-  } else {
-    return false;
-  }
-  size_t n = *is_result ? strcspn(p, ".?#") : strcspn(p, "/?#");
-  if (n == 0 || n >= cap)
-    return false;
-  memcpy(what, p, n);
-  what[n] = '\0';
-  return true;
-}
-
-/* A copy of the bytes of the fake's file at `url` (malloc'd), or NULL. */
-static unsigned char *own_file_bytes(const char *url, size_t *len, char *mime, size_t mime_cap) {
-  char id[96];
-  bool is_result = false;
-  unsigned char *copy = NULL;
-  if (!own_url(url, id, sizeof id, &is_result) || is_result)
+/* kie_admit, then the JSON body (400 when it is not JSON); NULL when it answered. */
+const cJSON *kie_admit_json(fake_request *r) {
+  if (!kie_admit(r))
     return NULL;
-  pthread_mutex_lock(&g.mu);
-  file *f = file_find(id);
-  if (f != NULL && (copy = malloc(f->len ? f->len : 1)) != NULL) {
-    memcpy(copy, f->data, f->len);
-    *len = f->len;
-    if (mime != NULL)
-      snprintf(mime, mime_cap, "%s", f->mime);
+  const cJSON *body = fake_request_json(r);
+  if (body == NULL) {
+    if (kind_of(r) == KIE_UPLOAD)
+      kie_upload_error(r, 400, "Invalid JSON body");
+    else
+      send_envelope(r, 200, 400, "msg", "Invalid JSON body", NULL);
   }
-  pthread_mutex_unlock(&g.mu);
-  return copy;
+  return body;
+}
+
+/* Any other path behind the hosts. */
+static void handle_not_found(fake_request *r, void *ud) {
+  (void)ud;
+  send_envelope(r, 404, 404, "msg", "Not found", NULL);
+}
+
+/* ------------------------------------------------------------------------ callbacks */
+
+/* The callback body: {"code":200|501,"msg","data":<recordInfo data at the end>} (lock
+ * held); cJSON_free it. */
+static char *callback_body(const task *t) {
+  bool failed = task_failed(t);
+  cJSON *doc = cJSON_CreateObject();
+  cJSON_AddNumberToObject(doc, "code", failed ? 501 : 200);
+  cJSON_AddStringToObject(doc, "msg",
+                          failed ? (t->s.fail_msg[0] ? t->s.fail_msg : "Generation failed")
+                                 : "Image generated successfully.");
+  cJSON *data = task_data(t, t->created_mono_ms + task_end_offset(t));
+  if (t->s.callback_task_id) {
+    cJSON_DeleteItemFromObjectCaseSensitive(data, "taskId");
+    cJSON_AddStringToObject(data, "task_id", t->id);
+  }
+  cJSON_AddItemToObject(doc, "data", data);
+  char *text = cJSON_PrintUnformatted(doc);
+  cJSON_Delete(doc);
+  return text;
+}
+
+/* X-Webhook-Timestamp (Unix s) and X-Webhook-Signature = base64(HMAC-SHA256(key,
+ * taskId + "." + timestamp)), as PROVIDERS.md documents. */
+static void sign_with(fake_headers *h, const char *key, const char *task_id) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int mlen = 0;
+  char ts[32], msg[256], sig[128];
+  snprintf(ts, sizeof ts, "%lld", (long long)(fake_wall_ms() / 1000));
+  int n = snprintf(msg, sizeof msg, "%s.%s", task_id, ts);
+  HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)msg, (size_t)n, mac, &mlen);
+  EVP_EncodeBlock((unsigned char *)sig, mac, (int)mlen);
+  fake_headers_add(h, "X-Webhook-Timestamp", ts);
+  fake_headers_add(h, "X-Webhook-Signature", sig);
+}
+
+static void sign_good(fake_headers *h, const char *tag, const char *body, void *ud) {
+  (void)body, (void)ud;
+  sign_with(h, g.webhook_key, tag);
+}
+
+/* Well-formed, but made with another key. */
+static void sign_bad(fake_headers *h, const char *tag, const char *body, void *ud) {
+  (void)body, (void)ud;
+  char wrong[512];
+  snprintf(wrong, sizeof wrong, "%s-wrong", g.webhook_key);
+  sign_with(h, wrong, tag);
+}
+
+/* What a delivery got, kept on its task for /_fake/tasks (lock held). */
+static void callback_done(const char *tag, int attempt, long status, const char *error, bool final,
+                          void *ud) {
+  (void)attempt, (void) final, (void)ud;
+  task *t = task_find(tag); /* gone after a reset */
+  if (t == NULL)
+    return;
+  t->callback_attempts++;
+  t->callback_status = status;
+  snprintf(t->callback_error, sizeof t->callback_error, "%s", error);
 }
 
 /* ----------------------------------------------------------------------- createTask */
+
+bool kie_task_result_source(const char *id, char *src_url, size_t cap) {
+  bool ready = false;
+  src_url[0] = '\0';
+  fake_lock(g.f);
+  task *t = task_find(id);
+  if (t != NULL && task_done(t, fake_mono_ms()) && !task_failed(t)) {
+    ready = true;
+    const cJSON *first = cJSON_GetArrayItem(t->image_urls, 0);
+    if (cJSON_IsString(first))
+      snprintf(src_url, cap, "%s", first->valuestring);
+  }
+  fake_unlock(g.f);
+  return ready;
+}
 
 typedef struct model_info {
   const char *name;
@@ -955,887 +625,245 @@ static const model_info models[] = {
 static const char *const aspect_ratios[] = {"1:1", "9:16", "16:9", "3:4",  "4:3", "3:2",
                                             "2:3", "5:4",  "4:5",  "21:9", "auto"};
 
-static bool is_http_url(const char *s) {
+bool kie_is_http_url(const char *s) {
   return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
 }
 
-static enum MHD_Result handle_create(struct MHD_Connection *c, const cJSON *body) {
-  const model_info *mi = NULL;
-  char why[256];
+/* NULL when the createTask body is valid (then *mi is its model), else why not (a
+ * literal or `why`). */
+static const char *create_invalid(const cJSON *body, const model_info **mi, char *why, size_t cap) {
   const cJSON *model = cJSON_GetObjectItemCaseSensitive(body, "model");
   const cJSON *input = cJSON_GetObjectItemCaseSensitive(body, "input");
   const cJSON *cb = cJSON_GetObjectItemCaseSensitive(body, "callBackUrl");
-  if (body == NULL)
-    return send_envelope(c, MHD_HTTP_OK, 400, "msg", "Invalid JSON body", NULL);
   if (!cJSON_IsString(model) || model->valuestring[0] == '\0')
-    return send_envelope(c, MHD_HTTP_OK, 422, "msg", "model is required", NULL);
+    return "model is required";
+  *mi = NULL;
   for (size_t i = 0; i < sizeof models / sizeof models[0]; i++)
     if (strcmp(models[i].name, model->valuestring) == 0)
-      mi = &models[i];
-  if (mi == NULL)
-    return send_envelope(c, MHD_HTTP_OK, 422, "msg", "The model is not supported", NULL);
+      *mi = &models[i];
+  if (*mi == NULL)
+    return "The model is not supported";
   if (cb != NULL && !cJSON_IsNull(cb) &&
-      (!cJSON_IsString(cb) || (cb->valuestring[0] != '\0' && !is_http_url(cb->valuestring))))
-    return send_envelope(c, MHD_HTTP_OK, 422, "msg", "callBackUrl must be an http(s) url", NULL);
+      (!cJSON_IsString(cb) || (cb->valuestring[0] != '\0' && !kie_is_http_url(cb->valuestring))))
+    return "callBackUrl must be an http(s) url";
   if (!cJSON_IsObject(input))
-    return send_envelope(c, MHD_HTTP_OK, 422, "msg", "input is required", NULL);
+    return "input is required";
   const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(input, "prompt");
   if (!cJSON_IsString(prompt) || prompt->valuestring[0] == '\0')
-    return send_envelope(c, MHD_HTTP_OK, 422, "msg", "input.prompt is required", NULL);
-  if ((int)strlen(prompt->valuestring) > mi->prompt_max) {
-    snprintf(why, sizeof why, "input.prompt is longer than %d characters", mi->prompt_max);
-    return send_envelope(c, MHD_HTTP_OK, 422, "msg", why, NULL);
-  }
-  const cJSON *imgs =
-      mi->images_field ? cJSON_GetObjectItemCaseSensitive(input, mi->images_field) : NULL;
-  if (mi->images_field != NULL && imgs != NULL && !cJSON_IsArray(imgs)) {
-    snprintf(why, sizeof why, "input.%s must be an array of urls", mi->images_field);
-    return send_envelope(c, MHD_HTTP_OK, 422, "msg", why, NULL);
-  }
-  int nimg = imgs != NULL ? cJSON_GetArraySize(imgs) : 0;
-  if (mi->images_required && nimg == 0) {
-    snprintf(why, sizeof why, "input.%s is required", mi->images_field);
-    return send_envelope(c, MHD_HTTP_OK, 422, "msg", why, NULL);
-  }
-  if (nimg > mi->max_images) {
-    snprintf(why, sizeof why, "input.%s accepts at most %d images", mi->images_field,
-             mi->max_images);
-    return send_envelope(c, MHD_HTTP_OK, 422, "msg", why, NULL);
-  }
-  const cJSON *u;
+    return "input.prompt is required";
+  const char *field = (*mi)->images_field;
+  const cJSON *imgs = field != NULL ? cJSON_GetObjectItemCaseSensitive(input, field) : NULL, *u;
+  int nimg = cJSON_GetArraySize(imgs);
+  if ((int)strlen(prompt->valuestring) > (*mi)->prompt_max)
+    snprintf(why, cap, "input.prompt is longer than %d characters", (*mi)->prompt_max);
+  else if (imgs != NULL && !cJSON_IsArray(imgs))
+    snprintf(why, cap, "input.%s must be an array of urls", field);
+  else if ((*mi)->images_required && nimg == 0)
+    snprintf(why, cap, "input.%s is required", field);
+  else if (nimg > (*mi)->max_images)
+    snprintf(why, cap, "input.%s accepts at most %d images", field, (*mi)->max_images);
+  else
+    why[0] = '\0';
   cJSON_ArrayForEach(u, imgs) {
-    if (!cJSON_IsString(u) || !is_http_url(u->valuestring)) {
-      snprintf(why, sizeof why, "input.%s must hold http(s) urls (no base64)", mi->images_field);
-      return send_envelope(c, MHD_HTTP_OK, 422, "msg", why, NULL);
-    }
+    if (why[0] == '\0' && (!cJSON_IsString(u) || !kie_is_http_url(u->valuestring)))
+      snprintf(why, cap, "input.%s must hold http(s) urls (no base64)", field);
   }
+  if (why[0] != '\0')
+    return why;
   const cJSON *of = cJSON_GetObjectItemCaseSensitive(input, "output_format");
   if (of != NULL && (!cJSON_IsString(of) ||
                      (strcmp(of->valuestring, "png") != 0 && strcmp(of->valuestring, "jpeg") != 0)))
-    return send_envelope(c, MHD_HTTP_OK, 422, "msg", "input.output_format must be png or jpeg",
-                         NULL);
+    return "input.output_format must be png or jpeg";
   const cJSON *ar = cJSON_GetObjectItemCaseSensitive(input, "aspect_ratio");
-  if (ar != NULL) {
-    bool okar = false;
-    for (size_t i = 0; cJSON_IsString(ar) && i < sizeof aspect_ratios / sizeof aspect_ratios[0];
-         i++)
-      okar = okar || strcmp(ar->valuestring, aspect_ratios[i]) == 0;
-    if (!okar)
-      return send_envelope(c, MHD_HTTP_OK, 422, "msg", "input.aspect_ratio is not supported", NULL);
-  }
+  bool ar_ok = ar == NULL;
+  for (size_t i = 0; cJSON_IsString(ar) && i < sizeof aspect_ratios / sizeof aspect_ratios[0]; i++)
+    ar_ok = ar_ok || strcmp(ar->valuestring, aspect_ratios[i]) == 0;
+  return ar_ok ? NULL : "input.aspect_ratio is not supported";
+}
 
+/* A task for a valid body, with its script (lock held); its id is in t->id. */
+static task *task_new(const cJSON *body, const model_info *mi) {
+  const cJSON *input = cJSON_GetObjectItemCaseSensitive(body, "input");
+  const cJSON *cb = cJSON_GetObjectItemCaseSensitive(body, "callBackUrl");
+  const cJSON *of = cJSON_GetObjectItemCaseSensitive(input, "output_format");
+  const cJSON *imgs =
+      mi->images_field != NULL ? cJSON_GetObjectItemCaseSensitive(input, mi->images_field) : NULL;
   task *t = calloc(1, sizeof *t);
   if (t == NULL)
-    return send_envelope(c, MHD_HTTP_INTERNAL_SERVER_ERROR, 500, "msg", "out of memory", NULL);
+    return NULL;
   snprintf(t->model, sizeof t->model, "%s", mi->name);
-  t->prompt = xstrdup(prompt->valuestring);
+  t->prompt = fake_strdup(cJSON_GetObjectItemCaseSensitive(input, "prompt")->valuestring);
   t->image_urls = imgs != NULL ? cJSON_Duplicate(imgs, true) : cJSON_CreateArray();
   char *param = cJSON_PrintUnformatted(body);
-  t->param = xstrdup(param);
+  t->param = fake_strdup(param);
   cJSON_free(param);
   if (cJSON_IsString(cb) && cb->valuestring[0] != '\0')
-    t->callback_url = xstrdup(cb->valuestring);
+    t->callback_url = fake_strdup(cb->valuestring);
   snprintf(t->output_format, sizeof t->output_format, "%s",
            cJSON_IsString(of) ? of->valuestring : "png");
   t->callback_status = -1;
-  t->created_mono_ms = mono_ms();
-  t->created_wall_ms = wall_ms();
-
+  t->created_mono_ms = fake_mono_ms();
+  t->created_wall_ms = fake_wall_ms();
   /* "task_google_1765178615729" in the docs: vendor (or model) and a number. */
   char vendor[48];
   size_t vn = strcspn(mi->name, "/");
-  if (mi->name[vn] == '\0')
-    vn = strlen(mi->name);
   if (vn >= sizeof vendor)
     vn = sizeof vendor - 1;
   for (size_t i = 0; i < vn; i++)
     vendor[i] = isalnum((unsigned char)mi->name[i]) ? mi->name[i] : '_';
   vendor[vn] = '\0';
-
-  pthread_mutex_lock(&g.mu);
+  snprintf(t->id, sizeof t->id, "task_%s_%" PRIu64, vendor, ++g.task_counter);
   t->s = g.task_default;
   cJSON *one = cJSON_DetachItemFromArray(g.task_queue, 0);
+  char why[256];
   if (one != NULL)
     (void)task_script_merge(&t->s, one, why, sizeof why); /* validated when scripted */
   cJSON_Delete(one);
-  snprintf(t->id, sizeof t->id, "task_%s_%" PRIu64, vendor, ++g.task_counter);
   t->next = g.tasks;
   g.tasks = t;
-  cJSON *data = cJSON_CreateObject();
-  cJSON_AddStringToObject(data, "taskId", t->id);
-  pthread_mutex_unlock(&g.mu);
-  pthread_cond_broadcast(&g.cond);
-  return send_envelope(c, MHD_HTTP_OK, 200, "msg", "success", data);
+  return t;
 }
 
-static enum MHD_Result handle_record(struct MHD_Connection *c) {
-  const char *id = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "taskId");
-  if (id == NULL || id[0] == '\0')
-    return send_envelope(c, MHD_HTTP_OK, 422, "message", "taskId is required", NULL);
-  pthread_mutex_lock(&g.mu);
-  task *t = task_find(id);
-  cJSON *data = t != NULL ? task_data(t, mono_ms()) : NULL;
-  pthread_mutex_unlock(&g.mu);
-  if (data == NULL)
-    return send_envelope(c, MHD_HTTP_OK, 422, "message", "recordInfo is null", NULL);
-  return send_envelope(c, MHD_HTTP_OK, 200, "message", "success", data);
-}
-
-static enum MHD_Result handle_download_url(struct MHD_Connection *c, const cJSON *body) {
-  const cJSON *u = cJSON_GetObjectItemCaseSensitive(body, "url");
-  if (!cJSON_IsString(u) || !is_http_url(u->valuestring))
-    return send_envelope(c, MHD_HTTP_OK, 422, "msg", "url is required", NULL);
-  char id[96];
-  bool is_result;
-  if (!own_url(u->valuestring, id, sizeof id, &is_result))
-    return send_envelope(c, MHD_HTTP_OK, 200, "msg", "success", cJSON_CreateString(u->valuestring));
-  /* A "signed" variant: the same path with an expiry 20 minutes on; the fake ignores the
-   * query when it serves the file. */
-  char signed_url[2048];
-  snprintf(signed_url, sizeof signed_url, "%.*s%cexpires=%" PRId64 "&sig=fake",
-           (int)strcspn(u->valuestring, "?#"), u->valuestring,
-           strchr(u->valuestring, '?') ? '&' : '?', wall_ms() / 1000 + 1200);
-  return send_envelope(c, MHD_HTTP_OK, 200, "msg", "success", cJSON_CreateString(signed_url));
-}
-
-/* --------------------------------------------------------------------------- uploads */
-
-static bool b64_decode(const char *in, size_t n, unsigned char **out, size_t *out_len) {
-  /* Strip whitespace first: EVP_DecodeBlock wants a clean multiple of four. */
-  char *clean = malloc(n + 4);
-  if (clean == NULL)
-    return false;
-  size_t m = 0;
-  for (size_t i = 0; i < n; i++)
-    if (!isspace((unsigned char)in[i]))
-      clean[m++] = in[i];
-  while (m % 4 != 0)
-    clean[m++] = '=';
-  unsigned char *buf = malloc(m / 4 * 3 + 1);
-  if (buf == NULL) {
-    free(clean);
-    return false;
-  }
-  int k = m ? EVP_DecodeBlock(buf, (const unsigned char *)clean, (int)m) : 0;
-  if (k < 0) {
-    free(clean);
-    free(buf);
-    return false;
-  }
-  size_t pad = 0;
-  for (size_t i = m; i > 0 && clean[i - 1] == '=' && pad < 2; i--)
-    pad++;
-  free(clean);
-  *out = buf;
-  *out_len = (size_t)k - pad;
-  return true;
-}
-
-static void iso_now(char *out, size_t cap) {
-  int64_t ms = wall_ms();
-  time_t s = (time_t)(ms / 1000);
-  struct tm tm;
-  gmtime_r(&s, &tm);
-  char base[24];
-  size_t n = strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-  base[n] = '\0';
-  snprintf(out, cap, "%.19s.%03uZ", base, (unsigned)(ms % 1000) % 1000u);
-}
-
-static const char *ext_for(const char *mime) {
-  if (strcmp(mime, "image/png") == 0)
-    return "png";
-  if (strcmp(mime, "image/jpeg") == 0)
-    return "jpg";
-  if (strcmp(mime, "image/webp") == 0)
-    return "webp";
-  if (strcmp(mime, "image/gif") == 0)
-    return "gif";
-  return "bin";
-}
-
-/* Stores `data` (taken) and answers like the upload host. `name` may be NULL (a random
- * one is made), `mime_hint` too. */
-static enum MHD_Result store_upload(struct MHD_Connection *c, unsigned char *data, size_t len,
-                                    const char *upload_path, const char *name,
-                                    const char *mime_hint) {
+static void handle_create(fake_request *r, void *ud) {
+  (void)ud;
+  const cJSON *body = kie_admit_json(r);
+  if (body == NULL)
+    return;
+  const model_info *mi = NULL;
   char why[256];
-  if (upload_path == NULL || upload_path[0] == '\0') {
-    free(data);
-    return send_upload_error(c, 400, "uploadPath is required");
-  }
-  size_t pl = strlen(upload_path);
-  if (upload_path[0] == '/' || upload_path[pl - 1] == '/') {
-    free(data);
-    return send_upload_error(c, 400, "uploadPath must not start or end with /");
-  }
-  if (name != NULL && (strchr(name, '/') != NULL || strcmp(name, "..") == 0 ||
-                       strcmp(name, ".") == 0 || strlen(name) > 200)) {
-    free(data);
-    return send_upload_error(c, 400, "fileName is not a plain file name");
-  }
-  const char *mime = sniff(data, len);
-  if (mime == NULL)
-    mime = mime_hint != NULL && mime_hint[0] ? mime_hint : "application/octet-stream";
-  file *f = calloc(1, sizeof *f);
-  if (f == NULL) {
-    free(data);
-    return send_upload_error(c, 500, "out of memory");
-  }
-  unsigned char rnd[8];
-  if (RAND_bytes(rnd, sizeof rnd) != 1)
-    memset(rnd, 0x5a, sizeof rnd);
-  char hex[17];
-  for (int i = 0; i < 8; i++)
-    snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
-  char gen_name[64];
-  snprintf(gen_name, sizeof gen_name, "%s.%s", hex, ext_for(mime));
-  f->name = xstrdup(name != NULL && name[0] ? name : gen_name);
-  size_t path_len = pl + 1 + strlen(f->name) + 1;
-  f->path = malloc(path_len);
-  if (f->path == NULL) {
-    free(data);
-    file_free(f);
-    return send_upload_error(c, 500, "out of memory");
-  }
-  snprintf(f->path, path_len, "%s/%s", upload_path, f->name);
-  snprintf(f->mime, sizeof f->mime, "%s", mime);
-  f->data = data;
-  f->len = len;
-  iso_now(f->uploaded_at, sizeof f->uploaded_at);
-
-  pthread_mutex_lock(&g.mu);
-  if (len > g.max_memory - g.memory) {
-    pthread_mutex_unlock(&g.mu);
-    file_free(f);
-    snprintf(why, sizeof why, "the fake's memory limit (%zu bytes) is reached", g.max_memory);
-    return send_upload_error(c, 413, why);
-  }
-  g.memory += len;
-  snprintf(f->id, sizeof f->id, "%" PRIu64 "%s", ++g.file_counter, hex);
-  f->next = g.files;
-  g.files = f;
-  char *esc = curl_easy_escape(NULL, f->name, 0);
-  char url[512];
-  snprintf(url, sizeof url, "http://127.0.0.1:%d/files/%s/%s", g.port, f->id, esc ? esc : "x");
-  curl_free(esc);
-  cJSON *doc = cJSON_CreateObject();
-  cJSON_AddBoolToObject(doc, "success", true);
-  cJSON_AddNumberToObject(doc, "code", 200);
-  cJSON_AddStringToObject(doc, "msg", "File uploaded successfully");
-  cJSON *d = cJSON_AddObjectToObject(doc, "data");
-  cJSON_AddStringToObject(d, "fileName", f->name);
-  cJSON_AddStringToObject(d, "filePath", f->path);
-  cJSON_AddStringToObject(d, "downloadUrl", url);
-  cJSON_AddNumberToObject(d, "fileSize", (double)f->len);
-  cJSON_AddStringToObject(d, "mimeType", f->mime);
-  cJSON_AddStringToObject(d, "uploadedAt", f->uploaded_at);
-  pthread_mutex_unlock(&g.mu);
-  return send_json(c, MHD_HTTP_OK, doc);
-}
-
-static enum MHD_Result on_post_field(void *cls, enum MHD_ValueKind kind, const char *key,
-                                     const char *filename, const char *content_type,
-                                     const char *transfer_encoding, const char *data, uint64_t off,
-                                     size_t size) {
-  (void)kind, (void)transfer_encoding;
-  req *r = cls;
-  if (key == NULL)
-    return MHD_YES;
-  if (off == 0) {
-    if (r->fields == NULL)
-      r->fields = cJSON_CreateArray();
-    cJSON_AddItemToArray(r->fields, cJSON_CreateString(key));
-  }
-  if (strcmp(key, "file") == 0) {
-    if (off == 0) {
-      r->have_file = true;
-      r->file_len = 0;
-      snprintf(r->file_name, sizeof r->file_name, "%s", filename ? filename : "");
-      snprintf(r->file_type, sizeof r->file_type, "%s", content_type ? content_type : "");
-    }
-    if (size > 0 && !grow_append(&r->file_data, &r->file_len, &r->file_cap, data, size, MAX_BODY))
-      return MHD_NO;
-    return MHD_YES;
-  }
-  char **slot = strcmp(key, "uploadPath") == 0 ? &r->upload_path
-                : strcmp(key, "fileName") == 0 ? &r->form_file_name
-                                               : NULL;
-  if (slot == NULL)
-    return MHD_YES;
-  size_t have = *slot ? strlen(*slot) : 0;
-  if (have + size > 4096)
-    return MHD_NO;
-  char *n = realloc(*slot, have + size + 1);
-  if (n == NULL)
-    return MHD_NO;
-  memcpy(n + have, data, size);
-  n[have + size] = '\0';
-  *slot = n;
-  return MHD_YES;
-}
-
-/* Runs the multipart body through libmicrohttpd's post processor (once). */
-static void parse_multipart(struct MHD_Connection *c, req *r) {
-  if (r->mp_parsed)
+  const char *invalid = create_invalid(body, &mi, why, sizeof why);
+  if (invalid != NULL) {
+    send_envelope(r, 200, 422, "msg", invalid, NULL);
     return;
-  r->mp_parsed = true;
-  const char *ct = header(c, MHD_HTTP_HEADER_CONTENT_TYPE);
-  if (ct == NULL || strncasecmp(ct, "multipart/form-data", 19) != 0)
+  }
+  fake_lock(g.f);
+  task *t = task_new(body, mi);
+  if (t == NULL) {
+    fake_unlock(g.f);
+    send_envelope(r, 500, 500, "msg", "out of memory", NULL);
     return;
-  struct MHD_PostProcessor *pp = MHD_create_post_processor(c, 64 * 1024, on_post_field, r);
-  if (pp == NULL)
+  }
+  /* The callbacks are due when the task ends; their body is the task as it will be. */
+  char id[sizeof t->id];
+  snprintf(id, sizeof id, "%s", t->id);
+  bool calls = t->callback_url != NULL && t->s.callback != CB_NONE;
+  cb_mode mode = t->s.callback;
+  char *cb_url = calls ? fake_strdup(t->callback_url) : NULL;
+  char *cb_body = calls ? callback_body(t) : NULL;
+  /* PROVIDERS.md: kie's retry policy is undocumented, so one attempt per delivery;
+   * callback_times repeats the delivery to test idempotent handlers. */
+  fake_callback call = {.url = cb_url,
+                        .body = cb_body,
+                        .tag = id,
+                        .user_agent = "kie-callback/fake",
+                        .delay_ms = task_end_offset(t),
+                        .attempts = 1,
+                        .sign = mode == CB_SIGNED          ? sign_good
+                                : mode == CB_BAD_SIGNATURE ? sign_bad
+                                                           : NULL,
+                        .done = callback_done};
+  int times = calls ? t->s.callback_times : 0;
+  fake_unlock(g.f);
+  for (int i = 0; i < times; i++)
+    (void)fake_callback_post(g.f, &call);
+  free(cb_url);
+  cJSON_free(cb_body);
+  cJSON *data = cJSON_CreateObject();
+  cJSON_AddStringToObject(data, "taskId", id);
+  send_envelope(r, 200, 200, "msg", "success", data);
+}
+
+static void handle_record(fake_request *r, void *ud) {
+  (void)ud;
+  if (!kie_admit(r))
     return;
-  r->mp_ok = r->len == 0 || MHD_post_process(pp, (const char *)r->body, r->len) == MHD_YES;
-  MHD_destroy_post_processor(pp);
-}
-
-static enum MHD_Result handle_stream_upload(struct MHD_Connection *c, req *r) {
-  const char *ct = header(c, MHD_HTTP_HEADER_CONTENT_TYPE);
-  if (ct == NULL || strncasecmp(ct, "multipart/form-data", 19) != 0)
-    return send_upload_error(c, 400, "multipart/form-data expected");
-  parse_multipart(c, r);
-  if (!r->mp_ok)
-    return send_upload_error(c, 400, "bad multipart body");
-  if (!r->have_file)
-    return send_upload_error(c, 400, "file is required");
-  unsigned char *data = r->file_data;
-  size_t len = r->file_len;
-  r->file_data = NULL;
-  r->file_len = r->file_cap = 0;
-  if (data == NULL)
-    data = calloc(1, 1);
-  const char *name = r->form_file_name && r->form_file_name[0] ? r->form_file_name
-                     : r->file_name[0]                         ? r->file_name
-                                                               : NULL;
-  return store_upload(c, data, len, r->upload_path, name, r->file_type);
-}
-
-static enum MHD_Result handle_base64_upload(struct MHD_Connection *c, const cJSON *body) {
-  const cJSON *b = cJSON_GetObjectItemCaseSensitive(body, "base64Data");
-  const cJSON *p = cJSON_GetObjectItemCaseSensitive(body, "uploadPath");
-  const cJSON *n = cJSON_GetObjectItemCaseSensitive(body, "fileName");
-  if (!cJSON_IsString(b) || b->valuestring[0] == '\0')
-    return send_upload_error(c, 400, "base64Data is required");
-  const char *s = b->valuestring;
-  char mime[64] = "";
-  if (strncmp(s, "data:", 5) == 0) {
-    const char *comma = strchr(s, ',');
-    const char *semi = strstr(s, ";base64");
-    if (comma == NULL || semi == NULL || semi > comma)
-      return send_upload_error(c, 400, "base64Data is not a base64 data url");
-    snprintf(mime, sizeof mime, "%.*s", (int)(semi - s - 5), s + 5);
-    s = comma + 1;
+  const char *id = fake_request_arg(r, "taskId");
+  if (id == NULL || id[0] == '\0') {
+    send_envelope(r, 200, 422, "message", "taskId is required", NULL);
+    return;
   }
-  unsigned char *data = NULL;
-  size_t len = 0;
-  if (!b64_decode(s, strlen(s), &data, &len))
-    return send_upload_error(c, 400, "base64Data is not valid base64");
-  return store_upload(c, data, len, cJSON_IsString(p) ? p->valuestring : NULL,
-                      cJSON_IsString(n) ? n->valuestring : NULL, mime);
-}
-
-static enum MHD_Result handle_url_upload(struct MHD_Connection *c, const cJSON *body) {
-  const cJSON *u = cJSON_GetObjectItemCaseSensitive(body, "fileUrl");
-  const cJSON *p = cJSON_GetObjectItemCaseSensitive(body, "uploadPath");
-  const cJSON *n = cJSON_GetObjectItemCaseSensitive(body, "fileName");
-  if (!cJSON_IsString(u) || !is_http_url(u->valuestring))
-    return send_upload_error(c, 400, "fileUrl is required");
-  char what[96], mime[64] = "";
-  bool is_result = false;
-  unsigned char *data = NULL;
-  size_t len = 0;
-  /* The fake never goes out: only its own files and results can be "downloaded". */
-  if (!own_url(u->valuestring, what, sizeof what, &is_result))
-    return send_upload_error(c, 500, "Failed to download the file from fileUrl");
-  if (is_result) {
-    bool found = false, done = false;
-    char src_url[2048] = "";
-    pthread_mutex_lock(&g.mu);
-    task *t = task_find(what);
-    if (t != NULL) {
-      found = true;
-      done = task_done(t, mono_ms()) && !task_failed(t);
-      const cJSON *first = cJSON_GetArrayItem(t->image_urls, 0);
-      if (cJSON_IsString(first))
-        snprintf(src_url, sizeof src_url, "%s", first->valuestring);
-    }
-    pthread_mutex_unlock(&g.mu);
-    if (!found || !done)
-      return send_upload_error(c, 500, "Failed to download the file from fileUrl");
-    size_t slen = 0;
-    unsigned char *src = src_url[0] ? own_file_bytes(src_url, &slen, NULL, 0) : NULL;
-    bool jpeg = strstr(u->valuestring, ".jpg") != NULL;
-    bool ok = make_result(src, slen, jpeg, &data, &len);
-    free(src);
-    if (!ok)
-      return send_upload_error(c, 500, "Failed to download the file from fileUrl");
-  } else {
-    data = own_file_bytes(u->valuestring, &len, mime, sizeof mime);
-    if (data == NULL)
-      return send_upload_error(c, 500, "Failed to download the file from fileUrl");
-  }
-  const char *name = cJSON_IsString(n) ? n->valuestring : NULL;
-  char last[256] = "";
-  if (name == NULL) {
-    const char *q = u->valuestring + strcspn(u->valuestring, "?#");
-    const char *sl = q;
-    while (sl > u->valuestring && sl[-1] != '/')
-      sl--;
-    snprintf(last, sizeof last, "%.*s", (int)(q - sl), sl);
-    name = last[0] ? last : NULL;
-  }
-  return store_upload(c, data, len, cJSON_IsString(p) ? p->valuestring : NULL, name, mime);
-}
-
-/* ------------------------------------------------------------------ downloads */
-
-static enum MHD_Result handle_get_file(struct MHD_Connection *c, const char *rest) {
-  char id[40];
-  size_t n = strcspn(rest, "/");
-  if (n == 0 || n >= sizeof id || rest[n] != '/')
-    return send_text(c, MHD_HTTP_NOT_FOUND, "not found");
-  memcpy(id, rest, n);
-  id[n] = '\0';
-  enum MHD_Result ret;
-  pthread_mutex_lock(&g.mu);
-  file *f = file_find(id);
-  if (f == NULL || strcmp(f->name, rest + n + 1) != 0)
-    ret = send_text(c, MHD_HTTP_NOT_FOUND, "not found");
-  else
-    ret = send_bytes(c, MHD_HTTP_OK, f->data, f->len, f->mime, NULL);
-  pthread_mutex_unlock(&g.mu);
-  return ret;
-}
-
-static enum MHD_Result handle_get_result(struct MHD_Connection *c, const char *rest) {
-  char id[96];
-  const char *dot = strrchr(rest, '.');
-  if (dot == NULL || (size_t)(dot - rest) >= sizeof id || dot == rest)
-    return send_text(c, MHD_HTTP_NOT_FOUND, "not found");
-  bool jpeg;
-  if (strcmp(dot, ".png") == 0)
-    jpeg = false;
-  else if (strcmp(dot, ".jpg") == 0 || strcmp(dot, ".jpeg") == 0)
-    jpeg = true;
-  else
-    return send_text(c, MHD_HTTP_NOT_FOUND, "not found");
-  snprintf(id, sizeof id, "%.*s", (int)(dot - rest), rest);
-  char src_url[2048] = "";
-  bool ready = false;
-  pthread_mutex_lock(&g.mu);
+  fake_lock(g.f);
   task *t = task_find(id);
-  if (t != NULL && task_done(t, mono_ms()) && !task_failed(t)) {
-    ready = true;
-    const cJSON *first = cJSON_GetArrayItem(t->image_urls, 0);
-    if (cJSON_IsString(first))
-      snprintf(src_url, sizeof src_url, "%s", first->valuestring);
+  cJSON *data = t != NULL ? task_data(t, fake_mono_ms()) : NULL;
+  fake_unlock(g.f);
+  if (data != NULL)
+    send_envelope(r, 200, 200, "message", "success", data);
+  else
+    send_envelope(r, 200, 422, "message", "recordInfo is null", NULL);
+}
+
+static void handle_download_url(fake_request *r, void *ud) {
+  (void)ud;
+  const cJSON *body = kie_admit_json(r);
+  if (body == NULL)
+    return;
+  const cJSON *u = cJSON_GetObjectItemCaseSensitive(body, "url");
+  if (!cJSON_IsString(u) || !kie_is_http_url(u->valuestring)) {
+    send_envelope(r, 200, 422, "msg", "url is required", NULL);
+    return;
   }
-  pthread_mutex_unlock(&g.mu);
-  if (!ready)
-    return send_text(c, MHD_HTTP_NOT_FOUND, "not found");
-  size_t slen = 0, olen = 0;
-  unsigned char *src = src_url[0] ? own_file_bytes(src_url, &slen, NULL, 0) : NULL;
-  unsigned char *outb = NULL;
-  bool ok = make_result(src, slen, jpeg, &outb, &olen);
-  free(src);
-  if (!ok)
-    return send_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot make the image");
-  enum MHD_Result ret =
-      send_bytes(c, MHD_HTTP_OK, outb, olen, jpeg ? "image/jpeg" : "image/png", NULL);
-  free(outb);
-  return ret;
+  char id[96], signed_url[2048];
+  bool is_result;
+  /* Others' URLs are echoed. For the fake's own, a "signed" variant: the same path with
+   * an expiry 20 minutes on; the fake ignores the query when it serves the file. */
+  snprintf(signed_url, sizeof signed_url, "%s", u->valuestring);
+  if (kie_own_url(u->valuestring, id, sizeof id, &is_result))
+    snprintf(signed_url, sizeof signed_url, "%.*s%cexpires=%" PRId64 "&sig=fake",
+             (int)strcspn(u->valuestring, "?#"), u->valuestring,
+             strchr(u->valuestring, '?') ? '&' : '?', fake_wall_ms() / 1000 + 1200);
+  send_envelope(r, 200, 200, "msg", "success", cJSON_CreateString(signed_url));
 }
 
 /* ------------------------------------------------------------------------- control */
 
-static enum MHD_Result handle_fake(struct MHD_Connection *c, const char *method, const char *url,
-                                   const req *r) {
-  bool post = strcmp(method, "POST") == 0, get = strcmp(method, "GET") == 0;
-  if (post && strcmp(url, "/_fake/reset") == 0) {
-    pthread_mutex_lock(&g.mu);
-    state_reset();
-    pthread_mutex_unlock(&g.mu);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddBoolToObject(o, "ok", true);
-    return send_json(c, MHD_HTTP_OK, o);
+/* GET /_fake/tasks: every task, oldest first. */
+static void handle_tasks(fake_request *r, void *ud) {
+  (void)ud;
+  cJSON *o = cJSON_CreateObject();
+  cJSON *arr = cJSON_AddArrayToObject(o, "tasks");
+  fake_lock(g.f);
+  int64_t now = fake_mono_ms();
+  for (task *t = g.tasks; t != NULL; t = t->next) { /* kept newest first */
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "taskId", t->id);
+    cJSON_AddStringToObject(e, "model", t->model);
+    cJSON_AddStringToObject(e, "state", task_state(t, now, NULL));
+    cJSON_AddItemToObject(e, "image_urls", cJSON_Duplicate(t->image_urls, true));
+    cJSON_AddStringToObject(e, "prompt", t->prompt);
+    if (t->callback_url != NULL)
+      cJSON_AddStringToObject(e, "callback_url", t->callback_url);
+    else
+      cJSON_AddNullToObject(e, "callback_url");
+    cJSON_AddStringToObject(e, "callback", cb_mode_name(t->s.callback));
+    if (t->callback_status >= 0)
+      cJSON_AddNumberToObject(e, "callback_status", (double)t->callback_status);
+    else
+      cJSON_AddNullToObject(e, "callback_status");
+    cJSON_AddNumberToObject(e, "callback_attempts", t->callback_attempts);
+    if (t->callback_error[0])
+      cJSON_AddStringToObject(e, "callback_error", t->callback_error);
+    cJSON_InsertItemInArray(arr, 0, e);
   }
-  if (post && strcmp(url, "/_fake/script") == 0) {
-    char why[256] = "";
-    cJSON *doc = cJSON_ParseWithLength((const char *)r->body, r->len);
-    pthread_mutex_lock(&g.mu);
-    bool ok = doc != NULL && script_apply(doc, why, sizeof why);
-    cJSON *out = ok ? script_json() : NULL;
-    pthread_mutex_unlock(&g.mu);
-    cJSON_Delete(doc);
-    if (!ok) {
-      cJSON *e = cJSON_CreateObject();
-      cJSON_AddStringToObject(e, "error", why[0] ? why : "the script must be JSON");
-      return send_json(c, MHD_HTTP_BAD_REQUEST, e);
-    }
-    return send_json(c, MHD_HTTP_OK, out);
-  }
-  if (get && strcmp(url, "/_fake/script") == 0) {
-    pthread_mutex_lock(&g.mu);
-    cJSON *out = script_json();
-    pthread_mutex_unlock(&g.mu);
-    return send_json(c, MHD_HTTP_OK, out);
-  }
-  if (get && strcmp(url, "/_fake/requests") == 0) {
-    cJSON *o = cJSON_CreateObject();
-    pthread_mutex_lock(&g.mu);
-    cJSON_AddItemToObject(o, "requests", cJSON_Duplicate(g.requests, true));
-    pthread_mutex_unlock(&g.mu);
-    return send_json(c, MHD_HTTP_OK, o);
-  }
-  if (get && strcmp(url, "/_fake/tasks") == 0) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON *arr = cJSON_AddArrayToObject(o, "tasks");
-    pthread_mutex_lock(&g.mu);
-    int64_t now = mono_ms();
-    /* Oldest first: the list is kept newest first. */
-    for (task *t = g.tasks; t != NULL; t = t->next) {
-      cJSON *e = cJSON_CreateObject();
-      cJSON_AddStringToObject(e, "taskId", t->id);
-      cJSON_AddStringToObject(e, "model", t->model);
-      cJSON_AddStringToObject(e, "state", task_state(t, now, NULL));
-      cJSON_AddItemToObject(e, "image_urls", cJSON_Duplicate(t->image_urls, true));
-      cJSON_AddStringToObject(e, "prompt", t->prompt);
-      if (t->callback_url != NULL)
-        cJSON_AddStringToObject(e, "callback_url", t->callback_url);
-      else
-        cJSON_AddNullToObject(e, "callback_url");
-      cJSON_AddStringToObject(e, "callback", cb_mode_name(t->s.callback));
-      if (t->callback_status >= 0)
-        cJSON_AddNumberToObject(e, "callback_status", (double)t->callback_status);
-      else
-        cJSON_AddNullToObject(e, "callback_status");
-      cJSON_AddNumberToObject(e, "callback_attempts", t->callback_sent);
-      if (t->callback_error[0])
-        cJSON_AddStringToObject(e, "callback_error", t->callback_error);
-      cJSON_InsertItemInArray(arr, 0, e);
-    }
-    pthread_mutex_unlock(&g.mu);
-    return send_json(c, MHD_HTTP_OK, o);
-  }
-  return send_text(c, MHD_HTTP_NOT_FOUND, "no such control endpoint");
-}
-
-/* --------------------------------------------------------------------- dispatch */
-
-typedef enum route {
-  R_NONE,
-  R_CREATE,
-  R_RECORD,
-  R_DOWNLOAD_URL,
-  R_UP_STREAM,
-  R_UP_BASE64,
-  R_UP_URL
-} route;
-
-static route route_of(const char *method, const char *url) {
-  bool post = strcmp(method, "POST") == 0, get = strcmp(method, "GET") == 0;
-  if (post && strcmp(url, "/api/v1/jobs/createTask") == 0)
-    return R_CREATE;
-  if (get && strcmp(url, "/api/v1/jobs/recordInfo") == 0)
-    return R_RECORD;
-  if (post && strcmp(url, "/api/v1/common/download-url") == 0)
-    return R_DOWNLOAD_URL;
-  if (post && strcmp(url, "/api/file-stream-upload") == 0)
-    return R_UP_STREAM;
-  if (post && strcmp(url, "/api/file-base64-upload") == 0)
-    return R_UP_BASE64;
-  if (post && strcmp(url, "/api/file-url-upload") == 0)
-    return R_UP_URL;
-  return R_NONE;
-}
-
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version, const char *upload,
-                                  size_t *upload_size, void **req_cls) {
-  (void)cls, (void)version;
-  req *r = *req_cls;
-  if (r == NULL)
-    return MHD_NO;
-  if (!r->started) {
-    r->started = true;
-    return MHD_YES;
-  }
-  if (*upload_size > 0) {
-    if (!r->too_big && !grow_append(&r->body, &r->len, &r->cap, upload, *upload_size, MAX_BODY))
-      r->too_big = true;
-    *upload_size = 0;
-    return MHD_YES;
-  }
-  if (r->too_big)
-    return send_text(c, 413, "request body too large");
-
-  if (strncmp(url, "/_fake/", 7) == 0)
-    return handle_fake(c, method, url, r);
-
-  route rt = route_of(method, url);
-  bool is_json_route =
-      rt == R_CREATE || rt == R_DOWNLOAD_URL || rt == R_UP_BASE64 || rt == R_UP_URL;
-  cJSON *json =
-      is_json_route && r->len ? cJSON_ParseWithLength((const char *)r->body, r->len) : NULL;
-  enum MHD_Result ret;
-
-  /* Parse a multipart body first so the log can list its field names. */
-  if (rt == R_UP_STREAM)
-    parse_multipart(c, r);
-  log_request(c, method, url, r, json);
-
-  if (strncmp(url, "/files/", 7) == 0 && strcmp(method, "GET") == 0) {
-    ret = handle_get_file(c, url + 7);
-    goto out;
-  }
-  if (strncmp(url, "/results/", 9) == 0 && strcmp(method, "GET") == 0) {
-    ret = handle_get_result(c, url + 9);
-    goto out;
-  }
-  /* Cloudflare in front of both hosts: no User-Agent, no entry. */
-  const char *ua = header(c, MHD_HTTP_HEADER_USER_AGENT);
-  if (ua == NULL || ua[0] == '\0') {
-    ret = send_text(c, MHD_HTTP_FORBIDDEN, "error code: 1010");
-    goto out;
-  }
-  if (rt == R_NONE) {
-    ret = send_envelope(c, MHD_HTTP_NOT_FOUND, 404, "msg", "Not found", NULL);
-    goto out;
-  }
-  bool upload_route = rt == R_UP_STREAM || rt == R_UP_BASE64 || rt == R_UP_URL;
-  int q = rt == R_CREATE         ? Q_CREATE
-          : rt == R_RECORD       ? Q_RECORD
-          : rt == R_DOWNLOAD_URL ? Q_DOWNLOAD
-                                 : Q_UPLOAD;
-  cJSON *canned = canned_take(q);
-  if (canned != NULL) {
-    ret = send_canned(c, canned, rt == R_RECORD ? "message" : "msg", upload_route);
-    goto out;
-  }
-  if (!auth_ok(c)) {
-    pthread_mutex_lock(&g.mu);
-    unsigned int http = (unsigned int)g.auth_http;
-    pthread_mutex_unlock(&g.mu);
-    if (upload_route) {
-      cJSON *doc = cJSON_CreateObject();
-      cJSON_AddBoolToObject(doc, "success", false);
-      cJSON_AddNumberToObject(doc, "code", 401);
-      cJSON_AddStringToObject(doc, "msg", default_msg(401));
-      cJSON_AddNullToObject(doc, "data");
-      ret = send_json(c, http, doc);
-    } else {
-      ret = send_envelope(c, http, 401, rt == R_RECORD ? "message" : "msg", default_msg(401), NULL);
-    }
-    goto out;
-  }
-  if (is_json_route && json == NULL) {
-    ret = upload_route ? send_upload_error(c, 400, "Invalid JSON body")
-                       : send_envelope(c, MHD_HTTP_OK, 400, "msg", "Invalid JSON body", NULL);
-    goto out;
-  }
-  switch (rt) {
-    case R_CREATE:
-      ret = handle_create(c, json);
-      break;
-    case R_RECORD:
-      ret = handle_record(c);
-      break;
-    case R_DOWNLOAD_URL:
-      ret = handle_download_url(c, json);
-      break;
-    case R_UP_STREAM:
-      ret = handle_stream_upload(c, r);
-      break;
-    case R_UP_BASE64:
-      ret = handle_base64_upload(c, json);
-      break;
-    case R_UP_URL:
-      ret = handle_url_upload(c, json);
-      break;
-    default:
-      ret = send_text(c, MHD_HTTP_NOT_FOUND, "not found");
-      break;
-  }
-out:
-  cJSON_Delete(json);
-  return ret;
-}
-
-/* ------------------------------------------------------------------------ callbacks */
-
-static bool loopback_url(const char *url) {
-  CURLU *u = curl_url();
-  char *host = NULL, *scheme = NULL;
-  bool ok = false;
-  if (u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-      curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-      curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
-    ok = strcmp(scheme, "http") == 0 &&
-         (strcmp(host, "127.0.0.1") == 0 || strcasecmp(host, "localhost") == 0 ||
-          strcmp(host, "[::1]") == 0);
-  curl_free(host);
-  curl_free(scheme);
-  curl_url_cleanup(u);
-  return ok;
-}
-
-static size_t discard(char *p, size_t size, size_t n, void *ud) {
-  (void)p, (void)ud;
-  return size * n;
-}
-
-/* base64(HMAC-SHA256(key, taskId + "." + ts)) into `out` (cap >= 64). */
-static void sign(const char *key, const char *task_id, const char *ts, char *out) {
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int mlen = 0;
-  char msg[256];
-  int n = snprintf(msg, sizeof msg, "%s.%s", task_id, ts);
-  HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)msg, (size_t)n, mac, &mlen);
-  EVP_EncodeBlock((unsigned char *)out, mac, (int)mlen);
-}
-
-typedef struct delivery {
-  char id[96];
-  char *url;
-  char *body;
-  cb_mode mode;
-} delivery;
-
-static long deliver(const delivery *d, char *err, size_t cap) {
-  CURL *h = curl_easy_init();
-  struct curl_slist *hl = NULL;
-  long status = 0;
-  char ts[32], sig[128], line[192];
-  if (h == NULL) {
-    snprintf(err, cap, "curl_easy_init failed");
-    return 0;
-  }
-  hl = curl_slist_append(hl, "Content-Type: application/json");
-  hl = curl_slist_append(hl, "Expect:");
-  if (d->mode == CB_SIGNED || d->mode == CB_BAD_SIGNATURE) {
-    snprintf(ts, sizeof ts, "%lld", (long long)(wall_ms() / 1000));
-    if (d->mode == CB_SIGNED) {
-      sign(g.webhook_key, d->id, ts, sig);
-    } else {
-      /* Well-formed but made with another key. */
-      size_t kl = strlen(g.webhook_key);
-      char *wrong = malloc(kl + 7);
-      if (wrong != NULL) {
-        snprintf(wrong, kl + 7, "%s-wrong", g.webhook_key);
-        sign(wrong, d->id, ts, sig);
-        free(wrong);
-      } else {
-        snprintf(sig, sizeof sig, "AAAA");
-      }
-    }
-    snprintf(line, sizeof line, "X-Webhook-Timestamp: %s", ts);
-    hl = curl_slist_append(hl, line);
-    snprintf(line, sizeof line, "X-Webhook-Signature: %s", sig);
-    hl = curl_slist_append(hl, line);
-  }
-  curl_easy_setopt(h, CURLOPT_URL, d->url);
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
-  curl_easy_setopt(h, CURLOPT_POSTFIELDS, d->body);
-  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(d->body));
-  curl_easy_setopt(h, CURLOPT_USERAGENT, "kie-callback/fake");
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 15000L);
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http");
-  curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-  CURLcode rc = curl_easy_perform(h);
-  if (rc == CURLE_OK)
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-  else
-    snprintf(err, cap, "%s", curl_easy_strerror(rc));
-  curl_slist_free_all(hl);
-  curl_easy_cleanup(h);
-  return status;
-}
-
-/* Picks one due delivery (with g.mu held); false when none is due. */
-static bool next_delivery(delivery *d, int64_t now) {
-  for (task *t = g.tasks; t != NULL; t = t->next) {
-    if (t->s.callback == CB_NONE || t->callback_url == NULL || t->callback_busy ||
-        t->callback_sent >= t->s.callback_times || !task_done(t, now))
-      continue;
-    t->callback_sent++;
-    if (!loopback_url(t->callback_url)) {
-      /* Refused without a call; later attempts would be refused too. */
-      t->callback_sent = t->s.callback_times;
-      snprintf(t->callback_error, sizeof t->callback_error,
-               "refused: the fake calls loopback http urls only");
-      continue;
-    }
-    t->callback_busy = true;
-    bool failed = task_failed(t);
-    cJSON *doc = cJSON_CreateObject();
-    cJSON_AddNumberToObject(doc, "code", failed ? 501 : 200);
-    cJSON_AddStringToObject(doc, "msg",
-                            failed ? (t->s.fail_msg[0] ? t->s.fail_msg : "Generation failed")
-                                   : "Image generated successfully.");
-    cJSON *data = task_data(t, now);
-    if (t->s.callback_task_id) {
-      cJSON_DeleteItemFromObjectCaseSensitive(data, "taskId");
-      cJSON_AddStringToObject(data, "task_id", t->id);
-    }
-    cJSON_AddItemToObject(doc, "data", data);
-    d->body = cJSON_PrintUnformatted(doc);
-    cJSON_Delete(doc);
-    d->url = xstrdup(t->callback_url);
-    snprintf(d->id, sizeof d->id, "%s", t->id);
-    d->mode = t->s.callback;
-    return true;
-  }
-  return false;
-}
-
-static void *callback_thread(void *arg) {
-  (void)arg;
-  pthread_mutex_lock(&g.mu);
-  while (!g.stopping) {
-    delivery d = {0};
-    if (next_delivery(&d, mono_ms())) {
-      pthread_mutex_unlock(&g.mu);
-      char err[128] = "";
-      long status = deliver(&d, err, sizeof err);
-      pthread_mutex_lock(&g.mu);
-      task *t = task_find(d.id); /* may be gone after a reset */
-      if (t != NULL) {
-        t->callback_busy = false;
-        t->callback_status = status;
-        snprintf(t->callback_error, sizeof t->callback_error, "%s", err);
-      }
-      free(d.url);
-      cJSON_free(d.body);
-      continue;
-    }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += CALLBACK_TICK_MS * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&g.cond, &g.mu, &ts);
-  }
-  pthread_mutex_unlock(&g.mu);
-  return NULL;
+  fake_unlock(g.f);
+  fake_reply_json(r, 200, o);
 }
 
 /* ----------------------------------------------------------------------------- main */
 
-/* libmicrohttpd's own error log, minus the line a scripted drop causes on purpose. */
-static void mhd_log(void *cls, const char *fmt, va_list ap) {
-  (void)cls;
-  char line[512];
-  vsnprintf(line, sizeof line, fmt, ap);
-  if (strstr(line, "Application reported internal error") != NULL)
-    return;
-  fprintf(stderr, "fake-kie: mhd: %s", line);
-}
+/* Table order is match order: the catch-all comes last. */
+static const fake_route routes[] = {
+    {"POST", "/api/v1/jobs/createTask", "create", true, handle_create},
+    {"GET", "/api/v1/jobs/recordInfo", "record", true, handle_record},
+    {"POST", "/api/v1/common/download-url", "download", true, handle_download_url},
+    {"POST", "/api/file-stream-upload", "upload", true, kie_handle_stream_upload},
+    {"POST", "/api/file-base64-upload", "upload", true, kie_handle_base64_upload},
+    {"POST", "/api/file-url-upload", "upload", true, kie_handle_url_upload},
+    /* The file host and the result CDN: no User-Agent or key checks. */
+    {"GET", "/files/*", NULL, false, kie_handle_get_file},
+    {"GET", "/results/*", NULL, false, kie_handle_get_result},
+    {"GET", FAKE_CONTROL_PREFIX "tasks", NULL, false, handle_tasks},
+    {NULL, "/*", NULL, true, handle_not_found},
+};
 
 static void usage(void) {
   fputs("usage: fake-kie [--port N] [--api-key KEY] [--webhook-key KEY] [--max-memory-mb N]\n",
@@ -1893,84 +921,35 @@ int main(int argc, char **argv) {
   }
   vips_cache_set_max(0);
   vips_concurrency_set(1);
-  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-    fputs("fake-kie: cannot start libcurl\n", stderr);
+
+  g.api_key = api_key != NULL && api_key[0] ? fake_strdup(api_key) : NULL;
+  g.webhook_key = fake_strdup(webhook_key != NULL ? webhook_key : DEFAULT_WEBHOOK_KEY);
+  g.task_counter = (uint64_t)fake_wall_ms();
+  fake_config cfg = {.name = "fake-kie",
+                     .port = (int)port,
+                     .routes = routes,
+                     .nroutes = sizeof routes / sizeof routes[0],
+                     .guard = kie_guard,
+                     .canned = kie_canned,
+                     .canned_check = kie_canned_check,
+                     .script = kie_script,
+                     .script_dump = kie_script_dump,
+                     .log_extra = kie_log_extra,
+                     .reset = kie_reset};
+  g.f = fake_new(&cfg);
+  if (g.f == NULL) {
+    fputs("fake-kie: out of memory\n", stderr);
     return 1;
   }
-
-  g.api_key = api_key != NULL && api_key[0] ? xstrdup(api_key) : NULL;
-  g.webhook_key = xstrdup(webhook_key != NULL ? webhook_key : DEFAULT_WEBHOOK_KEY);
-  g.max_memory = (size_t)mem_mb << 20;
-  g.task_counter = (uint64_t)wall_ms();
-  pthread_mutex_lock(&g.mu);
-  state_reset();
-  pthread_mutex_unlock(&g.mu);
-
-  /* Every thread started from here on inherits the blocked signals; main waits. A
-   * background job of a non-interactive shell starts with SIGINT ignored, and an ignored
-   * signal never reaches sigwait: restore the default first. */
-  signal(SIGINT, SIG_DFL);
-  signal(SIGTERM, SIG_DFL);
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &set, NULL);
-
-  struct sockaddr_in sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons((uint16_t)port);
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  struct MHD_Daemon *d = MHD_start_daemon(
-      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG,
-      (uint16_t)port, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-      MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
-      MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-      (unsigned int)120, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)256, MHD_OPTION_END);
-  if (d == NULL) {
-    fprintf(stderr, "fake-kie: cannot listen on 127.0.0.1:%ld\n", port);
-    return 1;
-  }
-  const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-  g.port = info != NULL ? info->port : (int)port;
-
-  pthread_t cb;
-  if (pthread_create(&cb, NULL, callback_thread, NULL) != 0) {
-    fputs("fake-kie: cannot start the callback thread\n", stderr);
-    MHD_stop_daemon(d);
-    return 1;
-  }
-
-  printf("listening %d\n", g.port);
-  fflush(stdout);
-
-  int sig = 0;
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  while (sigwait(&stop, &sig) != 0) {
-  }
-
-  MHD_stop_daemon(d);
-  pthread_mutex_lock(&g.mu);
-  g.stopping = true;
-  pthread_mutex_unlock(&g.mu);
-  pthread_cond_broadcast(&g.cond);
-  pthread_join(cb, NULL);
-
-  pthread_mutex_lock(&g.mu);
-  state_reset();
-  for (int i = 0; i < Q_COUNT; i++)
-    cJSON_Delete(g.queues[i].items);
+  kie_files_init(g.f, (size_t)mem_mb << 20);
+  fake_lock(g.f);
+  kie_reset(NULL);
+  fake_unlock(g.f);
+  int rc = fake_run(g.f);
+  fake_free(g.f); /* runs kie_reset: tasks and files freed */
   cJSON_Delete(g.task_queue);
-  cJSON_Delete(g.requests);
-  pthread_mutex_unlock(&g.mu);
   free(g.api_key);
   free(g.webhook_key);
-  curl_global_cleanup();
   vips_shutdown();
-  return 0;
+  return rc;
 }
