@@ -726,15 +726,6 @@ static bool parse_telegram_id(const ctl_args *a, int64_t *out, int *rc) {
   return false;
 }
 
-/* Characters (not bytes) of a UTF-8 string. */
-static size_t utf8_chars(const char *s) {
-  size_t n = 0;
-
-  for (; *s != '\0'; s++)
-    n += ((unsigned char)*s & 0xC0) != 0x80;
-  return n;
-}
-
 /* A reason (block reason or ledger note): present when required, not empty, at most
  * 1000 characters (the schema's limit for both). */
 static bool check_reason(const ctl_args *a, bool required, int *rc) {
@@ -747,7 +738,7 @@ static bool check_reason(const ctl_args *a, bool required, int *rc) {
     *rc = usage_error(a->usage, "empty value after", "--reason");
     return false;
   }
-  if (utf8_chars(a->reason) > 1000) {
+  if (tryon_utf8_chars(a->reason) > 1000) {
     *rc = usage_error(a->usage, "--reason is longer than", "1000 characters");
     return false;
   }
@@ -806,18 +797,6 @@ static int refuse(const ctl_args *a, const tryon_err *err, cJSON *extra) {
   return EXIT_REFUSED;
 }
 
-/* A time as ISO 8601 into `o`, or null for 0 (never / none). */
-static void add_time(cJSON *o, const char *name, int64_t ms) {
-  char ts[TRYON_TIME_ISO8601_LEN];
-
-  if (ms == 0) {
-    cJSON_AddNullToObject(o, name);
-    return;
-  }
-  tryon_time_format_iso8601(ms, ts);
-  cJSON_AddStringToObject(o, name, ts);
-}
-
 /* A time for people: ISO 8601, or `none` for 0. Returns `out`. */
 static const char *human_time(int64_t ms, const char *none, char out[TRYON_TIME_ISO8601_LEN]) {
   if (ms == 0)
@@ -827,23 +806,17 @@ static const char *human_time(int64_t ms, const char *none, char out[TRYON_TIME_
   return out;
 }
 
-static const char *plan_code(tryon_plan plan) {
-  const tryon_product *p = tryon_billing_plan_product(plan);
-  return p != NULL ? p->code : "none";
-}
-
-/* {"user","total","period","pack","plan","period_ends_at","queued_until","watermark"};
- * "user" is the Telegram id, as operators name users. */
+/* The balance as the API shows it, after "user": the Telegram id, as operators name
+ * users. Caller deletes. */
 static cJSON *balance_json(int64_t telegram_id, const tryon_balance *b) {
-  cJSON *o = cJSON_CreateObject();
-  cJSON_AddNumberToObject(o, "user", (double)telegram_id);
-  cJSON_AddNumberToObject(o, "total", (double)b->total);
-  cJSON_AddNumberToObject(o, "period", (double)b->period);
-  cJSON_AddNumberToObject(o, "pack", (double)b->pack);
-  cJSON_AddStringToObject(o, "plan", plan_code(b->plan));
-  add_time(o, "period_ends_at", b->period_ends_ms);
-  add_time(o, "queued_until", b->queued_until_ms);
-  cJSON_AddBoolToObject(o, "watermark", b->watermark);
+  cJSON *o = tryon_balance_to_json(b);
+  cJSON *user = cJSON_CreateNumber((double)telegram_id);
+
+  /* Added, detached and inserted again: cJSON has no "add first", and this keeps the
+   * member's name. */
+  cJSON_AddItemToObject(o, "user", user);
+  cJSON_DetachItemViaPointer(o, user);
+  cJSON_InsertItemInArray(o, 0, user);
   return o;
 }
 
@@ -851,7 +824,7 @@ static cJSON *balance_json(int64_t telegram_id, const tryon_balance *b) {
 static void print_balance_details(const tryon_balance *b) {
   char ts[TRYON_TIME_ISO8601_LEN];
 
-  printf("  plan        %s", plan_code(b->plan));
+  printf("  plan        %s", tryon_billing_plan_code(b->plan));
   if (b->period_ends_ms != 0)
     printf(", period ends %s", human_time(b->period_ends_ms, "-", ts));
   if (b->queued_until_ms != 0)
@@ -905,26 +878,6 @@ static const char user_unblock_help[] =
     "\n"
     "  --json  print {\"user\",\"blocked\",\"changed\"}\n";
 
-static cJSON *db_user_json(const tryon_user *u) {
-  cJSON *o = cJSON_CreateObject();
-  cJSON_AddNumberToObject(o, "id", (double)u->id);
-  cJSON_AddNumberToObject(o, "telegram_id", (double)u->telegram_id);
-  cJSON_AddStringToObject(o, "first_name", u->first_name);
-  cJSON_AddStringToObject(o, "last_name", u->last_name);
-  cJSON_AddStringToObject(o, "username", u->username);
-  cJSON_AddStringToObject(o, "language_code", u->language_code);
-  cJSON_AddBoolToObject(o, "is_premium", u->is_premium);
-  cJSON_AddBoolToObject(o, "blocked", u->blocked);
-  if (u->blocked && u->blocked_reason[0] != '\0')
-    cJSON_AddStringToObject(o, "blocked_reason", u->blocked_reason);
-  else
-    cJSON_AddNullToObject(o, "blocked_reason");
-  add_time(o, "blocked_at", u->blocked_at_ms);
-  add_time(o, "created_at", u->created_at_ms);
-  add_time(o, "last_login_at", u->last_login_at_ms);
-  return o;
-}
-
 static void print_user(const tryon_user *u) {
   char ts[TRYON_TIME_ISO8601_LEN];
 
@@ -967,7 +920,7 @@ static int show_balance(const ctl_args *a, bool whole) {
   }
   if (a->json && whole) {
     cJSON *doc = cJSON_CreateObject();
-    cJSON_AddItemToObject(doc, "user", db_user_json(&u));
+    cJSON_AddItemToObject(doc, "user", tryon_user_to_json(&u, TRYON_USER_JSON_OPERATOR));
     cJSON_AddItemToObject(doc, "balance", balance_json(tg, &b));
     print_json(doc);
   } else if (a->json) {
@@ -1019,7 +972,7 @@ static int block_user(const ctl_args *a, bool block) {
         cJSON_AddStringToObject(doc, "reason", after.blocked_reason);
       else
         cJSON_AddNullToObject(doc, "reason");
-      add_time(doc, "blocked_at", after.blocked_at_ms);
+      tryon_json_add_time(doc, "blocked_at", after.blocked_at_ms);
     }
     cJSON_AddBoolToObject(doc, "changed", changed);
     print_json(doc);
@@ -1138,43 +1091,16 @@ static const char audit_help[] =
     "          {\"period\",\"pack\"},\"ledger\":{\"period\",\"pack\"}}]}\n";
 
 #define CREDITS_AMOUNT_MAX 1000000
-#define LEDGER_KEY_MAX 200
 #define HISTORY_DEFAULT 50
 #define HISTORY_MAX 1000
 #define AUDIT_LIST_MAX 1000
-
-/* Whether `s` starts with a ledger key kind: [a-z][a-z_]*':'. */
-static bool has_key_kind(const char *s) {
-  size_t i = 0;
-
-  if (!(s[0] >= 'a' && s[0] <= 'z'))
-    return false;
-  while ((s[i] >= 'a' && s[i] <= 'z') || s[i] == '_')
-    i++;
-  return s[i] == ':';
-}
-
-/* The kinds of key the system itself writes (free allowance, subscription periods,
- * expiry, job charges and refunds, payments). An operator's key of one of these kinds
- * could take the key a later payment or charge needs, which would then be refused. */
-static const char *const reserved_key_kinds[] = {"free", "sub", "expire", "job", "payment"};
-
-static bool key_kind_reserved(const char *key) {
-  size_t len = (size_t)(strchr(key, ':') - key);
-
-  for (size_t i = 0; i < sizeof reserved_key_kinds / sizeof reserved_key_kinds[0]; i++) {
-    if (strlen(reserved_key_kinds[i]) == len && strncmp(key, reserved_key_kinds[i], len) == 0)
-      return true;
-  }
-  return false;
-}
 
 /* The idempotency key of a grant or revoke into `out`: KEY as given when it has a
  * "kind:" prefix, else "<kind>:KEY"; without KEY "<kind>:<new uuid v4>". Refuses (usage)
  * what the ledger would (spaces, an empty rest, more than 200 bytes) and the system's
  * own kinds. */
-static bool make_key(const ctl_args *a, const char *kind, char out[LEDGER_KEY_MAX + 1], int *rc,
-                     tryon_err *err) {
+static bool make_key(const ctl_args *a, const char *kind, char out[TRYON_LEDGER_KEY_MAX + 1],
+                     int *rc, tryon_err *err) {
   char id[TRYON_UUID_STR_LEN];
   tryon_uuid u;
   int n;
@@ -1186,18 +1112,17 @@ static bool make_key(const ctl_args *a, const char *kind, char out[LEDGER_KEY_MA
       return false;
     }
     tryon_uuid_format(&u, id);
-    snprintf(out, LEDGER_KEY_MAX + 1, "%s:%s", kind, id);
+    snprintf(out, TRYON_LEDGER_KEY_MAX + 1, "%s:%s", kind, id);
     return true;
   }
-  n = has_key_kind(a->key) ? snprintf(out, LEDGER_KEY_MAX + 1, "%s", a->key)
-                           : snprintf(out, LEDGER_KEY_MAX + 1, "%s:%s", kind, a->key);
-  bool ok = n > 0 && n <= LEDGER_KEY_MAX && strchr(out, ':')[1] != '\0';
-  for (const char *p = out; ok && *p != '\0'; p++)
-    ok = !(*p == ' ' || (*p >= '\t' && *p <= '\r'));
+  n = tryon_billing_key_has_kind(a->key)
+          ? snprintf(out, TRYON_LEDGER_KEY_MAX + 1, "%s", a->key)
+          : snprintf(out, TRYON_LEDGER_KEY_MAX + 1, "%s:%s", kind, a->key);
+  bool ok = n > 0 && n <= TRYON_LEDGER_KEY_MAX && tryon_billing_key_valid(out);
   if (!ok)
     *rc = usage_error(a->usage, "--key must be kind:text without spaces, at most 200 bytes, got",
                       a->key);
-  else if (key_kind_reserved(out)) {
+  else if (tryon_billing_key_reserved(out)) {
     *rc = usage_error(a->usage, "--key of a kind the system writes itself, got", a->key);
     ok = false;
   }
@@ -1228,7 +1153,7 @@ static bool parse_change(const ctl_args *a, int64_t *tg, int64_t *amount, int *r
 /* grant (sign +1) and revoke (sign -1): the same steps. */
 static int change_credits(const ctl_args *a, bool grant) {
   const char *kind = grant ? "grant" : "revoke";
-  char key[LEDGER_KEY_MAX + 1];
+  char key[TRYON_LEDGER_KEY_MAX + 1];
   ctl_db s = {0};
   tryon_user u;
   tryon_billing_result res = {0};
@@ -1370,7 +1295,7 @@ static int cmd_credits_history(const ctl_args *a) {
       cJSON_AddNumberToObject(o, "pack_after", (double)e->pack_after);
       cJSON_AddBoolToObject(o, "from_free", e->from_free);
       cJSON_AddStringToObject(o, "note", e->note);
-      add_time(o, "created_at", e->created_ms);
+      tryon_json_add_time(o, "created_at", e->created_ms);
     }
     print_json(doc);
     goto out;
@@ -1513,34 +1438,6 @@ static const char jobs_cancel_help[] =
     "Cancels a queued job. Exit 1 (conflict) when it is running or finished. The refund\n"
     "of what it charged is the worker's failure hook (not run from here).\n";
 
-static cJSON *job_json(const tryon_job *j) {
-  cJSON *o = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "id", j->id);
-  cJSON_AddStringToObject(o, "kind", j->kind);
-  cJSON_AddStringToObject(o, "state", tryon_job_state_name(j->state));
-  cJSON_AddNumberToObject(o, "user_id", (double)j->user_id);
-  cJSON_AddNumberToObject(o, "attempts", j->attempts);
-  cJSON_AddNumberToObject(o, "max_attempts", j->max_attempts);
-  cJSON_AddNumberToObject(o, "progress", j->progress);
-  cJSON_AddStringToObject(o, "stage", j->stage);
-  cJSON_AddStringToObject(o, "lease_owner", j->lease_owner);
-  add_time(o, "lease_expires_at", j->lease_expires_ms);
-  add_time(o, "run_after", j->run_after_ms);
-  add_time(o, "created_at", j->created_ms);
-  add_time(o, "started_at", j->started_ms);
-  add_time(o, "finished_at", j->finished_ms);
-  const char *texts[] = {j->payload, j->result, j->error};
-  const char *names[] = {"payload", "result", "error"};
-  for (int i = 0; i < 3; i++) {
-    cJSON *v = texts[i] ? cJSON_Parse(texts[i]) : NULL;
-    if (v != NULL)
-      cJSON_AddItemToObject(o, names[i], v);
-    else
-      cJSON_AddNullToObject(o, names[i]);
-  }
-  return o;
-}
-
 static int cmd_jobs_list(const ctl_args *a) {
   ctl_db s = {0};
   tryon_job *jobs = NULL;
@@ -1579,7 +1476,7 @@ static int cmd_jobs_list(const ctl_args *a) {
     cJSON *doc = cJSON_CreateObject();
     cJSON *arr = cJSON_AddArrayToObject(doc, "jobs");
     for (size_t i = 0; i < n; i++)
-      cJSON_AddItemToArray(arr, job_json(&jobs[i]));
+      cJSON_AddItemToArray(arr, tryon_job_to_json(&jobs[i], TRYON_JOB_JSON_OPERATOR));
     print_json(doc);
   } else {
     char ts[TRYON_TIME_ISO8601_LEN];
@@ -1614,7 +1511,7 @@ static int cmd_jobs_show(const ctl_args *a) {
     rc = refuse(a, &err, NULL);
     goto out;
   }
-  cJSON *doc = job_json(&j);
+  cJSON *doc = tryon_job_to_json(&j, TRYON_JOB_JSON_OPERATOR);
   if (a->json) {
     print_json(doc);
   } else {

@@ -148,15 +148,6 @@ out:
   return st;
 }
 
-/* Characters (not bytes) of a UTF-8 string: every byte but continuation bytes. */
-static size_t utf8_chars(const char *s) {
-  size_t n = 0;
-
-  for (; *s != '\0'; s++)
-    n += ((unsigned char)*s & 0xC0) != 0x80;
-  return n;
-}
-
 tryon_status tryon_users_set_blocked(tryon_db_conn *c, int64_t id, bool blocked, const char *reason,
                                      tryon_err *err) {
   char idstr[24];
@@ -166,7 +157,7 @@ tryon_status tryon_users_set_blocked(tryon_db_conn *c, int64_t id, bool blocked,
   if (c == NULL)
     return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_users_set_blocked");
   /* The schema would refuse it too, but as a bare constraint violation. */
-  if (blocked && reason != NULL && utf8_chars(reason) > TRYON_USER_BLOCKED_REASON_CHARS)
+  if (blocked && reason != NULL && tryon_utf8_chars(reason) > TRYON_USER_BLOCKED_REASON_CHARS)
     return tryon_err_set(err, TRYON_E_INVALID, "block reason longer than %d characters",
                          TRYON_USER_BLOCKED_REASON_CHARS);
   snprintf(idstr, sizeof idstr, "%" PRId64, id);
@@ -190,4 +181,30 @@ tryon_status tryon_users_set_blocked(tryon_db_conn *c, int64_t id, bool blocked,
 out:
   PQclear(res);
   return st;
+}
+
+cJSON *tryon_user_to_json(const tryon_user *u, unsigned flags) {
+  cJSON *o = cJSON_CreateObject();
+  if (o == NULL || u == NULL)
+    goto out;
+  cJSON_AddNumberToObject(o, "id", (double)u->id);
+  cJSON_AddNumberToObject(o, "telegram_id", (double)u->telegram_id);
+  cJSON_AddStringToObject(o, "first_name", u->first_name);
+  cJSON_AddStringToObject(o, "last_name", u->last_name);
+  cJSON_AddStringToObject(o, "username", u->username);
+  cJSON_AddStringToObject(o, "language_code", u->language_code);
+  cJSON_AddBoolToObject(o, "is_premium", u->is_premium);
+  cJSON_AddStringToObject(o, "photo_url", u->photo_url);
+  tryon_json_add_time(o, "created_at", u->created_at_ms);
+  if ((flags & TRYON_USER_JSON_OPERATOR) == 0)
+    goto out;
+  cJSON_AddBoolToObject(o, "blocked", u->blocked);
+  if (u->blocked && u->blocked_reason[0] != '\0')
+    cJSON_AddStringToObject(o, "blocked_reason", u->blocked_reason);
+  else
+    cJSON_AddNullToObject(o, "blocked_reason");
+  tryon_json_add_time(o, "blocked_at", u->blocked_at_ms);
+  tryon_json_add_time(o, "last_login_at", u->last_login_at_ms);
+out:
+  return o;
 }
