@@ -25,19 +25,6 @@ static size_t read_initdata(char *buf, size_t cap) {
   return n;
 }
 
-/* The initData `user` object as Telegram sent it. */
-static cJSON *tg_user_json(const tryon_tg_user *u) {
-  cJSON *o = cJSON_CreateObject();
-  cJSON_AddNumberToObject(o, "id", (double)u->id);
-  cJSON_AddStringToObject(o, "first_name", u->first_name);
-  cJSON_AddStringToObject(o, "last_name", u->last_name);
-  cJSON_AddStringToObject(o, "username", u->username);
-  cJSON_AddStringToObject(o, "language_code", u->language_code);
-  cJSON_AddBoolToObject(o, "is_premium", u->is_premium);
-  cJSON_AddStringToObject(o, "photo_url", u->photo_url);
-  return o;
-}
-
 /* The combinations the table cannot say; -1 when the options make sense. */
 static int check_options(const cli_args *a, bool ed25519, const char *bot_token) {
   bool test_env = cli_flag(a, "--test-env"), has_bot_id = cli_flag(a, "--bot-id");
@@ -104,7 +91,7 @@ static int cmd_initdata_verify(const cli_args *a) {
   if (tryon_initdata_verify(input, len, &opt, &data, &err) == TRYON_OK) {
     cJSON_AddBoolToObject(doc, "valid", true);
     if (data.has_user)
-      cJSON_AddItemToObject(doc, "user", tg_user_json(&data.user));
+      cJSON_AddItemToObject(doc, "user", tryon_tg_user_to_json(&data.user));
     else
       cJSON_AddNullToObject(doc, "user");
     cJSON_AddNumberToObject(doc, "auth_date", (double)data.auth_date);

@@ -184,17 +184,39 @@ out:
 }
 
 cJSON *tryon_user_to_json(const tryon_user *u, unsigned flags) {
-  cJSON *o = cJSON_CreateObject();
-  if (o == NULL || u == NULL)
+  tryon_tg_user tg;
+  cJSON *o = NULL;
+
+  if (u == NULL)
     goto out;
-  cJSON_AddNumberToObject(o, "id", (double)u->id);
-  cJSON_AddNumberToObject(o, "telegram_id", (double)u->telegram_id);
-  cJSON_AddStringToObject(o, "first_name", u->first_name);
-  cJSON_AddStringToObject(o, "last_name", u->last_name);
-  cJSON_AddStringToObject(o, "username", u->username);
-  cJSON_AddStringToObject(o, "language_code", u->language_code);
-  cJSON_AddBoolToObject(o, "is_premium", u->is_premium);
-  cJSON_AddStringToObject(o, "photo_url", u->photo_url);
+  /* The profile fields are the Telegram user's, in auth's shape; then our id in front
+   * of the Telegram one: {"id","telegram_id","first_name",...}. */
+  memset(&tg, 0, sizeof tg);
+  tg.id = u->telegram_id;
+  tg.is_premium = u->is_premium;
+  tryon_utf8_copy(tg.first_name, sizeof tg.first_name, u->first_name);
+  tryon_utf8_copy(tg.last_name, sizeof tg.last_name, u->last_name);
+  tryon_utf8_copy(tg.username, sizeof tg.username, u->username);
+  tryon_utf8_copy(tg.language_code, sizeof tg.language_code, u->language_code);
+  tryon_utf8_copy(tg.photo_url, sizeof tg.photo_url, u->photo_url);
+  o = tryon_tg_user_to_json(&tg);
+  cJSON *tgid = cJSON_DetachItemFromObjectCaseSensitive(o, "id");
+  cJSON *id = cJSON_CreateNumber((double)u->id);
+  if (o == NULL || tgid == NULL || id == NULL) {
+    cJSON_Delete(tgid);
+    cJSON_Delete(id);
+    cJSON_Delete(o);
+    o = NULL;
+    goto out;
+  }
+  /* Added, detached and inserted at the front: cJSON has no "add first", and the
+   * detached items keep their names. */
+  cJSON_AddItemToObject(o, "telegram_id", tgid);
+  cJSON_DetachItemViaPointer(o, tgid);
+  cJSON_InsertItemInArray(o, 0, tgid);
+  cJSON_AddItemToObject(o, "id", id);
+  cJSON_DetachItemViaPointer(o, id);
+  cJSON_InsertItemInArray(o, 0, id);
   tryon_json_add_time(o, "created_at", u->created_at_ms);
   if ((flags & TRYON_USER_JSON_OPERATOR) == 0)
     goto out;
