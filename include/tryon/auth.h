@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
 #include <tryon/core.h>
 
 #ifdef __cplusplus
@@ -44,6 +45,15 @@ typedef struct tryon_tg_user {
   bool is_premium;
   bool allows_write_to_pm;
 } tryon_tg_user;
+
+/*
+ * The Telegram user `u` (borrowed for the call) as JSON: a new object {"id",
+ * "first_name","last_name","username","language_code","is_premium","photo_url"}, the
+ * profile as Telegram names it ("id" is the Telegram id). tryonctl initdata verify
+ * prints it; tryon_user_to_json builds on it. The caller owns the object (cJSON_Delete,
+ * or add it to a parent). NULL when out of memory. Pure; thread-safe.
+ */
+TRYON_API cJSON *tryon_tg_user_to_json(const tryon_tg_user *u);
 
 /* ------------------------------------------------------------------------ 2. initData */
 

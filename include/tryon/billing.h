@@ -8,6 +8,7 @@
  *   3. Spending and refunds
  *   4. Grants and subscriptions
  *   5. Audit and history
+ *   6. Idempotency keys
  *
  * Money rules (SPEC §5), enforced here and by the schema:
  * - Two buckets per user: the period allowance (the free month or a subscription
@@ -38,6 +39,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
 #include <tryon/core.h>
 #include <tryon/db.h>
 
@@ -71,6 +73,10 @@ TRYON_API const tryon_product *tryon_billing_products(size_t *count);
 TRYON_API const tryon_product *tryon_billing_product(const char *code);
 /* The product of a plan, or NULL for TRYON_PLAN_NONE. */
 TRYON_API const tryon_product *tryon_billing_plan_product(tryon_plan plan);
+/* The code of `plan`'s product ("free", "start", "pro", "max"), or "none" for
+ * TRYON_PLAN_NONE and values outside the enum: the one spelling of a plan, in the
+ * wallets table, the API and tryonctl. A static string. */
+TRYON_API const char *tryon_billing_plan_code(tryon_plan plan);
 
 /* What actions cost, in credits. */
 #define TRYON_COST_TRYON 2
@@ -98,6 +104,15 @@ typedef struct tryon_balance {
  */
 TRYON_API tryon_status tryon_billing_balance(tryon_db_conn *c, int64_t user_id, int64_t now_ms,
                                              tryon_balance *out, tryon_err *err);
+
+/*
+ * The balance `b` (borrowed for the call) as JSON, the one shape the API and tryonctl
+ * print: a new object {"total","period","pack","plan","period_ends_at","queued_until",
+ * "watermark"} (plan as tryon_billing_plan_code, times as tryon_json_add_time: null
+ * for none). The caller owns it: cJSON_Delete, or add it to a parent that then does.
+ * NULL when out of memory. Pure; thread-safe.
+ */
+TRYON_API cJSON *tryon_balance_to_json(const tryon_balance *b);
 
 /* ------------------------------------------------------------ 3. Spending and refunds */
 
@@ -267,6 +282,25 @@ typedef struct tryon_audit_problem {
  */
 TRYON_API tryon_status tryon_billing_audit(tryon_db_conn *c, tryon_audit_problem *out, size_t max,
                                            size_t *n, tryon_err *err);
+
+/* ---------------------------------------------------------------- 6. Idempotency keys */
+
+/* The longest idempotency key, in bytes (the ledger's CHECK). */
+#define TRYON_LEDGER_KEY_MAX 200
+
+/* Whether `s` (borrowed) starts with a key kind: "[a-z][a-z_]*:". Operators may give a
+ * key without one (tryonctl puts "grant:" or "revoke:" in front). NULL: false. */
+TRYON_API bool tryon_billing_key_has_kind(const char *s);
+
+/* Whether `key` (borrowed) is an idempotency key every function here accepts: a kind
+ * (see tryon_billing_key_has_kind), then a rest that is not empty and holds no white
+ * space, at most TRYON_LEDGER_KEY_MAX bytes in all. NULL: false. Pure; thread-safe. */
+TRYON_API bool tryon_billing_key_valid(const char *key);
+
+/* Whether the kind of `key` (borrowed) is one the system writes itself: free, sub,
+ * expire, job, payment. Grants and revokes refuse such keys (TRYON_E_INVALID): an
+ * operator's entry could otherwise take the key a later charge or payment needs. */
+TRYON_API bool tryon_billing_key_reserved(const char *key);
 
 #ifdef __cplusplus
 }

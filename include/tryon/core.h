@@ -239,6 +239,15 @@ TRYON_API void tryon_fixed_clock_init(tryon_fixed_clock *fc, int64_t ms);
 /* Formats ms since the epoch as UTC "YYYY-MM-DDTHH:MM:SS.mmmZ" into `out`. */
 TRYON_API void tryon_time_format_iso8601(int64_t ms, char out[TRYON_TIME_ISO8601_LEN]);
 
+struct cJSON;
+/*
+ * Adds member `name` to the cJSON object `obj`: the time `ms` as tryon_time_format_iso8601
+ * writes it, or null for ms <= 0 (never, none). The one spelling of a time in every
+ * JSON document tryon writes (API answers, tryonctl --json). `obj` and `name` are
+ * borrowed; the new member belongs to `obj`. Out of memory leaves `obj` without it.
+ */
+TRYON_API void tryon_json_add_time(struct cJSON *obj, const char *name, int64_t ms);
+
 /* ------------------------------------------------------------------------- 5. UUIDs */
 
 typedef struct tryon_uuid {
@@ -256,6 +265,9 @@ TRYON_API tryon_status tryon_uuid_v7(const tryon_clock *clock, tryon_uuid *out);
 TRYON_API void tryon_uuid_format(const tryon_uuid *u, char out[TRYON_UUID_STR_LEN]);
 /* Parses the canonical 8-4-4-4-12 hex form (either case); TRYON_E_INVALID otherwise. */
 TRYON_API tryon_status tryon_uuid_parse(const char *s, tryon_uuid *out);
+/* Whether `s` (borrowed; NULL: false) is exactly a canonical UUID, 36 characters and
+ * nothing after: what every module checks an id argument with before it reaches SQL. */
+TRYON_API bool tryon_uuid_valid(const char *s);
 
 /* ---------------------------------------------------------------- 6. Bounded buffers */
 
@@ -459,6 +471,11 @@ TRYON_API const char *tryon_config_var_name(size_t i);
  * character boundary so the copy stays valid UTF-8 (when src is). Returns the bytes
  * copied, without the NUL. */
 TRYON_API size_t tryon_utf8_copy(char *dst, size_t cap, const char *src);
+/* The characters (code points, not bytes) of the NUL-terminated UTF-8 string `s`
+ * (borrowed): every byte but continuation bytes. What the schema's char_length limits
+ * count (a block reason, a ledger note). For text that is not valid UTF-8 the count is
+ * of lead bytes; validity is checked where text enters (initData, the database). */
+TRYON_API size_t tryon_utf8_chars(const char *s);
 
 /* The value of one hex digit (either case), or -1. */
 TRYON_API int tryon_hex_digit(int c);

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
 #include <tryon/core.h>
 #include <tryon/db.h>
 
@@ -96,6 +97,21 @@ typedef struct tryon_job {
 
 /* Frees the owned strings; a zeroed job is accepted. */
 TRYON_API void tryon_job_release(tryon_job *job);
+
+/* What tryon_job_to_json shows beyond what a job's owner sees. */
+#define TRYON_JOB_JSON_OPERATOR 1u /* user, attempts allowed, lease, times, texts */
+
+/*
+ * The job `j` (borrowed for the call) as JSON, the one shape the API and tryonctl
+ * print: a new object {"id","kind","state","progress","stage" (null when none),
+ * "attempts","created_at","finished_at"}; with TRYON_JOB_JSON_OPERATOR in `flags` also
+ * "user_id","max_attempts","lease_owner","lease_expires_at","run_after","started_at"
+ * and "payload","result","error" (the stored JSON, or null), for operators only: a
+ * payload may name things its user should not see. Times as tryon_json_add_time. The
+ * caller owns the object (cJSON_Delete, or add it to a parent). NULL when out of
+ * memory. Pure; thread-safe.
+ */
+TRYON_API cJSON *tryon_job_to_json(const tryon_job *j, unsigned flags);
 
 typedef struct tryon_claim_options {
   const char *owner;        /* the worker's name (host:pid:n), at most 64 characters */

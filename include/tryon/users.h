@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
 #include <tryon/auth.h>
 #include <tryon/core.h>
 #include <tryon/db.h>
@@ -77,6 +78,20 @@ TRYON_API tryon_status tryon_users_ensure_telegram(tryon_db_conn *c, int64_t tel
  * TRYON_E_INVALID for a reason over 1000 characters. */
 TRYON_API tryon_status tryon_users_set_blocked(tryon_db_conn *c, int64_t id, bool blocked,
                                                const char *reason, tryon_err *err);
+
+/* What tryon_user_to_json shows beyond the profile. */
+#define TRYON_USER_JSON_OPERATOR 1u /* block state and reason, last sign-in */
+
+/*
+ * The user `u` (borrowed for the call) as JSON, the one shape the API and tryonctl
+ * print: a new object {"id","telegram_id","first_name","last_name","username",
+ * "language_code","is_premium","photo_url","created_at"}; with TRYON_USER_JSON_OPERATOR
+ * in `flags` also "blocked","blocked_reason" (null unless blocked with one),
+ * "blocked_at","last_login_at" (null: never signed in), for operators only. Times as
+ * tryon_json_add_time. The caller owns the object (cJSON_Delete, or add it to a
+ * parent). NULL when out of memory. Pure; thread-safe.
+ */
+TRYON_API cJSON *tryon_user_to_json(const tryon_user *u, unsigned flags);
 
 #ifdef __cplusplus
 }

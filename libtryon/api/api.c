@@ -119,16 +119,6 @@ bool tryon__api_path_id(const tryon_api_request *req, tryon_api_response *resp,
   return true;
 }
 
-void tryon__api_add_time(cJSON *obj, const char *name, int64_t ms) {
-  char ts[TRYON_TIME_ISO8601_LEN];
-  if (ms <= 0) {
-    cJSON_AddNullToObject(obj, name);
-    return;
-  }
-  tryon_time_format_iso8601(ms, ts);
-  cJSON_AddStringToObject(obj, name, ts);
-}
-
 bool tryon__api_query_limit(const tryon_api_request *req, tryon_api_response *resp, long *limit) {
   const char *lim = tryon__api_query(req, "limit");
   if (lim == NULL)
@@ -303,22 +293,6 @@ bool tryon__api_has_header(const tryon_api_response *resp, const char *name) {
       return true;
   }
   return false;
-}
-
-cJSON *tryon__api_user_json(const tryon_user *u) {
-  char ts[TRYON_TIME_ISO8601_LEN];
-  cJSON *o = cJSON_CreateObject();
-  cJSON_AddNumberToObject(o, "id", (double)u->id);
-  cJSON_AddNumberToObject(o, "telegram_id", (double)u->telegram_id);
-  cJSON_AddStringToObject(o, "first_name", u->first_name);
-  cJSON_AddStringToObject(o, "last_name", u->last_name);
-  cJSON_AddStringToObject(o, "username", u->username);
-  cJSON_AddStringToObject(o, "language_code", u->language_code);
-  cJSON_AddBoolToObject(o, "is_premium", u->is_premium);
-  cJSON_AddStringToObject(o, "photo_url", u->photo_url);
-  tryon_time_format_iso8601(u->created_at_ms, ts);
-  cJSON_AddStringToObject(o, "created_at", ts);
-  return o;
 }
 
 /* ---------------------------------------------------------------------------- headers */

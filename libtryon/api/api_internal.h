@@ -80,8 +80,6 @@ bool tryon__api_is_json(const tryon_api_request *req);
  * 404 `not_found` with the words `not_found`. */
 bool tryon__api_path_id(const tryon_api_request *req, tryon_api_response *resp,
                         const char *not_found, char id[64]);
-/* Adds `name`: the ISO 8601 time of `ms`, or null when ms <= 0. */
-void tryon__api_add_time(cJSON *obj, const char *name, int64_t ms);
 /* The ?limit= of a list (1..100) into *limit, which keeps the caller's default when
  * absent; false after a 422. */
 bool tryon__api_query_limit(const tryon_api_request *req, tryon_api_response *resp, long *limit);
@@ -105,8 +103,6 @@ const char *tryon__api_query(const tryon_api_request *req, const char *name);
 bool tryon__api_segment(const tryon_api_request *req, int index, char *out, size_t cap);
 /* Whether resp already has header `name`. */
 bool tryon__api_has_header(const tryon_api_response *resp, const char *name);
-/* The user as the API shows it. */
-cJSON *tryon__api_user_json(const tryon_user *u);
 
 /* ---- handlers defined outside handlers.c */
 void tryon__api_h_upload_create(tryon_api *api, const tryon_api_request *req,
@@ -140,7 +136,6 @@ void tryon__api_h_kie_callback(tryon_api *api, const tryon_api_request *req,
 
 /* ---- billing (handlers_billing.c) */
 typedef struct tryon_balance tryon_balance;
-cJSON *tryon__api_balance_json(const tryon_balance *b);
 /* Reads the user's balance (bringing the wallet up to date); on failure fills resp. */
 bool tryon__api_balance(tryon_api *api, int64_t user_id, tryon_balance *b,
                         tryon_api_response *resp);

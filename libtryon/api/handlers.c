@@ -156,7 +156,7 @@ static void h_auth_telegram(tryon_api *api, const tryon_api_request *req,
   cJSON *doc = cJSON_CreateObject();
   cJSON_AddStringToObject(doc, "token", token);
   cJSON_AddStringToObject(doc, "expires_at", exp);
-  cJSON_AddItemToObject(doc, "user", tryon__api_user_json(&user));
+  cJSON_AddItemToObject(doc, "user", tryon_user_to_json(&user, 0));
   tryon__api_json(resp, 200, doc);
 out:
   cJSON_Delete(body);
@@ -169,8 +169,8 @@ static void h_me(tryon_api *api, const tryon_api_request *req, tryon_api_respons
       !tryon__api_balance(api, user.id, &balance, resp))
     return;
   cJSON *doc = cJSON_CreateObject();
-  cJSON_AddItemToObject(doc, "user", tryon__api_user_json(&user));
-  cJSON_AddItemToObject(doc, "balance", tryon__api_balance_json(&balance));
+  cJSON_AddItemToObject(doc, "user", tryon_user_to_json(&user, 0));
+  cJSON_AddItemToObject(doc, "balance", tryon_balance_to_json(&balance));
   tryon__api_json(resp, 200, doc);
 }
 

@@ -12,23 +12,6 @@
 
 #define HISTORY_SHOWN 20
 
-static const char *plan_code(tryon_plan plan) {
-  const tryon_product *p = tryon_billing_plan_product(plan);
-  return p ? p->code : "none";
-}
-
-cJSON *tryon__api_balance_json(const tryon_balance *b) {
-  cJSON *o = cJSON_CreateObject();
-  cJSON_AddNumberToObject(o, "total", (double)b->total);
-  cJSON_AddNumberToObject(o, "period", (double)b->period);
-  cJSON_AddNumberToObject(o, "pack", (double)b->pack);
-  cJSON_AddStringToObject(o, "plan", plan_code(b->plan));
-  tryon__api_add_time(o, "period_ends_at", b->period_ends_ms);
-  tryon__api_add_time(o, "queued_until", b->queued_until_ms);
-  cJSON_AddBoolToObject(o, "watermark", b->watermark);
-  return o;
-}
-
 void tryon__api_fail_insufficient(tryon_api_response *resp, int64_t balance, int64_t cost) {
   char msg[160];
   snprintf(msg, sizeof msg,
@@ -112,7 +95,7 @@ void tryon__api_h_billing(tryon_api *api, const tryon_api_request *req, tryon_ap
     return;
   }
   cJSON *doc = cJSON_CreateObject();
-  cJSON_AddItemToObject(doc, "balance", tryon__api_balance_json(&b));
+  cJSON_AddItemToObject(doc, "balance", tryon_balance_to_json(&b));
   cJSON_AddItemToObject(doc, "products", products_json());
   cJSON *costs = cJSON_AddObjectToObject(doc, "costs");
   cJSON_AddNumberToObject(costs, "tryon", TRYON_COST_TRYON);
@@ -129,7 +112,7 @@ void tryon__api_h_billing(tryon_api *api, const tryon_api_request *req, tryon_ap
     cJSON_AddNumberToObject(o, "balance_after",
                             (double)(hist[i].period_after + hist[i].pack_after));
     cJSON_AddBoolToObject(o, "watermark", hist[i].from_free);
-    tryon__api_add_time(o, "created_at", hist[i].created_ms);
+    tryon_json_add_time(o, "created_at", hist[i].created_ms);
     cJSON_AddItemToArray(arr, o);
   }
   tryon__api_json(resp, 200, doc);

@@ -53,9 +53,9 @@ static cJSON *generation_json(tryon_api *api, const tryon_user *user, const tryo
   } else {
     cJSON_AddNullToObject(o, "error");
   }
-  tryon__api_add_time(o, "created_at", g->created_us / 1000);
-  tryon__api_add_time(o, "started_at", g->started_ms);
-  tryon__api_add_time(o, "finished_at", g->finished_ms);
+  tryon_json_add_time(o, "created_at", g->created_us / 1000);
+  tryon_json_add_time(o, "started_at", g->started_ms);
+  tryon_json_add_time(o, "finished_at", g->finished_ms);
   return o;
 }
 
@@ -276,16 +276,7 @@ void tryon__api_h_job_get(tryon_api *api, const tryon_api_request *req, tryon_ap
   } else if (st != TRYON_OK) {
     tryon__api_fail_status(resp, st);
   } else {
-    cJSON *doc = cJSON_CreateObject();
-    cJSON_AddStringToObject(doc, "id", job.id);
-    cJSON_AddStringToObject(doc, "kind", job.kind);
-    cJSON_AddStringToObject(doc, "state", tryon_job_state_name(job.state));
-    cJSON_AddNumberToObject(doc, "progress", job.progress);
-    if (job.stage[0])
-      cJSON_AddStringToObject(doc, "stage", job.stage);
-    else
-      cJSON_AddNullToObject(doc, "stage");
-    cJSON_AddNumberToObject(doc, "attempts", job.attempts);
+    cJSON *doc = tryon_job_to_json(&job, 0);
     if (job.state == TRYON_JOB_QUEUED)
       cJSON_AddNumberToObject(doc, "queue_position", (double)position);
     else
@@ -295,8 +286,6 @@ void tryon__api_h_job_get(tryon_api *api, const tryon_api_request *req, tryon_ap
     if (gid != NULL)
       cJSON_AddStringToObject(doc, "generation_id", gid);
     cJSON_Delete(gen);
-    tryon__api_add_time(doc, "created_at", job.created_ms);
-    tryon__api_add_time(doc, "finished_at", job.finished_ms);
     tryon__api_json(resp, 200, doc);
   }
   tryon_job_release(&job);
@@ -342,7 +331,7 @@ void tryon__api_h_job_cancel(tryon_api *api, const tryon_api_request *req,
   cJSON *doc = cJSON_CreateObject();
   cJSON_AddStringToObject(doc, "id", id);
   cJSON_AddStringToObject(doc, "state", "cancelled");
-  cJSON_AddItemToObject(doc, "balance", tryon__api_balance_json(&balance));
+  cJSON_AddItemToObject(doc, "balance", tryon_balance_to_json(&balance));
   tryon__api_json(resp, 200, doc);
 }
 

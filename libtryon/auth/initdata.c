@@ -645,3 +645,17 @@ out:
   tryon_arena_free(arena);
   return st;
 }
+
+cJSON *tryon_tg_user_to_json(const tryon_tg_user *u) {
+  cJSON *o = cJSON_CreateObject();
+  if (o != NULL && u != NULL) {
+    cJSON_AddNumberToObject(o, "id", (double)u->id);
+    cJSON_AddStringToObject(o, "first_name", u->first_name);
+    cJSON_AddStringToObject(o, "last_name", u->last_name);
+    cJSON_AddStringToObject(o, "username", u->username);
+    cJSON_AddStringToObject(o, "language_code", u->language_code);
+    cJSON_AddBoolToObject(o, "is_premium", u->is_premium);
+    cJSON_AddStringToObject(o, "photo_url", u->photo_url);
+  }
+  return o;
+}

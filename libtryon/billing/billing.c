@@ -53,12 +53,12 @@ const tryon_product *tryon_billing_plan_product(tryon_plan plan) {
   return NULL;
 }
 
-/* wallets.period_source ⇄ plan. */
-static const char *plan_source(tryon_plan p) {
-  const tryon_product *prod = tryon_billing_plan_product(p);
+const char *tryon_billing_plan_code(tryon_plan plan) {
+  const tryon_product *prod = tryon_billing_plan_product(plan);
   return prod ? prod->code : "none";
 }
 
+/* wallets.period_source ⇄ plan: the product codes (tryon_billing_plan_code one way). */
 static tryon_plan source_plan(const char *s) {
   const tryon_product *prod = tryon_billing_product(s);
   return prod ? prod->plan : TRYON_PLAN_NONE;
@@ -74,41 +74,42 @@ static bool is_paid(tryon_plan p) {
 #define TS(n) TRYON_DB_TS(n)
 #define MS(col) TRYON_DB_MS(col)
 
-/* "kind:rest", the shape the ledger's CHECK wants; at most 200 characters. */
+/* No single change is larger than this; with it, sums cannot overflow. */
+#define AMOUNT_MAX 1000000000LL
+
+/* ---------------------------------------------------------------- idempotency keys */
+
+bool tryon_billing_key_has_kind(const char *s) {
+  size_t i = 0;
+
+  if (s == NULL || !(s[0] >= 'a' && s[0] <= 'z'))
+    return false;
+  while ((s[i] >= 'a' && s[i] <= 'z') || s[i] == '_')
+    i++;
+  return s[i] == ':';
+}
+
+/* "kind:rest", the shape the ledger's CHECK wants. */
+bool tryon_billing_key_valid(const char *key) {
+  bool ok = tryon_billing_key_has_kind(key) && strlen(key) <= TRYON_LEDGER_KEY_MAX;
+  const char *rest = ok ? strchr(key, ':') + 1 : "";
+
+  ok = ok && *rest != '\0';
+  /* White space as isspace() sees it in the C locale: a key is one word. */
+  for (const char *p = rest; ok && *p != '\0'; p++)
+    ok = !(*p == ' ' || (*p >= '\t' && *p <= '\r'));
+  return ok;
+}
+
 /* Key kinds the module writes itself or that callers' flows own: an operator's grant
  * or revoke under one of them could take a key a later grant, charge or payment needs. */
-static bool key_reserved(const char *key) {
+bool tryon_billing_key_reserved(const char *key) {
   static const char *const kinds[] = {"free:", "sub:", "expire:", "job:", "payment:"};
-  for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+  for (size_t i = 0; key != NULL && i < sizeof kinds / sizeof kinds[0]; i++) {
     if (strncmp(key, kinds[i], strlen(kinds[i])) == 0)
       return true;
   }
   return false;
-}
-
-/* No single change is larger than this; with it, sums cannot overflow. */
-#define AMOUNT_MAX 1000000000LL
-
-static bool key_ok(const char *key) {
-  if (key == NULL || strlen(key) > 200 || !(key[0] >= 'a' && key[0] <= 'z'))
-    return false;
-  const char *colon = strchr(key, ':');
-  if (colon == NULL || colon[1] == '\0')
-    return false;
-  for (const char *p = key; p < colon; p++) {
-    if (!((*p >= 'a' && *p <= 'z') || *p == '_'))
-      return false;
-  }
-  for (const char *p = colon + 1; *p; p++) {
-    if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-      return false;
-  }
-  return true;
-}
-
-static bool uuid_ok(const char *s) {
-  tryon_uuid u;
-  return s != NULL && strlen(s) == 36 && tryon_uuid_parse(s, &u) == TRYON_OK;
 }
 
 /* --------------------------------------------------------------------- the wallet */
@@ -222,8 +223,12 @@ static tryon_status wallet_save(tryon_db_conn *c, wallet *w, tryon_err *err) {
   tryon_db_num uid = tryon_db_num_i64(w->user_id), per = tryon_db_num_i64(w->period),
                pk = tryon_db_num_i64(w->pack), ends = tryon_db_num_i64(w->ends_ms);
   bool none = w->plan == TRYON_PLAN_NONE;
-  const char *p[] = {
-      uid.s, per.s, pk.s, plan_source(w->plan), none ? NULL : w->period_key, none ? NULL : ends.s};
+  const char *p[] = {uid.s,
+                     per.s,
+                     pk.s,
+                     tryon_billing_plan_code(w->plan),
+                     none ? NULL : w->period_key,
+                     none ? NULL : ends.s};
   tryon_status st =
       tryon_db_exec(c,
                     "UPDATE wallets SET period_credits = $2::bigint,"
@@ -593,6 +598,20 @@ tryon_status tryon_billing_balance(tryon_db_conn *c, int64_t user_id, int64_t no
   return tryon_db_tx(c, balance_tx, &op, err);
 }
 
+cJSON *tryon_balance_to_json(const tryon_balance *b) {
+  cJSON *o = cJSON_CreateObject();
+  if (o != NULL && b != NULL) {
+    cJSON_AddNumberToObject(o, "total", (double)b->total);
+    cJSON_AddNumberToObject(o, "period", (double)b->period);
+    cJSON_AddNumberToObject(o, "pack", (double)b->pack);
+    cJSON_AddStringToObject(o, "plan", tryon_billing_plan_code(b->plan));
+    tryon_json_add_time(o, "period_ends_at", b->period_ends_ms);
+    tryon_json_add_time(o, "queued_until", b->queued_until_ms);
+    cJSON_AddBoolToObject(o, "watermark", b->watermark);
+  }
+  return o;
+}
+
 /* ------------------------------------------------------------------------ spending */
 
 typedef struct spend_op {
@@ -654,7 +673,8 @@ tryon_status tryon_billing_spend(tryon_db_conn *c, int64_t user_id, int64_t cost
                                  const char *job_id, int64_t now_ms, bool inside_tx,
                                  tryon_billing_result *out, tryon_billing_refusal *refusal,
                                  tryon_err *err) {
-  if (c == NULL || cost < 1 || cost > AMOUNT_MAX || !key_ok(key) || !uuid_ok(job_id))
+  if (c == NULL || cost < 1 || cost > AMOUNT_MAX || !tryon_billing_key_valid(key) ||
+      !tryon_uuid_valid(job_id))
     return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_billing_spend");
   spend_op op = {.user_id = user_id,
                  .cost = cost,
@@ -687,7 +707,8 @@ static tryon_status period_alive(tryon_db_conn *c, const wallet *w, const char *
   PGresult *res = NULL;
   tryon_status st = TRYON_OK;
   *alive = strcmp(charge_period, w->period_key) == 0;
-  if (*alive || !is_paid(w->plan) || !uuid_ok(charge_period) || !uuid_ok(w->period_key))
+  if (*alive || !is_paid(w->plan) || !tryon_uuid_valid(charge_period) ||
+      !tryon_uuid_valid(w->period_key))
     return TRYON_OK;
   tryon_db_num uid = tryon_db_num_i64(w->user_id);
   const char *p[] = {charge_period, w->period_key, uid.s};
@@ -802,7 +823,7 @@ out:
 tryon_status tryon_billing_refund(tryon_db_conn *c, const char *charge_key, const char *refund_key,
                                   int64_t now_ms, bool inside_tx, tryon_billing_result *out,
                                   tryon_err *err) {
-  if (c == NULL || !key_ok(charge_key) || !key_ok(refund_key))
+  if (c == NULL || !tryon_billing_key_valid(charge_key) || !tryon_billing_key_valid(refund_key))
     return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_billing_refund");
   refund_op op = {.charge_key = charge_key, .refund_key = refund_key, .now_ms = now_ms, .out = out};
   return run(c, inside_tx, refund_tx, &op, err);
@@ -863,7 +884,8 @@ static tryon_status adjust_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
 tryon_status tryon_billing_grant(tryon_db_conn *c, int64_t user_id, int64_t amount, const char *key,
                                  const char *actor, const char *note, int64_t now_ms,
                                  tryon_billing_result *out, tryon_err *err) {
-  if (c == NULL || amount < 1 || amount > AMOUNT_MAX || !key_ok(key) || key_reserved(key))
+  if (c == NULL || amount < 1 || amount > AMOUNT_MAX || !tryon_billing_key_valid(key) ||
+      tryon_billing_key_reserved(key))
     return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_billing_grant");
   adjust_op op = {.user_id = user_id,
                   .amount = amount,
@@ -879,7 +901,8 @@ tryon_status tryon_billing_grant(tryon_db_conn *c, int64_t user_id, int64_t amou
 tryon_status tryon_billing_revoke(tryon_db_conn *c, int64_t user_id, int64_t amount,
                                   const char *key, const char *actor, const char *note,
                                   int64_t now_ms, tryon_billing_result *out, tryon_err *err) {
-  if (c == NULL || amount < 1 || amount > AMOUNT_MAX || !key_ok(key) || key_reserved(key))
+  if (c == NULL || amount < 1 || amount > AMOUNT_MAX || !tryon_billing_key_valid(key) ||
+      tryon_billing_key_reserved(key))
     return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_billing_revoke");
   adjust_op op = {.user_id = user_id,
                   .amount = -amount,
@@ -896,7 +919,7 @@ tryon_status tryon_billing_add_pack(tryon_db_conn *c, int64_t user_id, const cha
                                     const char *key, int64_t now_ms, tryon_billing_result *out,
                                     tryon_err *err) {
   const tryon_product *pack = tryon_billing_product("pack");
-  if (c == NULL || !uuid_ok(payment_id) || !key_ok(key))
+  if (c == NULL || !tryon_uuid_valid(payment_id) || !tryon_billing_key_valid(key))
     return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_billing_add_pack");
   adjust_op op = {.user_id = user_id,
                   .amount = pack->credits,
@@ -1045,7 +1068,7 @@ tryon_status tryon_billing_subscribe(tryon_db_conn *c, int64_t user_id, tryon_pl
                                      tryon_subscription *out, tryon_err *err) {
   tryon_subscription ignored;
   if (c == NULL || !is_paid(plan) || key == NULL || key[0] == '\0' || strlen(key) > 200 ||
-      (payment_id != NULL && !uuid_ok(payment_id)))
+      (payment_id != NULL && !tryon_uuid_valid(payment_id)))
     return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_billing_subscribe");
   subscribe_op op = {.user_id = user_id,
                      .plan = plan,

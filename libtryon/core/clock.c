@@ -4,6 +4,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
 #include <tryon/core.h>
 
 /* Bounds of what "YYYY-MM-DDTHH:MM:SS.mmmZ" can show: 0000-01-01T00:00:00.000Z and
@@ -99,4 +101,15 @@ void tryon_time_format_iso8601(int64_t ms, char out[TRYON_TIME_ISO8601_LEN]) {
   p = put_digits(p, (unsigned)rem, 3);
   *p++ = 'Z';
   *p = '\0';
+}
+
+void tryon_json_add_time(cJSON *obj, const char *name, int64_t ms) {
+  char ts[TRYON_TIME_ISO8601_LEN];
+
+  if (ms <= 0) {
+    cJSON_AddNullToObject(obj, name);
+  } else {
+    tryon_time_format_iso8601(ms, ts);
+    cJSON_AddStringToObject(obj, name, ts);
+  }
 }

@@ -63,3 +63,12 @@ size_t tryon_utf8_copy(char *dst, size_t cap, const char *src) {
   dst[n] = '\0';
   return n;
 }
+
+size_t tryon_utf8_chars(const char *s) {
+  size_t n = 0;
+
+  for (; *s != '\0'; s++) {
+    n += ((unsigned char)*s & 0xc0) != 0x80;
+  }
+  return n;
+}

@@ -140,3 +140,10 @@ tryon_status tryon_uuid_parse(const char *s, tryon_uuid *out) {
   *out = u;
   return TRYON_OK;
 }
+
+bool tryon_uuid_valid(const char *s) {
+  tryon_uuid u;
+
+  /* tryon_uuid_parse refuses anything after the 36th character. */
+  return s != NULL && tryon_uuid_parse(s, &u) == TRYON_OK;
+}

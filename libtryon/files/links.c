@@ -18,11 +18,6 @@ void tryon_link_key_derive(const char *secret, size_t secret_len, tryon_link_key
        out->k, &n);
 }
 
-static bool id_valid(const char *id) {
-  tryon_uuid u;
-  return id != NULL && strlen(id) == 36 && tryon_uuid_parse(id, &u) == TRYON_OK;
-}
-
 static void mac(const tryon_link_key *key, const char *id, bool thumb, int64_t exp,
                 unsigned char out[32]) {
   char msg[128];
@@ -35,7 +30,7 @@ tryon_status tryon_link_sign(const tryon_link_key *key, const char *id, bool thu
                              char *out, size_t cap, tryon_err *err) {
   unsigned char sig[32];
   char hex[65];
-  if (!id_valid(id) || exp <= 0)
+  if (!tryon_uuid_valid(id) || exp <= 0)
     return tryon_err_set(err, TRYON_E_INVALID, "invalid link parameters");
   mac(key, id, thumb, exp, sig);
   tryon_hex_encode(sig, sizeof sig, hex);
@@ -51,8 +46,8 @@ tryon_status tryon_link_verify(const tryon_link_key *key, const char *id, bool t
   unsigned char want[32], got[32];
   int64_t e = 0;
   /* exp: plain decimal digits only, so that "+1", " 1" or "1e9" cannot alias a value. */
-  bool ok = id_valid(id) && exp != NULL && sig != NULL && exp[0] != '\0' && strlen(exp) <= 18 &&
-            strspn(exp, "0123456789") == strlen(exp) && exp[0] != '0';
+  bool ok = tryon_uuid_valid(id) && exp != NULL && sig != NULL && exp[0] != '\0' &&
+            strlen(exp) <= 18 && strspn(exp, "0123456789") == strlen(exp) && exp[0] != '0';
   if (ok) {
     e = strtoll(exp, NULL, 10);
     ok = tryon_hex_decode(sig, strlen(sig), got, sizeof got);

@@ -25,11 +25,6 @@ static void row_to_upload(PGresult *res, int row, tryon_upload *u) {
   u->created_at_us = strtoll(PQgetvalue(res, row, 8), NULL, 10);
 }
 
-static bool uuid_ok(const char *id) {
-  tryon_uuid u;
-  return id != NULL && strlen(id) == 36 && tryon_uuid_parse(id, &u) == TRYON_OK;
-}
-
 tryon_status tryon_uploads_at_quota(tryon_db_conn *c, int64_t user_id, int quota, bool *full,
                                     tryon_err *err) {
   char uid[24], q[16];
@@ -98,7 +93,7 @@ tryon_status tryon_uploads_get(tryon_db_conn *c, int64_t user_id, const char *id
   PGresult *res = NULL;
   tryon_status st;
 
-  if (!uuid_ok(id))
+  if (!tryon_uuid_valid(id))
     return tryon_err_set(err, TRYON_E_NOT_FOUND, "no such upload");
   snprintf(uid, sizeof uid, "%" PRId64, user_id);
   const char *p[] = {id, uid};
@@ -119,7 +114,7 @@ static bool cursor_parse(const char *cursor, char *us, size_t us_cap, char *id) 
   const char *dot = strchr(cursor, '.');
   if (dot == NULL || dot == cursor || (size_t)(dot - cursor) > 16 ||
       (size_t)(dot - cursor) >= us_cap || strspn(cursor, "0123456789") != (size_t)(dot - cursor) ||
-      !uuid_ok(dot + 1))
+      !tryon_uuid_valid(dot + 1))
     return false;
   snprintf(us, us_cap, "%.*s", (int)(dot - cursor), cursor);
   snprintf(id, TRYON_UUID_STR_LEN, "%s", dot + 1);
@@ -170,7 +165,7 @@ tryon_status tryon_uploads_delete(tryon_db_conn *c, int64_t user_id, const char 
   PGresult *res = NULL;
   tryon_status st;
 
-  if (!uuid_ok(id))
+  if (!tryon_uuid_valid(id))
     return tryon_err_set(err, TRYON_E_NOT_FOUND, "no such upload");
   snprintf(uid, sizeof uid, "%" PRId64, user_id);
   const char *p[] = {id, uid};

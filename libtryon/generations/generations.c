@@ -24,11 +24,6 @@
       "g.finished_at")
 #define GEN_FROM " FROM generations g LEFT JOIN uploads r ON r.id = g.result_upload_id"
 
-static bool uuid_ok(const char *id) {
-  tryon_uuid u;
-  return id != NULL && strlen(id) == 36 && tryon_uuid_parse(id, &u) == TRYON_OK;
-}
-
 static void copy_col(char *dst, size_t cap, PGresult *res, int row, int col) {
   tryon_utf8_copy(dst, cap, PQgetvalue(res, row, col));
 }
@@ -198,10 +193,10 @@ tryon_status tryon_generations_create_tryon(tryon_db_conn *c,
   if (!key_ok(p->idempotency_key))
     return tryon_err_set(err, TRYON_E_INVALID,
                          "Idempotency-Key must be 1 to 128 printable ASCII characters");
-  if (!uuid_ok(p->person_upload_id) || !uuid_ok(p->item_upload_id))
+  if (!tryon_uuid_valid(p->person_upload_id) || !tryon_uuid_valid(p->item_upload_id))
     return tryon_err_set(err, TRYON_E_NOT_FOUND, "no such photo");
   /* One spelling of the ids (the canonical one), so a client resending them in upper
-   * case replays. Both parsed above (uuid_ok). */
+   * case replays. Both parsed above (tryon_uuid_valid). */
   char person[TRYON_UUID_STR_LEN], item[TRYON_UUID_STR_LEN];
   tryon_uuid u;
   tryon_uuid_parse(p->person_upload_id, &u);
@@ -230,7 +225,7 @@ tryon_status tryon_generations_create_tryon(tryon_db_conn *c,
 tryon_status tryon_generations_get(tryon_db_conn *c, int64_t user_id, const char *id,
                                    tryon_generation *out, tryon_err *err) {
   PGresult *res = NULL;
-  if (!uuid_ok(id))
+  if (!tryon_uuid_valid(id))
     return tryon_err_set(err, TRYON_E_NOT_FOUND, "no such generation");
   tryon_db_num uid = tryon_db_num_i64(user_id);
   const char *p[] = {id, uid.s};
@@ -259,7 +254,7 @@ tryon_status tryon_generations_list(tryon_db_conn *c, int64_t user_id, int limit
     const char *sep = strchr(cursor, '.');
     size_t tl = sep ? (size_t)(sep - cursor) : 0;
     if (sep == NULL || tl == 0 || tl > 16 || strspn(cursor, "0123456789") != tl ||
-        !uuid_ok(sep + 1))
+        !tryon_uuid_valid(sep + 1))
       return tryon_err_set(err, TRYON_E_INVALID, "malformed cursor");
     memcpy(cur_ts, cursor, tl);
     snprintf(cur_id, sizeof cur_id, "%s", sep + 1);
@@ -330,7 +325,7 @@ tryon_status tryon_generations_delete(tryon_db_conn *c, int64_t user_id, const c
 tryon_status tryon_generations_start(tryon_db_conn *c, const char *id, const char *provider,
                                      const char *model, int64_t now_ms, tryon_err *err) {
   PGresult *res = NULL;
-  if (!uuid_ok(id) || provider == NULL)
+  if (!tryon_uuid_valid(id) || provider == NULL)
     return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to generations_start");
   tryon_db_num now = tryon_db_num_i64(now_ms);
   const char *p[] = {id, provider, model, now.s};
@@ -349,7 +344,7 @@ tryon_status tryon_generations_start(tryon_db_conn *c, const char *id, const cha
 tryon_status tryon_generations_set_task(tryon_db_conn *c, const char *id, const char *task_id,
                                         tryon_err *err) {
   PGresult *res = NULL;
-  if (!uuid_ok(id) || task_id == NULL || task_id[0] == '\0' || strlen(task_id) > 200)
+  if (!tryon_uuid_valid(id) || task_id == NULL || task_id[0] == '\0' || strlen(task_id) > 200)
     return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to generations_set_task");
   const char *p[] = {id, task_id};
   tryon_status st = tryon_db_exec(c,
@@ -386,7 +381,7 @@ tryon_status tryon_generations_succeed(tryon_db_conn *c, const char *id, const c
                                        tryon_err *err) {
   PGresult *res = NULL;
   char sha[65], w[16], h[16], bytes[24];
-  if (!uuid_ok(id) || !uuid_ok(result_id) || img == NULL || img->mime == NULL)
+  if (!tryon_uuid_valid(id) || !tryon_uuid_valid(result_id) || img == NULL || img->mime == NULL)
     return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to generations_succeed");
   snprintf(w, sizeof w, "%d", img->width);
   snprintf(h, sizeof h, "%d", img->height);
@@ -504,7 +499,7 @@ static tryon_status settle(tryon_db_conn *c, const tryon_job *job,
       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(payload, "generation_id"));
   char charge[64], refund[64];
   tryon_status st = TRYON_OK;
-  if (gid == NULL || !uuid_ok(gid)) { /* not a try-on job: nothing to undo */
+  if (gid == NULL || !tryon_uuid_valid(gid)) { /* not a try-on job: nothing to undo */
     TRYON_LOG_WARN("try-on failure hook without a generation", TRYON_LF_STR("job", job->id));
     goto out;
   }

@@ -73,11 +73,6 @@ static bool json_object_ok(const char *text) {
   return ok;
 }
 
-static bool id_ok(const char *id) {
-  tryon_uuid u;
-  return id != NULL && strlen(id) == 36 && tryon_uuid_parse(id, &u) == TRYON_OK;
-}
-
 static char *dup_or_null(PGresult *res, int row, int col) {
   return PQgetisnull(res, row, col) ? NULL : strdup(PQgetvalue(res, row, col));
 }
@@ -110,6 +105,42 @@ void tryon_job_release(tryon_job *job) {
   free(job->result);
   free(job->error);
   job->payload = job->result = job->error = NULL;
+}
+
+cJSON *tryon_job_to_json(const tryon_job *j, unsigned flags) {
+  cJSON *o = cJSON_CreateObject();
+  if (o == NULL || j == NULL)
+    goto out;
+  cJSON_AddStringToObject(o, "id", j->id);
+  cJSON_AddStringToObject(o, "kind", j->kind);
+  cJSON_AddStringToObject(o, "state", tryon_job_state_name(j->state));
+  cJSON_AddNumberToObject(o, "progress", j->progress);
+  if (j->stage[0] != '\0')
+    cJSON_AddStringToObject(o, "stage", j->stage);
+  else
+    cJSON_AddNullToObject(o, "stage");
+  cJSON_AddNumberToObject(o, "attempts", j->attempts);
+  tryon_json_add_time(o, "created_at", j->created_ms);
+  tryon_json_add_time(o, "finished_at", j->finished_ms);
+  if ((flags & TRYON_JOB_JSON_OPERATOR) == 0)
+    goto out;
+  cJSON_AddNumberToObject(o, "user_id", (double)j->user_id);
+  cJSON_AddNumberToObject(o, "max_attempts", j->max_attempts);
+  cJSON_AddStringToObject(o, "lease_owner", j->lease_owner);
+  tryon_json_add_time(o, "lease_expires_at", j->lease_expires_ms);
+  tryon_json_add_time(o, "run_after", j->run_after_ms);
+  tryon_json_add_time(o, "started_at", j->started_ms);
+  const char *texts[] = {j->payload, j->result, j->error};
+  const char *names[] = {"payload", "result", "error"};
+  for (int i = 0; i < 3; i++) {
+    cJSON *v = texts[i] != NULL ? cJSON_Parse(texts[i]) : NULL;
+    if (v != NULL)
+      cJSON_AddItemToObject(o, names[i], v);
+    else
+      cJSON_AddNullToObject(o, names[i]);
+  }
+out:
+  return o;
 }
 
 /* ------------------------------------------------------------------------- enqueue */
@@ -287,7 +318,7 @@ static tryon_status owned_update(tryon_db_conn *c, const char *sql, int nparams,
 
 tryon_status tryon_jobs_heartbeat(tryon_db_conn *c, const char *id, const char *owner,
                                   int64_t lease_ms, int64_t now_ms, tryon_err *err) {
-  if (!id_ok(id) || owner == NULL)
+  if (!tryon_uuid_valid(id) || owner == NULL)
     return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_jobs_heartbeat");
   tryon_db_num now = tryon_db_num_i64(now_ms),
                lease = tryon_db_num_i64(lease_ms > 0 ? lease_ms : DEFAULT_LEASE_MS);
@@ -304,7 +335,7 @@ tryon_status tryon_jobs_progress(tryon_db_conn *c, const char *id, const char *o
                                  const char *stage, const char *checkpoint_json, int64_t now_ms,
                                  tryon_err *err) {
   (void)now_ms;
-  if (!id_ok(id) || owner == NULL || progress < 0 || progress > 100 ||
+  if (!tryon_uuid_valid(id) || owner == NULL || progress < 0 || progress > 100 ||
       !json_object_ok(checkpoint_json) || (stage != NULL && strlen(stage) > 64))
     return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_jobs_progress");
   tryon_db_num pr = tryon_db_num_i64(progress);
@@ -354,7 +385,7 @@ tryon_status tryon_jobs_heartbeat_many(tryon_db_conn *c, const char *const *ids,
   }
   for (size_t i = 0; i < n; i++) {
     held[i] = false;
-    if (!id_ok(ids[i]) || owners[i] == NULL || strlen(owners[i]) > 64) {
+    if (!tryon_uuid_valid(ids[i]) || owners[i] == NULL || strlen(owners[i]) > 64) {
       st = tryon_err_set(err, TRYON_E_INVALID, "invalid job id or owner");
       goto out;
     }
@@ -394,7 +425,7 @@ out:
 
 tryon_status tryon_jobs_release(tryon_db_conn *c, const char *id, const char *owner, int64_t now_ms,
                                 tryon_err *err) {
-  if (!id_ok(id) || owner == NULL)
+  if (!tryon_uuid_valid(id) || owner == NULL)
     return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_jobs_release");
   tryon_db_num now = tryon_db_num_i64(now_ms);
   const char *p[] = {id, owner, now.s};
@@ -539,7 +570,7 @@ out:
 
 tryon_status tryon_jobs_succeed(tryon_db_conn *c, const char *id, const char *owner,
                                 const char *result_json, int64_t now_ms, tryon_err *err) {
-  if (!id_ok(id) || owner == NULL || !json_object_ok(result_json))
+  if (!tryon_uuid_valid(id) || owner == NULL || !json_object_ok(result_json))
     return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_jobs_succeed");
   tryon_db_num now = tryon_db_num_i64(now_ms);
   const char *p[] = {id, owner, result_json, now.s};
@@ -559,7 +590,7 @@ tryon_status tryon_jobs_fail(tryon_db_conn *c, const char *id, const char *owner
   PGresult *res = NULL;
   if (final != NULL)
     *final = false;
-  if (!id_ok(id) || owner == NULL || error_json == NULL || !json_object_ok(error_json) ||
+  if (!tryon_uuid_valid(id) || owner == NULL || error_json == NULL || !json_object_ok(error_json) ||
       backoff_ms < 0 || retry_after_ms < 0)
     return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_jobs_fail");
   tryon_db_num now = tryon_db_num_i64(now_ms),
@@ -597,7 +628,7 @@ tryon_status tryon_jobs_fail(tryon_db_conn *c, const char *id, const char *owner
 tryon_status tryon_jobs_get(tryon_db_conn *c, const char *id, int64_t user_id, tryon_job *out,
                             tryon_err *err) {
   PGresult *res = NULL;
-  if (!id_ok(id))
+  if (!tryon_uuid_valid(id))
     return tryon_err_set(err, TRYON_E_NOT_FOUND, "no such job");
   tryon_db_num uid = tryon_db_num_i64(user_id);
   const char *p[] = {id, uid.s};
@@ -618,7 +649,7 @@ tryon_status tryon_jobs_position(tryon_db_conn *c, const char *id, int64_t now_m
   PGresult *res = NULL;
   (void)now_ms;
   *position = 0;
-  if (!id_ok(id))
+  if (!tryon_uuid_valid(id))
     return tryon_err_set(err, TRYON_E_NOT_FOUND, "no such job");
   const char *p[] = {id};
   tryon_status st = tryon_db_exec(
@@ -638,7 +669,7 @@ tryon_status tryon_jobs_position(tryon_db_conn *c, const char *id, int64_t now_m
 tryon_status tryon_jobs_cancel(tryon_db_conn *c, const char *id, int64_t user_id, int64_t now_ms,
                                tryon_err *err) {
   PGresult *res = NULL;
-  if (!id_ok(id))
+  if (!tryon_uuid_valid(id))
     return tryon_err_set(err, TRYON_E_NOT_FOUND, "no such job");
   tryon_db_num uid = tryon_db_num_i64(user_id), now = tryon_db_num_i64(now_ms);
   const char *p[] = {id, uid.s, now.s};
@@ -664,7 +695,7 @@ tryon_status tryon_jobs_cancel(tryon_db_conn *c, const char *id, int64_t user_id
 
 tryon_status tryon_jobs_retry(tryon_db_conn *c, const char *id, int64_t now_ms, tryon_err *err) {
   PGresult *res = NULL;
-  if (!id_ok(id))
+  if (!tryon_uuid_valid(id))
     return tryon_err_set(err, TRYON_E_NOT_FOUND, "no such job");
   tryon_db_num now = tryon_db_num_i64(now_ms);
   const char *p[] = {id, now.s};

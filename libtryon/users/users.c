@@ -148,15 +148,6 @@ out:
   return st;
 }
 
-/* Characters (not bytes) of a UTF-8 string: every byte but continuation bytes. */
-static size_t utf8_chars(const char *s) {
-  size_t n = 0;
-
-  for (; *s != '\0'; s++)
-    n += ((unsigned char)*s & 0xC0) != 0x80;
-  return n;
-}
-
 tryon_status tryon_users_set_blocked(tryon_db_conn *c, int64_t id, bool blocked, const char *reason,
                                      tryon_err *err) {
   char idstr[24];
@@ -166,7 +157,7 @@ tryon_status tryon_users_set_blocked(tryon_db_conn *c, int64_t id, bool blocked,
   if (c == NULL)
     return tryon_err_set(err, TRYON_E_INVALID, "invalid argument to tryon_users_set_blocked");
   /* The schema would refuse it too, but as a bare constraint violation. */
-  if (blocked && reason != NULL && utf8_chars(reason) > TRYON_USER_BLOCKED_REASON_CHARS)
+  if (blocked && reason != NULL && tryon_utf8_chars(reason) > TRYON_USER_BLOCKED_REASON_CHARS)
     return tryon_err_set(err, TRYON_E_INVALID, "block reason longer than %d characters",
                          TRYON_USER_BLOCKED_REASON_CHARS);
   snprintf(idstr, sizeof idstr, "%" PRId64, id);
@@ -190,4 +181,52 @@ tryon_status tryon_users_set_blocked(tryon_db_conn *c, int64_t id, bool blocked,
 out:
   PQclear(res);
   return st;
+}
+
+cJSON *tryon_user_to_json(const tryon_user *u, unsigned flags) {
+  tryon_tg_user tg;
+  cJSON *o = NULL;
+
+  if (u == NULL)
+    goto out;
+  /* The profile fields are the Telegram user's, in auth's shape; then our id in front
+   * of the Telegram one: {"id","telegram_id","first_name",...}. */
+  memset(&tg, 0, sizeof tg);
+  tg.id = u->telegram_id;
+  tg.is_premium = u->is_premium;
+  tryon_utf8_copy(tg.first_name, sizeof tg.first_name, u->first_name);
+  tryon_utf8_copy(tg.last_name, sizeof tg.last_name, u->last_name);
+  tryon_utf8_copy(tg.username, sizeof tg.username, u->username);
+  tryon_utf8_copy(tg.language_code, sizeof tg.language_code, u->language_code);
+  tryon_utf8_copy(tg.photo_url, sizeof tg.photo_url, u->photo_url);
+  o = tryon_tg_user_to_json(&tg);
+  cJSON *tgid = cJSON_DetachItemFromObjectCaseSensitive(o, "id");
+  cJSON *id = cJSON_CreateNumber((double)u->id);
+  if (o == NULL || tgid == NULL || id == NULL) {
+    cJSON_Delete(tgid);
+    cJSON_Delete(id);
+    cJSON_Delete(o);
+    o = NULL;
+    goto out;
+  }
+  /* Added, detached and inserted at the front: cJSON has no "add first", and the
+   * detached items keep their names. */
+  cJSON_AddItemToObject(o, "telegram_id", tgid);
+  cJSON_DetachItemViaPointer(o, tgid);
+  cJSON_InsertItemInArray(o, 0, tgid);
+  cJSON_AddItemToObject(o, "id", id);
+  cJSON_DetachItemViaPointer(o, id);
+  cJSON_InsertItemInArray(o, 0, id);
+  tryon_json_add_time(o, "created_at", u->created_at_ms);
+  if ((flags & TRYON_USER_JSON_OPERATOR) == 0)
+    goto out;
+  cJSON_AddBoolToObject(o, "blocked", u->blocked);
+  if (u->blocked && u->blocked_reason[0] != '\0')
+    cJSON_AddStringToObject(o, "blocked_reason", u->blocked_reason);
+  else
+    cJSON_AddNullToObject(o, "blocked_reason");
+  tryon_json_add_time(o, "blocked_at", u->blocked_at_ms);
+  tryon_json_add_time(o, "last_login_at", u->last_login_at_ms);
+out:
+  return o;
 }

@@ -2133,12 +2133,55 @@ static void test_billing__audit_flags_ledger_rows_without_wallet(void **state) {
              (long long)p[0].ledger_pack);
 }
 
+/* The key syntax and plan codes every caller (the API, tryonctl) takes from here. */
+static void test_billing__key_syntax_and_plan_codes(void **state) {
+  static const struct {
+    const char *key;
+    bool has_kind, valid, reserved;
+  } keys[] = {
+      {"grant:ticket-17", true, true, false},
+      {"support_x:t18", true, true, false},
+      {"payment:2f6e", true, true, true},
+      {"job:1:charge", true, true, true},
+      {"free:1:2026-01", true, true, true},
+      {"grant:", true, false, false},
+      {"grant:a b", true, false, false},
+      {"grant:a\vb", true, false, false},
+      {"ticket-17", false, false, false},
+      {"Grant:x", false, false, false},
+      {"_x:y", false, false, false},
+      {"", false, false, false},
+      {NULL, false, false, false},
+  };
+  char longest[TRYON_LEDGER_KEY_MAX + 2];
+  (void)state;
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+    assert_int_equal(tryon_billing_key_has_kind(keys[i].key), keys[i].has_kind);
+    assert_int_equal(tryon_billing_key_valid(keys[i].key), keys[i].valid);
+    assert_int_equal(tryon_billing_key_reserved(keys[i].key), keys[i].reserved);
+  }
+  memset(longest, 'k', sizeof longest);
+  memcpy(longest, "grant:", 6);
+  longest[TRYON_LEDGER_KEY_MAX] = '\0';
+  assert_true(tryon_billing_key_valid(longest));
+  longest[TRYON_LEDGER_KEY_MAX] = 'k';
+  longest[TRYON_LEDGER_KEY_MAX + 1] = '\0';
+  assert_false(tryon_billing_key_valid(longest));
+  assert_string_equal(tryon_billing_plan_code(TRYON_PLAN_NONE), "none");
+  assert_string_equal(tryon_billing_plan_code(TRYON_PLAN_FREE), "free");
+  assert_string_equal(tryon_billing_plan_code(TRYON_PLAN_START), "start");
+  assert_string_equal(tryon_billing_plan_code(TRYON_PLAN_PRO), "pro");
+  assert_string_equal(tryon_billing_plan_code(TRYON_PLAN_MAX), "max");
+  assert_string_equal(tryon_billing_plan_code((tryon_plan)99), "none");
+}
+
 int main(void) {
   tryon_test_log_init();
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_billing__products_table_matches_the_price_list),
       cmocka_unit_test(test_billing__costs_are_two_one_one),
+      cmocka_unit_test(test_billing__key_syntax_and_plan_codes),
       T(test_billing__first_read_grants_the_free_allowance_once),
       T(test_billing__free_month_follows_moscow_time),
       T(test_billing__free_leftover_expires_at_the_moscow_month_end),

@@ -1324,6 +1324,37 @@ static void test_core__config_vars_in_env_example(void **state) {
   }
 }
 
+/* The one-owner helpers: characters, UUID ids, JSON times. */
+static void test_core__utf8_chars_uuid_valid_json_time(void **state) {
+  static const struct {
+    const char *s;
+    size_t chars;
+  } text[] = {
+      {"", 0}, {"abc", 3}, {"\xd0\x90\xd0\xbd\xd0\xbd\xd0\xb0", 4}, {"\xf0\x9f\x98\x80!", 2}};
+  static const struct {
+    const char *s;
+    bool valid;
+  } ids[] = {{"2f6e1c2a-8d3b-4c1e-9a7f-0123456789ab", true},
+             {"2F6E1C2A-8D3B-4C1E-9A7F-0123456789AB", true},
+             {"2f6e1c2a-8d3b-4c1e-9a7f-0123456789a", false},
+             {"2f6e1c2a-8d3b-4c1e-9a7f-0123456789abc", false},
+             {"nope", false},
+             {"", false},
+             {NULL, false}};
+  (void)state;
+  for (size_t i = 0; i < sizeof text / sizeof text[0]; i++)
+    assert_int_equal(tryon_utf8_chars(text[i].s), text[i].chars);
+  for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
+    assert_int_equal(tryon_uuid_valid(ids[i].s), ids[i].valid);
+  cJSON *o = cJSON_CreateObject();
+  tryon_json_add_time(o, "never", 0);
+  tryon_json_add_time(o, "at", 1733584787123);
+  char *printed = cJSON_PrintUnformatted(o);
+  assert_string_equal(printed, "{\"never\":null,\"at\":\"2024-12-07T15:19:47.123Z\"}");
+  cJSON_free(printed);
+  cJSON_Delete(o);
+}
+
 static void test_core__hex_and_hash(void **state) {
   unsigned char bytes[4];
   char text[9];
@@ -1356,6 +1387,7 @@ static void test_core__hex_and_hash(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_core__hex_and_hash),
+      cmocka_unit_test(test_core__utf8_chars_uuid_valid_json_time),
       cmocka_unit_test(test_core__status_names_codes_messages_distinct),
       cmocka_unit_test(test_core__status_unknown_fallbacks),
       cmocka_unit_test(test_core__err_set_formats_and_returns_status),
