@@ -18,6 +18,7 @@
 #include <tryon/runner.h>
 
 #include "app.h"
+#include "housekeeping.h"
 #include "metrics.h"
 
 static tryon_runner *volatile the_runner;
@@ -84,8 +85,7 @@ int main(void) {
                                         .poll_limit_ms = (int64_t)cfg.kie_poll_limit_s * 1000};
   if (tryon_runner_new(&ro, &runner, &err) != TRYON_OK ||
       tryon_runner_add_test_kinds(runner, &err) != TRYON_OK ||
-      tryon_runner_add_housekeeping(runner, &err) != TRYON_OK ||
-      tryon_runner_add_file_sweep(runner, storage, &err) != TRYON_OK ||
+      tryon_worker_housekeeping_add(runner, storage, &err) != TRYON_OK ||
       tryon_generations_add_kind(runner, &tryon_cfg, &err) != TRYON_OK)
     goto fail;
   TRYON_LOG_INFO("image provider", TRYON_LF_STR("provider", cfg.kie_api_key ? "kie" : "offline"),
