@@ -368,6 +368,7 @@ TRYON_API size_t tryon_arena_used(const tryon_arena *a);
   X(worker_grace_ms, "TRYON_WORKER_GRACE_MS", INT_MS, "20000", 0)                           \
   X(jobs_per_user, "TRYON_JOBS_PER_USER", INT_RATE, "2", 0)                                 \
   X(worker_metrics_port, "TRYON_WORKER_METRICS_PORT", PORT, NULL, 0)                        \
+  X(worker_test_kinds, "TRYON_WORKER_TEST_KINDS", BOOL, "false", 0)                         \
   X(kie_api_key, "TRYON_KIE_API_KEY", TOKEN, NULL, 0)                                       \
   X(kie_model, "TRYON_KIE_MODEL", STR, "google/nano-banana-edit", 0)                        \
   X(kie_webhook_hmac_key, "TRYON_KIE_WEBHOOK_HMAC_KEY", TOKEN, NULL, 0)                     \
@@ -418,6 +419,7 @@ typedef struct tryon_config {
   int worker_grace_ms;
   int jobs_per_user;
   int worker_metrics_port; /* 0: no metrics listener */
+  bool worker_test_kinds;  /* register the noop and sleep kinds (tests, benchmarks) */
   char *kie_api_key;       /* NULL: the offline provider is used */
   char *kie_model;
   char *kie_webhook_hmac_key; /* NULL: callbacks are not signature-checked */
