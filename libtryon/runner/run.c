@@ -43,7 +43,7 @@ static void write_again(tryon_runner *r, tryon__timer *t) {
   tryon__runner_submit(r, &run->task);
 }
 
-bool tryon__run_retry_write(tryon_runner *r, tryon_run *run, tryon_status st) {
+static bool retry_write(tryon_runner *r, tryon_run *run, tryon_status st) {
   if ((st != TRYON_E_DB_UNAVAILABLE && st != TRYON_E_POOL_TIMEOUT) ||
       ++run->write_tries >= WRITE_TRIES)
     return false;
@@ -78,6 +78,22 @@ void tryon__run_submit(tryon_run *run,
   tryon__runner_submit(run->r, &run->task);
 }
 
+bool tryon__run_written(tryon_runner *r, tryon_run *run) {
+  const tryon__task *t = &run->task;
+  bool ok = false;
+  if (retry_write(r, run, t->st))
+    goto out;
+  run->write_tries = 0;
+  if (t->st != TRYON_OK) {
+    run->lost = run->lost || t->st == TRYON_E_CONFLICT;
+    tryon__run_drop(r, run, tryon_err_message(&t->err));
+    goto out;
+  }
+  ok = true;
+out:
+  return ok;
+}
+
 /* release: the job goes back to the queue without spending its attempt */
 static tryon_status release_fn(tryon_runner *r, tryon_db_conn *c, tryon__task *t, tryon_err *err) {
   tryon_run *run = TRYON__RUN_OF(t);
@@ -86,7 +102,7 @@ static tryon_status release_fn(tryon_runner *r, tryon_db_conn *c, tryon__task *t
 
 static void release_done(tryon_runner *r, tryon__task *t) {
   tryon_run *run = TRYON__RUN_OF(t);
-  if (tryon__run_retry_write(r, run, t->st))
+  if (retry_write(r, run, t->st))
     return;
   if (t->st == TRYON_OK) {
     TRYON_LOG_INFO("job released", TRYON_LF_STR("job", run->job.id),

@@ -194,9 +194,11 @@ void tryon__run_submit(tryon_run *run,
                        tryon_status (*fn)(tryon_runner *, tryon_db_conn *, tryon__task *,
                                           tryon_err *),
                        void (*done)(tryon_runner *, tryon__task *));
-/* After a job write failed with `st`: true when it was scheduled again (a transient
- * database failure, tries left), so the caller must leave the run alone. */
-bool tryon__run_retry_write(tryon_runner *r, tryon_run *run, tryon_status st);
+/* At the end of a job write (the run's task is back): true when it went through and
+ * the caller carries on. false when it is tried again later (a transient database
+ * failure, tries left: leave the run alone) or the run was dropped (its lease is gone,
+ * TRYON_E_CONFLICT, or the write failed for good). */
+bool tryon__run_written(tryon_runner *r, tryon_run *run);
 /* Calls a handler function and checks that it chose a step. */
 void tryon__run_call(tryon_run *run, void (*call)(tryon_run *, void *), void *arg);
 /* Gives the job back to the queue (attempt not counted), then frees the run. */

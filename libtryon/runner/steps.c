@@ -203,14 +203,8 @@ static void merge_checkpoint(tryon_run *run) {
 
 static void progress_done(tryon_runner *r, tryon__task *t) {
   tryon_run *run = TRYON__RUN_OF(t);
-  if (tryon__run_retry_write(r, run, t->st))
+  if (!tryon__run_written(r, run))
     return;
-  run->write_tries = 0;
-  if (t->st != TRYON_OK) {
-    run->lost = run->lost || t->st == TRYON_E_CONFLICT;
-    tryon__run_drop(r, run, tryon_err_message(&t->err));
-    return;
-  }
   merge_checkpoint(run);
   tryon__run_call(run, call_cont, NULL);
 }
@@ -302,13 +296,8 @@ static void finish_log(tryon_run *run, const char *msg, tryon_log_level level) {
 
 static void succeed_done(tryon_runner *r, tryon__task *t) {
   tryon_run *run = TRYON__RUN_OF(t);
-  if (tryon__run_retry_write(r, run, t->st))
+  if (!tryon__run_written(r, run))
     return;
-  if (t->st != TRYON_OK) {
-    run->lost = run->lost || t->st == TRYON_E_CONFLICT;
-    tryon__run_drop(r, run, tryon_err_message(&t->err));
-    return;
-  }
   finish_log(run, "job succeeded", TRYON_LOG_DEBUG);
   TRYON__STATS_ADD(r, succeeded, 1);
   tryon__run_free(r, run);
@@ -358,13 +347,8 @@ static tryon_status fail_fn(tryon_runner *r, tryon_db_conn *c, tryon__task *t, t
 
 static void fail_done(tryon_runner *r, tryon__task *t) {
   tryon_run *run = TRYON__RUN_OF(t);
-  if (tryon__run_retry_write(r, run, t->st))
+  if (!tryon__run_written(r, run))
     return;
-  if (t->st != TRYON_OK) {
-    run->lost = run->lost || t->st == TRYON_E_CONFLICT;
-    tryon__run_drop(r, run, tryon_err_message(&t->err));
-    return;
-  }
   if (run->retryable) {
     finish_log(run, "job will retry", TRYON_LOG_INFO);
     TRYON__STATS_ADD(r, retried, 1);

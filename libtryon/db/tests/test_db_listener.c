@@ -3,13 +3,10 @@
  * drives it: poll its socket, process, take notifications. Each test gets a scratch
  * database; the listener is found in pg_stat_activity by its application_name.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "testsupport.h"
@@ -231,16 +228,11 @@ static void test_db_listener__a_missing_database_backs_off(void **state) {
 static void test_db_listener__a_silent_server_never_blocks_the_loop(void **state) {
   fixture *f = *state;
   tryon_err err;
-  /* A socket that listens and never answers: the kernel accepts, nobody replies. */
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof a;
-  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-  assert_int_equal(listen(fd, 8), 0);
-  assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+  int port = 0;
+  int fd = tryon_test_silent_socket(&port);
   char conninfo[128];
   snprintf(conninfo, sizeof conninfo, "host=127.0.0.1 port=%d dbname=x user=x sslmode=disable",
-           ntohs(a.sin_port));
+           port);
   new_listener(f, conninfo, 1500, 20, 40);
   seen s = {0};
   /* Turn after turn returns while the attempt waits on the server's answer. */

@@ -227,15 +227,10 @@ static void test_runner__transfers_run_on_the_loop_with_retries(void **state) {
 static void test_runner__stop_releases_a_hung_transfer_at_the_deadline(void **state) {
   fixture *f = *state;
   char id[TRYON_UUID_STR_LEN], payload[128];
-  /* A socket that listens and never answers: the kernel accepts, nobody replies. */
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof a;
-  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-  assert_int_equal(listen(fd, 8), 0);
-  assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+  int port = 0;
+  int fd = tryon_test_silent_socket(&port);
   start_runner(f, 0, 300);
-  snprintf(payload, sizeof payload, "{\"url\":\"http://127.0.0.1:%d/hang\"}", ntohs(a.sin_port));
+  snprintf(payload, sizeof payload, "{\"url\":\"http://127.0.0.1:%d/hang\"}", port);
   enqueue(f, "fetch", payload, id);
   wait_job(f, id, "state", "running", "claimed");
   tryon_runner_stats s;
