@@ -28,7 +28,7 @@ fresh_db() { bench_fresh_db "$DB"; }
 # start_worker [NAME=value ...]: a worker in the background, its pid appended to WORKERS.
 start_worker() {
   env TRYON_ENV_FILE=/dev/null TRYON_DATABASE_URL="$URL" TRYON_LOG_LEVEL=warn \
-    TRYON_WORKER_POLL_MS=1000 "$@" "$BUILD/bin/tryon-worker" &
+    TRYON_WORKER_POLL_MS=1000 TRYON_WORKER_TEST_KINDS=true "$@" "$BUILD/bin/tryon-worker" &
   WORKERS+=($!)
 }
 stop_workers() {

@@ -18,6 +18,7 @@
 #include <tryon/runner.h>
 
 #include "app.h"
+#include "housekeeping.h"
 #include "metrics.h"
 
 static tryon_runner *volatile the_runner;
@@ -83,10 +84,11 @@ int main(void) {
       (tryon_generations_kind_config){.storage = storage,
                                       .kie = cfg.kie_api_key ? &kie : NULL,
                                       .poll_limit_ms = (int64_t)cfg.kie_poll_limit_s * 1000};
+  /* noop and sleep only for tests and benchmarks: a production worker leaves such
+   * jobs queued (it never claims a kind it has not registered). */
   if (tryon_runner_new(&ro, &runner, &err) != TRYON_OK ||
-      tryon_runner_add_test_kinds(runner, &err) != TRYON_OK ||
-      tryon_runner_add_housekeeping(runner, &err) != TRYON_OK ||
-      tryon_runner_add_file_sweep(runner, storage, &err) != TRYON_OK ||
+      (cfg.worker_test_kinds && tryon_runner_add_test_kinds(runner, &err) != TRYON_OK) ||
+      tryon_worker_housekeeping_add(runner, storage, &err) != TRYON_OK ||
       tryon_generations_add_kind(runner, &tryon_cfg, &err) != TRYON_OK)
     goto fail;
   TRYON_LOG_INFO("image provider", TRYON_LF_STR("provider", cfg.kie_api_key ? "kie" : "offline"),

@@ -384,6 +384,7 @@ TRYON_API size_t tryon_arena_used(const tryon_arena *a);
   X(worker_grace_ms, "TRYON_WORKER_GRACE_MS", INT_MS, "20000", 0)                           \
   X(jobs_per_user, "TRYON_JOBS_PER_USER", INT_RATE, "2", 0)                                 \
   X(worker_metrics_port, "TRYON_WORKER_METRICS_PORT", PORT, NULL, 0)                        \
+  X(worker_test_kinds, "TRYON_WORKER_TEST_KINDS", BOOL, "false", 0)                         \
   X(kie_api_key, "TRYON_KIE_API_KEY", TOKEN, NULL, 0)                                       \
   X(kie_model, "TRYON_KIE_MODEL", STR, "google/nano-banana-edit", 0)                        \
   X(kie_webhook_hmac_key, "TRYON_KIE_WEBHOOK_HMAC_KEY", TOKEN, NULL, 0)                     \
@@ -438,6 +439,7 @@ typedef struct tryon_config {
   int worker_grace_ms;
   int jobs_per_user;
   int worker_metrics_port; /* 0: no metrics listener */
+  bool worker_test_kinds;  /* register the noop and sleep kinds (tests, benchmarks) */
   char *kie_api_key;       /* NULL: the offline provider is used */
   char *kie_model;
   char *kie_webhook_hmac_key; /* NULL: callbacks are not signature-checked */
@@ -476,6 +478,12 @@ TRYON_API size_t tryon_utf8_copy(char *dst, size_t cap, const char *src);
  * count (a block reason, a ledger note). For text that is not valid UTF-8 the count is
  * of lead bytes; validity is checked where text enters (initData, the database). */
 TRYON_API size_t tryon_utf8_chars(const char *s);
+/* Whether `s[0..n)` (borrowed; may hold NULs) is well-formed UTF-8: no overlong forms,
+ * no surrogates, nothing past U+10FFFF. */
+TRYON_API bool tryon_utf8_valid(const char *s, size_t n);
+/* The length of `s[0..n)` without a multi-byte sequence cut short at its end: how much
+ * of valid text may be kept when it is truncated to n bytes. */
+TRYON_API size_t tryon_utf8_prefix(const char *s, size_t n);
 
 /* The value of one hex digit (either case), or -1. */
 TRYON_API int tryon_hex_digit(int c);

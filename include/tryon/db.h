@@ -8,9 +8,11 @@
  *   3. Transactions
  *   4. Migrations
  *   5. Helpers
+ *   6. The listener: LISTEN for event loops, with reconnects
  *
  * Thread-safety: a tryon_db (the pool) is shared by every thread of a program. A
  * leased tryon_db_conn belongs to the thread that acquired it until it is released.
+ * A tryon_db_listener belongs to one thread at a time (its event loop's).
  */
 #ifndef TRYON_DB_H
 #define TRYON_DB_H
@@ -184,6 +186,122 @@ TRYON_API int64_t tryon_db_get_i64(const PGresult *res, int row, int col);
  * bigint milliseconds of a timestamptz expression (NULL stays NULL). */
 #define TRYON_DB_TS(n) "(timestamptz 'epoch' + $" #n "::bigint * interval '1 millisecond')"
 #define TRYON_DB_MS(col) "(extract(epoch FROM " col ") * 1000)::bigint"
+
+/* ------------------------------------------------- 6. The listener: LISTEN for event loops */
+
+/*
+ * A connection of its own that LISTENs on a few channels, for a program's event loop
+ * (the worker's runner; the server's live channel). It never blocks its caller once
+ * started: it hands out its socket to poll, connects with PQconnectStart/PQconnectPoll,
+ * issues its LISTENs without waiting, and hands out the notifications it has read.
+ * When the connection is lost (a server restart, pg_terminate_backend, a network
+ * failure noticed by TCP keepalives) it reconnects in the background after a backoff
+ * with jitter — half of min(backoff_min × 2^(failures−1), backoff_max) plus a random
+ * part up to the other half — and LISTENs on every channel again. Notifications sent
+ * while it was down are lost: tryon_db_listener_process says when it came up (again),
+ * so the caller re-reads whatever state it may have missed.
+ *
+ * One turn of the caller's loop:
+ *
+ *   short want;
+ *   int fd = tryon_db_listener_fd(l, &want);        -1: no socket right now
+ *   int64_t t = tryon_db_listener_timeout_ms(l);    -1: no deadline of its own
+ *   ... poll fd for `want` (with the loop's other descriptors), at most t ms ...
+ *   unsigned what = tryon_db_listener_process(l, revents);   0 when fd was not ready
+ *   if (what & TRYON_DB_LISTENER_UP) ... re-read state ...
+ *   tryon_db_notification n;
+ *   while (tryon_db_listener_next(l, &n)) ... n.channel, n.payload ...
+ *
+ * The descriptor changes across reconnects: ask for it every turn (an epoll user
+ * re-registers when it differs). libpq resolves a host name synchronously inside
+ * PQconnectStart; a local socket directory or `hostaddr` avoids even that.
+ */
+typedef struct tryon_db_listener tryon_db_listener;
+
+#define TRYON_DB_LISTENER_MAX_CHANNELS 16
+
+typedef struct tryon_db_listener_options {
+  const char *conninfo; /* libpq URL or key=value; copied */
+  /* NULL-terminated, 1 to TRYON_DB_LISTENER_MAX_CHANNELS names of [a-z_][a-z0-9_]*, at
+   * most 63 bytes each, no repeats; copied. */
+  const char *const *channels;
+  int connect_timeout_ms;       /* an attempt (connect and LISTENs) longer is given up; 0: 10 s */
+  int64_t backoff_min_ms;       /* the first retry's ceiling; 0: 500 ms */
+  int64_t backoff_max_ms;       /* the largest ceiling; 0: 30 s (>= backoff_min_ms) */
+  const char *application_name; /* shown in pg_stat_activity; NULL: "tryon-listen"; copied */
+} tryon_db_listener_options;
+
+/* What tryon_db_listener_process saw happen (a bit set). */
+enum {
+  /* Listening on every channel from now on: the first time, or after a loss. Whatever
+   * was sent before (or while it was down) was not seen: re-read state. */
+  TRYON_DB_LISTENER_UP = 1u << 0,
+  TRYON_DB_LISTENER_RECONNECTED = 1u << 1, /* with UP: it had been up before */
+  TRYON_DB_LISTENER_LOST = 1u << 2,        /* the connection broke; a reconnect is due */
+  TRYON_DB_LISTENER_FAILED = 1u << 3,      /* a connect attempt failed; another is due */
+};
+
+/* One notification. The strings are borrowed until the next call on the listener. */
+typedef struct tryon_db_notification {
+  const char *channel;
+  const char *payload; /* "" when the NOTIFY had none */
+  int sender_pid;      /* the notifying backend's process id */
+} tryon_db_notification;
+
+/*
+ * Creates a listener; no connection is made yet (the first tryon_db_listener_process,
+ * or tryon_db_listener_open, begins one). `*out` is caller-owned
+ * (tryon_db_listener_free). TRYON_E_INVALID for bad options (a conninfo libpq cannot
+ * parse, a bad channel name), TRYON_E_NOMEM.
+ */
+TRYON_API tryon_status tryon_db_listener_new(const tryon_db_listener_options *opt,
+                                             tryon_db_listener **out, tryon_err *err);
+
+/*
+ * Connects and LISTENs now, BLOCKING up to connect_timeout_ms: for a program's start,
+ * before its loop turns (the worker refuses to start without it). TRYON_OK when up (a
+ * no-op when it already was; TRYON_DB_LISTENER_UP is not reported for this connect);
+ * TRYON_E_DB_UNAVAILABLE with libpq's reason (never a password) otherwise, and a
+ * retry is then due after the backoff, as after any failed attempt.
+ */
+TRYON_API tryon_status tryon_db_listener_open(tryon_db_listener *l, tryon_err *err);
+
+/* The socket to poll and in `*events` what for (POLLIN and/or POLLOUT of <poll.h>);
+ * -1 (events 0) while there is none (waiting to retry). Valid until the next
+ * tryon_db_listener_process or _close. */
+TRYON_API int tryon_db_listener_fd(const tryon_db_listener *l, short *events);
+
+/* Milliseconds until tryon_db_listener_process wants calling even if its socket stays
+ * quiet (a retry due, an attempt's deadline); 0: now; -1: not before its socket is
+ * ready. */
+TRYON_API int64_t tryon_db_listener_timeout_ms(const tryon_db_listener *l);
+
+/*
+ * Does what is due without blocking: reads the socket when `revents` (the poll result
+ * for the descriptor of tryon_db_listener_fd, 0 when it was not ready or not polled)
+ * says it is ready, moves a connect attempt on, starts one when its time has come.
+ * Returns the TRYON_DB_LISTENER_* bits of what happened (0: nothing worth telling).
+ * Cheap when nothing is due: call it every turn of the loop.
+ */
+TRYON_API unsigned tryon_db_listener_process(tryon_db_listener *l, short revents);
+
+/* The next notification read so far, in arrival order: true and `*out` filled (borrowed
+ * as said above), or false when there is none. Never reads the socket itself. */
+TRYON_API bool tryon_db_listener_next(tryon_db_listener *l, tryon_db_notification *out);
+
+/* Whether it is listening on every channel right now. */
+TRYON_API bool tryon_db_listener_up(const tryon_db_listener *l);
+
+/* Why the last attempt failed or the connection was lost (libpq's words, never a
+ * password), or "" when nothing failed yet. Borrowed until the next call. */
+TRYON_API const char *tryon_db_listener_error(const tryon_db_listener *l);
+
+/* Closes the connection now (notifications not yet taken are dropped). The listener
+ * stays usable: the next tryon_db_listener_process connects again at once. */
+TRYON_API void tryon_db_listener_close(tryon_db_listener *l);
+
+/* Closes and frees. NULL is a no-op. */
+TRYON_API void tryon_db_listener_free(tryon_db_listener *l);
 
 #ifdef __cplusplus
 }

@@ -251,9 +251,12 @@ TRYON_API tryon_status tryon_files_sweep_orphans(tryon_db_conn *c, tryon_storage
                                                  int64_t before_ms, size_t max, size_t *removed,
                                                  tryon_err *err);
 
-/* Removes the user's upload `id`: the row, or, when a generation still refers to the
- * image, marks it deleted (the history keeps its shape). The caller removes the files.
- * TRYON_E_NOT_FOUND as for tryon_uploads_get. */
+/* Removes the user's upload `id`: the row, or, when another row still refers to the
+ * image through a foreign key (a generation, a chat), marks it deleted (the history
+ * keeps its shape). Decided by the foreign keys, not by reading their tables: the
+ * DELETE is tried and a violation turns it into the mark. Atomic on its own, or inside
+ * the caller's transaction (a savepoint undoes the failed DELETE). The caller removes
+ * the files. TRYON_E_NOT_FOUND as for tryon_uploads_get. */
 TRYON_API tryon_status tryon_uploads_delete(tryon_db_conn *c, int64_t user_id, const char *id,
                                             tryon_err *err);
 

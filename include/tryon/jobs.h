@@ -222,6 +222,11 @@ TRYON_API tryon_status tryon_jobs_get(tryon_db_conn *c, const char *id, int64_t 
 TRYON_API tryon_status tryon_jobs_position(tryon_db_conn *c, const char *id, int64_t now_ms,
                                            int64_t *position, tryon_err *err);
 
+/* The whole queue's depth: jobs queued (due or not) and running, for metrics. Both
+ * counts walk the partial state indexes. */
+TRYON_API tryon_status tryon_jobs_depth(tryon_db_conn *c, int64_t *queued, int64_t *running,
+                                        tryon_err *err);
+
 /* Cancels a queued job (with user_id > 0, only that user's). TRYON_E_CONFLICT when it
  * is no longer queued (running or finished: too late), TRYON_E_NOT_FOUND as for get. A
  * cancelled job's failure hook is the caller's to run, in the same transaction: this

@@ -5,11 +5,11 @@
  *   1. Job kinds
  *   2. The runner: create, register, run, stop
  *   3. Inside a handler: the job, and the one next step
- *   4. Kinds shipped with the library
+ *   4. Test kinds shipped with the library
  *
  * One thread drives everything: a curl multi handle (HTTP transfers), the socket of a
  * LISTEN connection (NOTIFY tryon_jobs wakes a claim at once; a slow poll covers a lost
- * notification), timers (a job's wait, heartbeats, the reaper, housekeeping) and a wake
+ * notification), timers (a job's wait, heartbeats, the reaper, schedules) and a wake
  * descriptor. Database work runs on a few DB threads, each leasing a pooled connection
  * for one task and handing the outcome back to the loop. So a job that waits — on a
  * timer, a backoff or a transfer — holds neither a thread nor a database connection: it
@@ -48,7 +48,6 @@
 #include <curl/curl.h>
 #include <tryon/core.h>
 #include <tryon/db.h>
-#include <tryon/files.h>
 #include <tryon/http.h>
 #include <tryon/jobs.h>
 
@@ -208,10 +207,11 @@ TRYON_API void tryon_run_succeed(tryon_run *run, const char *result_json, tryon_
 TRYON_API void tryon_run_fail(tryon_run *run, const char *error_json, bool retryable,
                               int64_t retry_after_ms);
 
-/* ------------------------------------------------- 4. Kinds shipped with the library */
+/* -------------------------------------------- 4. Test kinds shipped with the library */
 
 /*
- * Test and benchmark kinds:
+ * Test and benchmark kinds, registered only by programs that ask for them (the worker
+ * with TRYON_WORKER_TEST_KINDS=true; in-process tests):
  *   "noop"  — succeeds at once with {"owner":..,"attempt":n}.
  *   "sleep" — payload {"ms":M,"steps":S,"fail_attempts":F,"retryable":true,
  *             "retry_after_ms":R}: attempts up to F fail ({"code":"test_failure"},
@@ -219,16 +219,11 @@ TRYON_API void tryon_run_fail(tryon_run *run, const char *error_json, bool retry
  *             in S steps, checkpointing {"step":i} after each, and succeeds with
  *             {"owner","attempt","resumed_from"}. Its on_final counts its runs in the
  *             job's result ("final_hook_runs"), so tests can see it ran exactly once.
- * Housekeeping kinds (scheduled by tryon_runner_add_housekeeping):
- *   "billing.expire_due" — every minute: wallets whose period or free month ended.
- *   "jobs.purge"         — every hour: finished housekeeping jobs older than a day.
+ * Housekeeping kinds are the program's own (the worker's: apps/worker/housekeeping.c),
+ * registered with tryon_runner_add_kind and scheduled with tryon_runner_schedule.
+ * TRYON_E_INVALID when a kind of that name is already registered.
  */
 TRYON_API tryon_status tryon_runner_add_test_kinds(tryon_runner *r, tryon_err *err);
-TRYON_API tryon_status tryon_runner_add_housekeeping(tryon_runner *r, tryon_err *err);
-/* "files.sweep", every hour: stored files no upload row names, older than an hour,
- * removed (tryon_files_sweep_orphans). `storage` is borrowed for the runner's life. */
-TRYON_API tryon_status tryon_runner_add_file_sweep(tryon_runner *r, tryon_storage *storage,
-                                                   tryon_err *err);
 
 #ifdef __cplusplus
 }

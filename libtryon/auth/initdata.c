@@ -21,7 +21,6 @@
 #include <tryon/auth.h>
 
 #include "auth/auth_internal.h"
-#include "core/internal.h"
 
 #define INITDATA_MAX_BYTES (64 * 1024)
 #define INITDATA_MAX_FIELDS 64
@@ -368,11 +367,11 @@ out:
  * character boundary when `cut`, and dropped entirely (dst = "") otherwise: names are
  * text to show, but a cut username, URL or identifier would name something else. */
 static bool copy_text(char *dst, size_t cap, const char *src, size_t n, bool cut) {
-  if (!tryon__utf8_valid(src, n)) {
+  if (!tryon_utf8_valid(src, n)) {
     return false;
   }
   if (n >= cap) {
-    n = cut ? tryon__utf8_trim_partial(src, cap - 1) : 0;
+    n = cut ? tryon_utf8_prefix(src, cap - 1) : 0;
   }
   memcpy(dst, src, n);
   dst[n] = '\0';

@@ -3,6 +3,8 @@
  */
 #include "internal.h"
 
+#include <tryon/core.h>
+
 size_t tryon__utf8_seq_len(const unsigned char *s, size_t n) {
   size_t len = 0;
   unsigned lo = 0x80;
@@ -86,4 +88,12 @@ size_t tryon__utf8_trim_partial(const char *s, size_t n) {
     want = 1;
   }
   return n - start < want ? start : n;
+}
+
+bool tryon_utf8_valid(const char *s, size_t n) {
+  return tryon__utf8_valid(s, n) != 0;
+}
+
+size_t tryon_utf8_prefix(const char *s, size_t n) {
+  return tryon__utf8_trim_partial(s, n);
 }

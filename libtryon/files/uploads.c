@@ -159,36 +159,51 @@ out:
   return st;
 }
 
+/* The row goes (`sql_delete`) unless another table still refers to the image: then the
+ * DELETE fails on that table's foreign key (SQLSTATE 23503, every reference to uploads
+ * being NO ACTION or RESTRICT) and the row is marked deleted instead (`sql_mark`); its
+ * file goes all the same. So this module needs to know nothing of who refers to an
+ * upload. Either statement changes one row or nothing; inside the caller's transaction
+ * a savepoint undoes the failed DELETE, so no half-state is ever visible. */
+static const char sql_delete[] = "DELETE FROM uploads WHERE id = $1::uuid AND user_id = $2::bigint"
+                                 " AND deleted_at IS NULL RETURNING 1";
+static const char sql_mark[] = "UPDATE uploads SET deleted_at = now() WHERE id = $1::uuid"
+                               " AND user_id = $2::bigint AND deleted_at IS NULL RETURNING 1";
+
 tryon_status tryon_uploads_delete(tryon_db_conn *c, int64_t user_id, const char *id,
                                   tryon_err *err) {
   char uid[24];
   PGresult *res = NULL;
-  tryon_status st;
+  tryon_status st = TRYON_OK;
+  tryon_err e; /* ours, so that the SQLSTATE is readable even when err is NULL */
+  bool in_tx = PQtransactionStatus(tryon_db_conn_pg(c)) != PQTRANS_IDLE;
 
-  if (!tryon_uuid_valid(id))
-    return tryon_err_set(err, TRYON_E_NOT_FOUND, "no such upload");
+  tryon_err_clear(&e);
+  if (!tryon_uuid_valid(id)) {
+    st = tryon_err_set(&e, TRYON_E_NOT_FOUND, "no such upload");
+    goto out;
+  }
   snprintf(uid, sizeof uid, "%" PRId64, user_id);
   const char *p[] = {id, uid};
-  /* The row goes unless a generation or a chat still points at the image; then it is
-   * marked deleted (its file goes all the same). Decided in one statement, so no
-   * half-state is ever visible. */
-  st = tryon_db_exec(c,
-                     "WITH target AS (SELECT id FROM uploads WHERE id = $1::uuid"
-                     "   AND user_id = $2::bigint AND deleted_at IS NULL FOR UPDATE),"
-                     " used AS (SELECT EXISTS (SELECT 1 FROM generations g, target t"
-                     "   WHERE t.id IN (g.person_upload_id, g.item_upload_id,"
-                     "   g.source_upload_id, g.result_upload_id))"
-                     "   OR EXISTS (SELECT 1 FROM chats ch, target t"
-                     "   WHERE ch.current_upload_id = t.id) AS yes),"
-                     " marked AS (UPDATE uploads SET deleted_at = now() WHERE id IN"
-                     "   (SELECT id FROM target) AND (SELECT yes FROM used) RETURNING id),"
-                     " removed AS (DELETE FROM uploads WHERE id IN (SELECT id FROM target)"
-                     "   AND NOT (SELECT yes FROM used) RETURNING id)"
-                     " SELECT (SELECT count(*) FROM marked) + (SELECT count(*) FROM removed)",
-                     2, p, &res, err);
-  if (st == TRYON_OK && strcmp(PQgetvalue(res, 0, 0), "0") == 0)
-    st = tryon_err_set(err, TRYON_E_NOT_FOUND, "no such upload");
+  if (in_tx)
+    st = tryon_db_exec(c, "SAVEPOINT tryon_uploads_delete", 0, NULL, NULL, &e);
+  if (st == TRYON_OK)
+    st = tryon_db_exec(c, sql_delete, 2, p, &res, &e);
+  if (st == TRYON_E_CONSTRAINT && strcmp(e.sqlstate, "23503") == 0) {
+    tryon_err_clear(&e);
+    st = in_tx ? tryon_db_exec(c, "ROLLBACK TO SAVEPOINT tryon_uploads_delete", 0, NULL, NULL, &e)
+               : TRYON_OK;
+    if (st == TRYON_OK)
+      st = tryon_db_exec(c, sql_mark, 2, p, &res, &e);
+  }
+  if (st == TRYON_OK && in_tx)
+    st = tryon_db_exec(c, "RELEASE SAVEPOINT tryon_uploads_delete", 0, NULL, NULL, &e);
+  if (st == TRYON_OK && PQntuples(res) == 0)
+    st = tryon_err_set(&e, TRYON_E_NOT_FOUND, "no such upload");
+out:
   PQclear(res);
+  if (st != TRYON_OK && err != NULL)
+    *err = e;
   return st;
 }
 

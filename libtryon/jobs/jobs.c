@@ -742,6 +742,20 @@ tryon_status tryon_jobs_list(tryon_db_conn *c, const char *state, int64_t user_i
   return st;
 }
 
+tryon_status tryon_jobs_depth(tryon_db_conn *c, int64_t *queued, int64_t *running, tryon_err *err) {
+  PGresult *res = NULL;
+  tryon_status st = tryon_db_exec(c,
+                                  "SELECT (SELECT count(*) FROM jobs WHERE state = 'queued'),"
+                                  " (SELECT count(*) FROM jobs WHERE state = 'running')",
+                                  0, NULL, &res, err);
+  if (queued != NULL)
+    *queued = st == TRYON_OK ? tryon_db_get_i64(res, 0, 0) : 0;
+  if (running != NULL)
+    *running = st == TRYON_OK ? tryon_db_get_i64(res, 0, 1) : 0;
+  PQclear(res);
+  return st;
+}
+
 tryon_status tryon_jobs_purge(tryon_db_conn *c, int64_t before_ms, size_t *n, tryon_err *err) {
   PGresult *res = NULL;
   tryon_db_num before = tryon_db_num_i64(before_ms);

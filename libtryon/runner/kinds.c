@@ -1,17 +1,14 @@
 /*
- * Kinds shipped with the library: "noop" and "sleep" for tests and benchmarks, and the
- * scheduled housekeeping kinds.
+ * Section 4 of tryon/runner.h: the kinds shipped with the library, "noop" and "sleep",
+ * for tests and benchmarks. They know nothing beyond the engine (the jobs table).
+ * Housekeeping kinds belong to the programs that run them (apps/worker).
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <tryon/billing.h>
-
 #include "runner_internal.h"
-
-#define PURGE_AFTER_MS (24 * 3600 * 1000LL)
 
 static int64_t payload_int(const tryon_run *run, const char *key, int64_t dflt) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(tryon_run_payload(run), key);
@@ -91,95 +88,4 @@ tryon_status tryon_runner_add_test_kinds(tryon_runner *r, tryon_err *err) {
   const tryon_job_kind sleep = {.name = "sleep", .start = sleep_start, .on_final = sleep_final};
   tryon_status st = tryon_runner_add_kind(r, &noop, err);
   return st == TRYON_OK ? tryon_runner_add_kind(r, &sleep, err) : st;
-}
-
-/* ------------------------------------------------------------------- housekeeping */
-
-typedef struct count_result {
-  size_t n;
-} count_result;
-
-static tryon_status expire_fn(tryon_db_conn *c, tryon_run *run, void *ud, tryon_err *err) {
-  return tryon_billing_expire_due(c, tryon_run_now_ms(run), &((count_result *)ud)->n, err);
-}
-
-static tryon_status purge_fn(tryon_db_conn *c, tryon_run *run, void *ud, tryon_err *err) {
-  return tryon_jobs_purge(c, tryon_run_now_ms(run) - PURGE_AFTER_MS, &((count_result *)ud)->n, err);
-}
-
-static void count_done(tryon_run *run, tryon_status st, const tryon_err *err, void *ud) {
-  count_result *res = ud;
-  char body[96];
-  if (st != TRYON_OK) {
-    char e[300];
-    snprintf(e, sizeof e, "{\"code\":\"%s\",\"message\":\"housekeeping failed\"}",
-             tryon_status_name(st));
-    TRYON_LOG_WARN("housekeeping failed", TRYON_LF_STR("kind", tryon_run_job(run)->kind),
-                   TRYON_LF_STR("error", tryon_err_message(err)));
-    tryon_run_fail(run, e, false, 0); /* the next slot runs it again */
-    return;
-  }
-  if (res->n > 0)
-    TRYON_LOG_INFO("housekeeping done", TRYON_LF_STR("kind", tryon_run_job(run)->kind),
-                   TRYON_LF_INT("count", (int64_t)res->n));
-  snprintf(body, sizeof body, "{\"count\":%zu}", res->n);
-  tryon_run_succeed(run, body, NULL, NULL);
-}
-
-/* A housekeeping kind is one database function, run once per scheduled slot. */
-typedef struct housekeeping {
-  tryon_run_db_fn fn;
-} housekeeping;
-
-static const housekeeping expire_due = {expire_fn}, purge = {purge_fn};
-
-static void housekeeping_start(tryon_run *run) {
-  count_result *res = calloc(1, sizeof *res);
-  if (res == NULL) {
-    tryon_run_fail(run, "{\"code\":\"internal\",\"message\":\"out of memory\"}", false, 0);
-    return;
-  }
-  tryon_run_set_data(run, res, free);
-  const housekeeping *h = tryon_run_kind_ud(run);
-  tryon_run_db(run, h->fn, count_done, res);
-}
-
-tryon_status tryon_runner_add_housekeeping(tryon_runner *r, tryon_err *err) {
-  const tryon_job_kind kinds[] = {
-      {.name = "billing.expire_due", .start = housekeeping_start, .ud = (void *)&expire_due},
-      {.name = "jobs.purge", .start = housekeeping_start, .ud = (void *)&purge}};
-  tryon_status st = tryon_runner_add_kind(r, &kinds[0], err);
-  if (st == TRYON_OK)
-    st = tryon_runner_add_kind(r, &kinds[1], err);
-  if (st == TRYON_OK)
-    st = tryon_runner_schedule(r, "billing.expire_due", 60 * 1000, err);
-  if (st == TRYON_OK)
-    st = tryon_runner_schedule(r, "jobs.purge", 3600 * 1000, err);
-  return st;
-}
-
-/* ----------------------------------------------------------------- file sweep */
-
-#define SWEEP_AGE_MS (3600 * 1000LL)
-#define SWEEP_MAX 500
-
-static tryon_status sweep_fn(tryon_db_conn *c, tryon_run *run, void *ud, tryon_err *err) {
-  return tryon_files_sweep_orphans(c, tryon_run_kind_ud(run), tryon_run_now_ms(run) - SWEEP_AGE_MS,
-                                   SWEEP_MAX, &((count_result *)ud)->n, err);
-}
-
-static void sweep_start(tryon_run *run) {
-  count_result *res = calloc(1, sizeof *res);
-  if (res == NULL) {
-    tryon_run_fail(run, "{\"code\":\"internal\",\"message\":\"out of memory\"}", false, 0);
-    return;
-  }
-  tryon_run_set_data(run, res, free);
-  tryon_run_db(run, sweep_fn, count_done, res);
-}
-
-tryon_status tryon_runner_add_file_sweep(tryon_runner *r, tryon_storage *storage, tryon_err *err) {
-  const tryon_job_kind k = {.name = "files.sweep", .start = sweep_start, .ud = storage};
-  tryon_status st = tryon_runner_add_kind(r, &k, err);
-  return st == TRYON_OK ? tryon_runner_schedule(r, "files.sweep", 3600 * 1000, err) : st;
 }

@@ -1,16 +1,21 @@
 /*
- * Shared between the runner's files: the run, the runner, DB tasks and timers.
- * Everything here is touched on the loop thread only, except where a field says
- * otherwise (DB threads see a task's fn/arguments while it is in their hands, and the
- * locked queues).
+ * Shared between the runner's files: the run, the runner, DB tasks and timers, and the
+ * functions one part of the runner calls in another. Everything here is touched on the
+ * loop thread only, except where a field says otherwise (DB threads see a task's
+ * fn/arguments while it is in their hands, and the locked queues).
+ *
+ * Files: runner.c (set-up, the loop, the drain, tear-down), timers.c, tasks.c (DB
+ * threads), listen.c (the listener's notifications), claims.c, run.c (a run's life),
+ * steps.c (section 3 of runner.h), heartbeat.c, reaper.c, schedule.c, stats.c, kinds.c
+ * (section 4).
  */
 #ifndef TRYON_RUNNER_INTERNAL_H
 #define TRYON_RUNNER_INTERNAL_H
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 
-#include <libpq-fe.h>
 #include <tryon/runner.h>
 
 #define TRYON__RUNNER_MAX_KINDS 32
@@ -42,12 +47,12 @@ typedef struct tryon__kind {
   char name[65];
 } tryon__kind;
 
-typedef enum run_state {
-  RUN_CALLING, /* inside the handler: it must choose a step */
-  RUN_TIMER,
-  RUN_DB,
-  RUN_XFER,
-} run_state;
+typedef enum tryon__run_state {
+  TRYON__RUN_CALLING, /* inside the handler: it must choose a step */
+  TRYON__RUN_TIMER,
+  TRYON__RUN_DB,
+  TRYON__RUN_XFER,
+} tryon__run_state;
 
 struct tryon_run {
   tryon_runner *r;
@@ -55,7 +60,7 @@ struct tryon_run {
   const tryon__kind *kind;
   tryon_job job;
   cJSON *payload;
-  run_state state;
+  tryon__run_state state;
   bool stepped;      /* a step was chosen in the current handler call */
   bool lost;         /* the heartbeat found the lease gone */
   bool work_next;    /* the next DB task runs without a connection (tryon_run_work) */
@@ -119,10 +124,8 @@ struct tryon_runner {
   size_t inflight; /* tasks submitted and not yet done */
   bool want_claim, claim_pending, backlog;
   bool hb_pending, reap_pending;
-  PGconn *listen;
-  bool listen_pending;
-  int64_t listen_backoff_ms;
-  tryon__timer poll_timer, hb_timer, reap_timer, drain_timer, listen_timer;
+  tryon_db_listener *listener; /* tryon_jobs (claim now) and tryon_wake (end a wait) */
+  tryon__timer poll_timer, hb_timer, reap_timer, drain_timer;
 
   /* DB threads */
   pthread_t *threads;
@@ -137,10 +140,88 @@ struct tryon_runner {
   tryon_runner_stats stats;
 };
 
+/* ------------------------------------------------------------ timers (timers.c) */
+
+/* Arms (or re-arms) `t` to fire `ms` from now. false when memory ran out. */
+bool tryon__timer_arm(tryon_runner *r, tryon__timer *t, int64_t ms, tryon__timer_fn fire);
+/* Disarms `t`; a timer not armed is left alone. */
+void tryon__timer_cancel(tryon_runner *r, tryon__timer *t);
+/* Fires every timer that is due, earliest first. */
+void tryon__timers_run_due(tryon_runner *r);
+
+/* ------------------------------------------------------------ DB threads (tasks.c) */
+
 /* Submits a task to the DB threads (loop thread): at the back of the queue, or at its
  * front for the runner's own upkeep (claims, heartbeats, reaps). */
 void tryon__runner_submit(tryon_runner *r, tryon__task *t);
 void tryon__runner_submit_urgent(tryon_runner *r, tryon__task *t);
+/* Wakes the loop (any thread; a write to the eventfd). */
+void tryon__runner_wake(tryon_runner *r);
+/* Calls the done functions of the tasks the DB threads finished, oldest first. */
+void tryon__tasks_drain_done(tryon_runner *r);
+/* Starts opt.db_threads threads (at least one, or TRYON_E_INTERNAL); joins them once
+ * the queue is empty. */
+tryon_status tryon__threads_start(tryon_runner *r, tryon_err *err);
+void tryon__threads_stop(tryon_runner *r);
+
+/* ------------------------------------------------------------------ stats (stats.c) */
+
+#define TRYON__STATS_ADD(r, field, n)     \
+  do {                                    \
+    pthread_mutex_lock(&(r)->stats_mu);   \
+    (r)->stats.field += (n);              \
+    pthread_mutex_unlock(&(r)->stats_mu); \
+  } while (0)
+
+/* Counts an ended attempt of `ms` in the duration histogram. */
+void tryon__stats_duration(tryon_runner *r, int64_t ms);
+void tryon__stats_set_listening(tryon_runner *r, bool on);
+
+/* ------------------------------------------------------------ the listener (listen.c) */
+
+/* Connects the listener before the loop turns (blocking, up to its connect timeout). */
+tryon_status tryon__listen_open(tryon_runner *r, tryon_err *err);
+/* One turn's worth: the listener's socket events (0: not ready), its notifications. */
+void tryon__listen_process(tryon_runner *r, short revents);
+void tryon__listen_close(tryon_runner *r);
+
+/* ------------------------------------------------------------- runs (run.c, steps.c) */
+
+#define TRYON__RUN_OF(t) ((tryon_run *)((char *)(t)-offsetof(tryon_run, task)))
+
+/* Hands the run's one task to the DB threads (state TRYON__RUN_DB until `done`). */
+void tryon__run_submit(tryon_run *run,
+                       tryon_status (*fn)(tryon_runner *, tryon_db_conn *, tryon__task *,
+                                          tryon_err *),
+                       void (*done)(tryon_runner *, tryon__task *));
+/* At the end of a job write (the run's task is back): true when it went through and
+ * the caller carries on. false when it is tried again later (a transient database
+ * failure, tries left: leave the run alone) or the run was dropped (its lease is gone,
+ * TRYON_E_CONFLICT, or the write failed for good). */
+bool tryon__run_written(tryon_runner *r, tryon_run *run);
+/* Calls a handler function and checks that it chose a step. */
+void tryon__run_call(tryon_run *run, void (*call)(tryon_run *, void *), void *arg);
+/* Gives the job back to the queue (attempt not counted), then frees the run. */
+void tryon__run_release(tryon_run *run);
+/* Ends the run without writing to its job (counted lost or abandoned). */
+void tryon__run_drop(tryon_runner *r, tryon_run *run, const char *why);
+/* Unlinks and frees a run (its transfer must have left the multi). */
+void tryon__run_free(tryon_runner *r, tryon_run *run);
+/* The HTTP call of tryon_run_http dies with its run. */
+void tryon__run_http_free(tryon_run *run);
+/* A run's wait is over (its timer, or a wake-up). */
+void tryon__run_sleep_fired(tryon_runner *r, tryon__timer *t);
+/* The loop saw the run's transfer end. */
+void tryon__run_xfer_finished(tryon_runner *r, tryon_run *run, CURLcode code);
+
+/* -------------------------------------- claims, leases, schedules (their own files) */
+
+/* Claims a batch when asked to and there is room (loop thread, every turn). */
+void tryon__claims_maybe(tryon_runner *r);
+void tryon__claims_poll_fired(tryon_runner *r, tryon__timer *t);
+void tryon__heartbeat_fired(tryon_runner *r, tryon__timer *t);
+void tryon__reap_fired(tryon_runner *r, tryon__timer *t);
+void tryon__schedule_fired(tryon_runner *r, tryon__timer *t);
 
 /* The registered kind called `name`, or NULL. Safe from DB threads once running. */
 const tryon__kind *tryon__runner_kind(const tryon_runner *r, const char *name);

@@ -175,6 +175,24 @@ static void test_worker__sweeps_ended_periods(void **state) {
   expect_clean_exit(tryon_testworker_signal_wait(pid, SIGTERM), "SIGTERM");
 }
 
+static void test_worker__runs_no_test_kind_unless_asked(void **state) {
+  fixture *f = *state;
+  char noop[TRYON_UUID_STR_LEN], purge[TRYON_UUID_STR_LEN];
+  /* As production runs it: TRYON_WORKER_TEST_KINDS is off. */
+  const char *env[] = {"TRYON_WORKER_TEST_KINDS=false", FAST, NULL};
+  pid_t pid = tryon_testworker_spawn(&f->t, env, NULL);
+  enqueue(f, "noop", NULL, 0, 0, noop);
+  /* A kind it runs, queued after the noop: once it is done, the noop was passed over. */
+  enqueue(f, "jobs.purge", NULL, 0, 1, purge);
+  char sql[128];
+  snprintf(sql, sizeof sql, "SELECT state FROM jobs WHERE id = '%s'", purge);
+  wait_value(f, sql, "succeeded", 20000, "the purge ran");
+  expect_job(f, noop, "state", "queued", "noop is not a kind of this worker");
+  expect_job(f, noop, "attempts", "0", "never claimed");
+  expect_clean_exit(tryon_testworker_signal_wait(pid, SIGTERM), "SIGTERM");
+  expect_job(f, noop, "state", "queued", "still queued");
+}
+
 /* ------------------------------------------------------------- exactly once, killed */
 
 /* Loads "job started" lines of a worker's log into the table `starts`. */
@@ -450,6 +468,7 @@ int main(void) {
       cmocka_unit_test(test_worker__refuses_a_schema_behind),
       T(test_worker__runs_retries_and_fails_with_one_hook),
       T(test_worker__sweeps_ended_periods),
+      T(test_worker__runs_no_test_kind_unless_asked),
       T(test_worker__thousand_jobs_three_workers_one_killed),
       T(test_worker__kill_9_mid_job_resumes_elsewhere),
       T(test_worker__per_user_limit_across_workers),

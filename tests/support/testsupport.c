@@ -1,9 +1,12 @@
 #include "testsupport.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 const char *tryon_test_source_dir(void) {
@@ -172,4 +175,16 @@ void tryon_test_expect_status(tryon_status got, tryon_status want, const tryon_e
   if (got != want)
     fail_msg("line %d: %s: got %s, want %s (%s)", line, ctx, tryon_status_name(got),
              tryon_status_name(want), err != NULL ? err->message : "");
+}
+
+int tryon_test_silent_socket(int *port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof a;
+  assert_true(fd >= 0);
+  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(fd, 8), 0);
+  assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+  *port = ntohs(a.sin_port);
+  return fd;
 }

@@ -76,6 +76,10 @@ void tryon_test_expect_status(tryon_status got, tryon_status want, const tryon_e
                (long long)w_);                                                            \
   } while (0)
 
+/* A loopback TCP socket that listens and never answers (the kernel accepts, nobody
+ * replies): a server that hangs. Its port into `*port`; the caller closes the fd. */
+int tryon_test_silent_socket(int *port);
+
 /* Installs a log sink that prints lines to stderr when TRYON_TEST_LOG is set. */
 void tryon_test_log_init(void);
 

@@ -40,11 +40,14 @@ pid_t tryon_testworker_spawn(const tryon_testdb *t, const char *const *extra_env
   /* The extras come first: like getenv, the configuration takes a name's first entry. */
   const char *env[32];
   size_t n = 0;
-  for (size_t i = 0; extra_env != NULL && extra_env[i] != NULL && n < 27; i++)
+  for (size_t i = 0; extra_env != NULL && extra_env[i] != NULL && n < 26; i++)
     env[n++] = extra_env[i];
   env[n++] = db;
   env[n++] = "TRYON_ENV_FILE=/dev/null";
   env[n++] = "TRYON_LOG_LEVEL=warn";
+  /* Tests enqueue noop and sleep jobs; an extra "TRYON_WORKER_TEST_KINDS=false" (first,
+   * so it wins) starts a worker as production runs it. */
+  env[n++] = "TRYON_WORKER_TEST_KINDS=true";
   env[n++] = "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1";
   /* The test's leak suppressions (tests/lsan.supp) hold for the worker too. */
   static char lsan[600];

@@ -11,7 +11,9 @@
 
 #include "testsupport.h"
 
-/* Starts the worker on `t` with TRYON_ENV_FILE=/dev/null, `extra_env` ("NAME=value",
+/* Starts the worker on `t` with TRYON_ENV_FILE=/dev/null, TRYON_WORKER_TEST_KINDS=true
+ * (the noop and sleep kinds; an extra "TRYON_WORKER_TEST_KINDS=false" turns them off),
+ * `extra_env` ("NAME=value",
  * NULL-terminated; may be NULL) and its stdout+stderr appended to `log_path` (NULL:
  * inherited). Fails the test when it cannot start. */
 pid_t tryon_testworker_spawn(const tryon_testdb *t, const char *const *extra_env,

@@ -1325,6 +1325,34 @@ static void test_core__config_vars_in_env_example(void **state) {
 }
 
 /* The one-owner helpers: characters, UUID ids, JSON times. */
+/* The public faces of the validator and the cut-point finder initData copies use. */
+static void test_core__utf8_valid_and_prefix(void **state) {
+  (void)state;
+  static const struct {
+    const char *s;
+    size_t n;
+    bool valid;
+    size_t prefix;
+  } cases[] = {
+      {"abc", 3, true, 3},
+      {"\xd0\x9f\xd1\x80", 4, true, 4},  /* "Пр" */
+      {"\xd0\x9f\xd1", 3, false, 2},     /* cut inside the second letter */
+      {"\xf0\x9f\x98\x80", 4, true, 4},  /* an emoji */
+      {"\xf0\x9f\x98", 3, false, 0},     /* cut inside it */
+      {"\xc0\xaf", 2, false, 2},         /* overlong '/' */
+      {"\xed\xa0\x80", 3, false, 3},     /* a surrogate */
+      {"\xf4\x90\x80\x80", 4, false, 4}, /* past U+10FFFF */
+      {"a\0b", 3, true, 3},              /* NUL is a character here */
+      {"", 0, true, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    if (tryon_utf8_valid(cases[i].s, cases[i].n) != cases[i].valid)
+      fail_msg("case %zu: valid should be %d", i, cases[i].valid);
+    if (cases[i].valid || i == 2 || i == 4)
+      assert_int_equal(tryon_utf8_prefix(cases[i].s, cases[i].n), cases[i].prefix);
+  }
+}
+
 static void test_core__utf8_chars_uuid_valid_json_time(void **state) {
   static const struct {
     const char *s;
@@ -1388,6 +1416,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_core__hex_and_hash),
       cmocka_unit_test(test_core__utf8_chars_uuid_valid_json_time),
+      cmocka_unit_test(test_core__utf8_valid_and_prefix),
       cmocka_unit_test(test_core__status_names_codes_messages_distinct),
       cmocka_unit_test(test_core__status_unknown_fallbacks),
       cmocka_unit_test(test_core__err_set_formats_and_returns_status),

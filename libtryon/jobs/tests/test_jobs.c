@@ -2000,6 +2000,28 @@ static void test_jobs__purge_deletes_only_old_scheduled_housekeeping(void **stat
   free(left);
 }
 
+static void test_jobs__depth_counts_queued_and_running(void **state) {
+  fixture *f = *state;
+  tryon_err err;
+  tryon_err_clear(&err);
+  int64_t q = -1, r = -1;
+  EXPECT_STATUS(tryon_jobs_depth(f->c, &q, &r, &err), TRYON_OK, &err, "empty queue");
+  EXPECT_I64(q, 0, "none queued");
+  EXPECT_I64(r, 0, "none running");
+  EXPECT_STATUS(tryon_db_exec(f->c,
+                              "INSERT INTO jobs (kind, state, lease_owner, lease_expires_at,"
+                              " finished_at) VALUES ('k', 'queued', NULL, NULL, NULL),"
+                              " ('k', 'queued', NULL, NULL, NULL),"
+                              " ('k', 'running', 'w', now() + interval '1 minute', NULL),"
+                              " ('k', 'succeeded', NULL, NULL, now())",
+                              0, NULL, NULL, &err),
+                TRYON_OK, &err, "jobs in several states");
+  EXPECT_STATUS(tryon_jobs_depth(f->c, &q, &r, &err), TRYON_OK, &err, "depth");
+  EXPECT_I64(q, 2, "queued");
+  EXPECT_I64(r, 1, "running");
+  EXPECT_STATUS(tryon_jobs_depth(f->c, NULL, NULL, &err), TRYON_OK, &err, "counts optional");
+}
+
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -2029,6 +2051,7 @@ int main(void) {
       T(test_jobs__heartbeat_many_renews_held_and_reports_lost),
       T(test_jobs__release_requeues_without_counting_the_attempt),
       T(test_jobs__purge_deletes_only_old_scheduled_housekeeping),
+      T(test_jobs__depth_counts_queued_and_running),
       T(test_jobs__expired_worker_cannot_finish_a_reclaimed_job),
       T(test_jobs__cancel),
       T(test_jobs__claim_waiting_on_a_cancel_does_not_run_it),

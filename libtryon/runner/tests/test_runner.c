@@ -227,15 +227,10 @@ static void test_runner__transfers_run_on_the_loop_with_retries(void **state) {
 static void test_runner__stop_releases_a_hung_transfer_at_the_deadline(void **state) {
   fixture *f = *state;
   char id[TRYON_UUID_STR_LEN], payload[128];
-  /* A socket that listens and never answers: the kernel accepts, nobody replies. */
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof a;
-  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-  assert_int_equal(listen(fd, 8), 0);
-  assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+  int port = 0;
+  int fd = tryon_test_silent_socket(&port);
   start_runner(f, 0, 300);
-  snprintf(payload, sizeof payload, "{\"url\":\"http://127.0.0.1:%d/hang\"}", ntohs(a.sin_port));
+  snprintf(payload, sizeof payload, "{\"url\":\"http://127.0.0.1:%d/hang\"}", port);
   enqueue(f, "fetch", payload, id);
   wait_job(f, id, "state", "running", "claimed");
   tryon_runner_stats s;
@@ -340,6 +335,56 @@ static void test_runner__a_reclaimed_job_stops_its_older_run(void **state) {
   assert_int_equal(s.succeeded, 1);
 }
 
+/* The listener's backend (the runner's application_name on the scratch database). */
+static char *listen_pid(fixture *f) {
+  const char *p[] = {f->t.name};
+  return tryon_testdb_admin_query(
+      &f->t,
+      "SELECT string_agg(pid::text, ',') FROM pg_stat_activity"
+      " WHERE datname = $1 AND application_name = 'tryon-worker-listen'",
+      1, p);
+}
+
+static void test_runner__listens_again_after_its_connection_is_killed(void **state) {
+  fixture *f = *state;
+  char id[TRYON_UUID_STR_LEN], last[128];
+  tryon_runner_stats s;
+  start_runner(f, 0, 0);
+  enqueue(f, "sleep", "{\"ms\":600000}", id);
+  wait_job(f, id, "stage IS NULL AND state = 'running'", "t", "waiting");
+  char *before = listen_pid(f);
+  assert_non_null(before);
+  const char *p[] = {f->t.name};
+  free(tryon_testdb_admin_query(&f->t,
+                                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                " WHERE datname = $1 AND application_name = 'tryon-worker-listen'",
+                                1, p));
+  /* A new backend, then listening again (the loss was seen before the new connect). */
+  char *after = NULL;
+  for (int i = 0; i < 1000; i++) {
+    free(after);
+    after = listen_pid(f);
+    if (after != NULL && strcmp(after, before) != 0)
+      break;
+    usleep(10 * 1000);
+  }
+  assert_non_null(after);
+  assert_string_not_equal(after, before);
+  for (int i = 0; i < 1000; i++) {
+    tryon_runner_stats_get(f->r, &s);
+    if (s.listening)
+      break;
+    usleep(10 * 1000);
+  }
+  assert_true(s.listening);
+  /* tryon_wake is listened to again: the ten-minute wait ends now. */
+  snprintf(last, sizeof last, "SELECT pg_notify('tryon_wake', '%s')", id);
+  free(tryon_test_query_value(f->c, last, 0, NULL));
+  wait_job(f, id, "state", "succeeded", "woken through the new connection");
+  free(before);
+  free(after);
+}
+
 int main(void) {
   tryon_test_log_init();
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -350,6 +395,7 @@ int main(void) {
       T(test_runner__a_stolen_lease_is_dropped_without_writes),
       T(test_runner__a_reclaimed_job_stops_its_older_run),
       T(test_runner__options_and_kinds_are_checked),
+      T(test_runner__listens_again_after_its_connection_is_killed),
   };
   return cmocka_run_group_tests_name("runner", tests, NULL, NULL);
 }
