@@ -15,7 +15,8 @@
 #define HOUR_MS (60 * MINUTE_MS)
 #define PURGE_AFTER_MS (24 * HOUR_MS)
 #define SWEEP_AGE_MS HOUR_MS
-#define SWEEP_MAX 500
+#define SWEEP_BATCH 500     /* candidates checked against the database at once */
+#define SWEEP_BATCHES 20000 /* a bound (10 M old files a run), not an expected size */
 
 /* One chore: a database function given the run's wall clock, counting what it did. */
 typedef tryon_status (*chore_fn)(tryon_db_conn *c, tryon_storage *storage, int64_t now_ms,
@@ -39,10 +40,24 @@ static tryon_status purge(tryon_db_conn *c, tryon_storage *storage, int64_t now_
   return tryon_jobs_purge(c, now_ms - PURGE_AFTER_MS, n, err);
 }
 
-/* A file being recorded right now is never an hour old: it is not touched. */
+/* A file being recorded right now is never an hour old: it is not touched. The whole
+ * store is walked in key order, a batch at a time, each batch resuming where the last
+ * stopped, so no number of files hides an orphan. */
 static tryon_status sweep(tryon_db_conn *c, tryon_storage *storage, int64_t now_ms, size_t *n,
                           tryon_err *err) {
-  return tryon_files_sweep_orphans(c, storage, now_ms - SWEEP_AGE_MS, SWEEP_MAX, n, err);
+  char cursor[TRYON_FILES_SWEEP_CURSOR_MAX] = "", next[TRYON_FILES_SWEEP_CURSOR_MAX];
+  tryon_status st = TRYON_OK;
+  *n = 0;
+  for (int batch = 0; batch < SWEEP_BATCHES; batch++) {
+    size_t removed = 0;
+    st = tryon_files_sweep_orphans(c, storage, now_ms - SWEEP_AGE_MS, SWEEP_BATCH, cursor, next,
+                                   &removed, err);
+    *n += removed;
+    if (st != TRYON_OK || next[0] == '\0')
+      break;
+    memcpy(cursor, next, sizeof cursor);
+  }
+  return st;
 }
 
 static const chore chores[] = {

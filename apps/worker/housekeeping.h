@@ -14,7 +14,8 @@
  *   "jobs.purge"         — every hour: finished housekeeping jobs older than a day
  *                          (tryon_jobs_purge).
  *   "files.sweep"        — every hour: stored files no upload row names, older than an
- *                          hour, at most 500 a run (tryon_files_sweep_orphans).
+ *                          hour, the whole store a run, 500 at a time in key order
+ *                          (tryon_files_sweep_orphans with its cursor).
  * `storage` is borrowed for the runner's life. TRYON_E_INVALID as tryon_runner_add_kind
  * and tryon_runner_schedule return it.
  */

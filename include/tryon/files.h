@@ -127,8 +127,12 @@ typedef struct tryon_storage_ops {
   tryon_status (*put)(void *impl, const char *key, const void *data, size_t len, tryon_err *err);
   tryon_status (*get)(void *impl, const char *key, tryon_buf *out, tryon_err *err);
   tryon_status (*remove)(void *impl, const char *key, tryon_err *err);
-  /* Every object, in no particular order (NULL: the backend cannot list). */
-  tryon_status (*list)(void *impl, tryon_storage_list_fn fn, void *ud, tryon_err *err);
+  /* The objects in key order (bytewise), starting after `after` (NULL or "": from the
+   * first), until fn returns false (NULL: the backend cannot list). Key order is what
+   * lets a long walk resume where it stopped (S3's ListObjectsV2 StartAfter does the
+   * same). */
+  tryon_status (*list)(void *impl, const char *after, tryon_storage_list_fn fn, void *ud,
+                       tryon_err *err);
   void (*free)(void *impl);
 } tryon_storage_ops;
 
@@ -152,10 +156,11 @@ TRYON_API tryon_status tryon_storage_put(tryon_storage *s, const char *key, cons
 TRYON_API tryon_status tryon_storage_get(tryon_storage *s, const char *key, tryon_buf *out,
                                          tryon_err *err);
 TRYON_API tryon_status tryon_storage_remove(tryon_storage *s, const char *key, tryon_err *err);
-/* Calls `fn` for every object (housekeeping); TRYON_E_INVALID for a backend that cannot
- * list. Objects put or removed meanwhile may or may not be seen. */
-TRYON_API tryon_status tryon_storage_list(tryon_storage *s, tryon_storage_list_fn fn, void *ud,
-                                          tryon_err *err);
+/* Calls `fn` for every object whose key sorts after `after` (NULL or "": all), in key
+ * order, until fn returns false (housekeeping); TRYON_E_INVALID for a backend that
+ * cannot list. Objects put or removed meanwhile may or may not be seen. */
+TRYON_API tryon_status tryon_storage_list(tryon_storage *s, const char *after,
+                                          tryon_storage_list_fn fn, void *ud, tryon_err *err);
 TRYON_API void tryon_storage_free(tryon_storage *s);
 
 /* Whether `key` is a valid storage key (see above). */
@@ -240,16 +245,24 @@ TRYON_API tryon_status tryon_uploads_list(tryon_db_conn *c, int64_t user_id, int
                                           const char *cursor, tryon_upload *out, size_t *n,
                                           char *next, tryon_err *err);
 
+/* Room for a sweep cursor (a storage key) and its NUL. */
+#define TRYON_FILES_SWEEP_CURSOR_MAX 64
+
 /*
- * Housekeeping: removes stored files that no `uploads` row names (an upload whose
- * recording crashed after its file was written, a result whose job never finished) and
- * that were written before `before_ms` (so nothing being recorded right now is
- * touched), and stale temporary files the local backend left. `*removed` (optional)
- * counts the files removed; at most `max` are looked at in one call.
+ * Housekeeping, one batch: removes stored files that no `uploads` row names (an upload
+ * whose recording crashed after its file was written, a result whose job never
+ * finished) and that were written before `before_ms` (so nothing being recorded right
+ * now is touched), and stale temporary files the local backend left. The walk goes in
+ * key order from after `cursor` (NULL or "": the start) until it has met `max`
+ * candidates (old files; 1..500, more is 500) — files too young to judge are passed
+ * over and do not count — and writes where it stopped into `next`
+ * (TRYON_FILES_SWEEP_CURSOR_MAX bytes), or "" when the walk reached the end. Call again
+ * with `next` until it is "" to cover the whole store. `*removed` (optional) counts the
+ * files removed in this batch.
  */
 TRYON_API tryon_status tryon_files_sweep_orphans(tryon_db_conn *c, tryon_storage *s,
-                                                 int64_t before_ms, size_t max, size_t *removed,
-                                                 tryon_err *err);
+                                                 int64_t before_ms, size_t max, const char *cursor,
+                                                 char *next, size_t *removed, tryon_err *err);
 
 /* Removes the user's upload `id`: the row, or, when another row still refers to the
  * image through a foreign key (a generation, a chat), marks it deleted (the history

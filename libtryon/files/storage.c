@@ -71,11 +71,11 @@ tryon_status tryon_storage_get(tryon_storage *s, const char *key, tryon_buf *out
   return st != TRYON_OK ? st : s->ops->get(s->impl, key, out, err);
 }
 
-tryon_status tryon_storage_list(tryon_storage *s, tryon_storage_list_fn fn, void *ud,
-                                tryon_err *err) {
+tryon_status tryon_storage_list(tryon_storage *s, const char *after, tryon_storage_list_fn fn,
+                                void *ud, tryon_err *err) {
   if (s == NULL || fn == NULL || s->ops->list == NULL)
     return tryon_err_set(err, TRYON_E_INVALID, "this storage cannot list its objects");
-  return s->ops->list(s->impl, fn, ud, err);
+  return s->ops->list(s->impl, after != NULL && after[0] != '\0' ? after : NULL, fn, ud, err);
 }
 
 tryon_status tryon_storage_remove(tryon_storage *s, const char *key, tryon_err *err) {
@@ -224,47 +224,118 @@ static bool is_hex2(const char *name) {
   return strlen(name) == 2 && tryon_hex_digit(name[0]) >= 0 && tryon_hex_digit(name[1]) >= 0;
 }
 
-/* root/ab/cd/<key>: two levels of two hex digits, then the objects. */
-static tryon_status local_list(void *impl, tryon_storage_list_fn fn, void *ud, tryon_err *err) {
+/* A folder's entry names, sorted bytewise (not by locale), so the walk is in key order. */
+typedef struct names {
+  char **v;
+  size_t n, cap;
+} names;
+
+static int cmp_names(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void names_release(names *ns) {
+  for (size_t i = 0; i < ns->n; i++)
+    free(ns->v[i]);
+  free(ns->v);
+  memset(ns, 0, sizeof *ns);
+}
+
+/* Reads folder `path` (a missing one is empty); false only when out of memory. */
+static bool names_read(const char *path, names *ns) {
+  bool ok = true;
+  memset(ns, 0, sizeof *ns);
+  DIR *d = opendir(path);
+  if (d == NULL)
+    return true;
+  for (struct dirent *e; ok && (e = readdir(d)) != NULL;) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+      continue;
+    if (ns->n == ns->cap) {
+      size_t cap = ns->cap ? ns->cap * 2 : 64;
+      char **v = realloc(ns->v, cap * sizeof *v);
+      if (v == NULL) {
+        ok = false;
+        break;
+      }
+      ns->v = v;
+      ns->cap = cap;
+    }
+    if ((ns->v[ns->n] = strdup(e->d_name)) == NULL)
+      ok = false;
+    else
+      ns->n++;
+  }
+  closedir(d);
+  if (!ok)
+    names_release(ns);
+  else if (ns->n > 1) /* qsort wants an array, even for no names */
+    qsort(ns->v, ns->n, sizeof *ns->v, cmp_names);
+  return ok;
+}
+
+/* root/ab/cd/<key>: two levels of two hex digits, then the objects. A key's folders are
+ * its first four characters, so walking each level sorted walks the keys in order, and
+ * a walk that starts after `after` skips whole folders before it. */
+static tryon_status local_list(void *impl, const char *after, tryon_storage_list_fn fn, void *ud,
+                               tryon_err *err) {
   local *l = impl;
   char p1[4096], p2[4096], file[4200];
   tryon_status st = TRYON_OK;
   bool go = true;
-  DIR *d1 = opendir(l->root);
-  if (d1 == NULL)
+  names top, mid, leaf;
+  memset(&mid, 0, sizeof mid);
+  memset(&leaf, 0, sizeof leaf);
+  DIR *probe = opendir(l->root);
+  if (probe == NULL)
     return tryon_err_set(err, TRYON_E_IO, "cannot read the storage folder: %s", strerror(errno));
-  for (struct dirent *a; go && (a = readdir(d1)) != NULL;) {
-    if (!is_hex2(a->d_name))
+  closedir(probe);
+  if (!names_read(l->root, &top))
+    return tryon_err_set(err, TRYON_E_NOMEM, "out of memory");
+  size_t alen = after ? strlen(after) : 0;
+  for (size_t i = 0; go && st == TRYON_OK && i < top.n; i++) {
+    const char *a = top.v[i];
+    if (!is_hex2(a) || (alen >= 2 && strncmp(a, after, 2) < 0))
       continue;
-    if ((size_t)snprintf(p1, sizeof p1, "%s/%s", l->root, a->d_name) >= sizeof p1)
+    bool same1 = alen >= 2 && strncmp(a, after, 2) == 0;
+    if ((size_t)snprintf(p1, sizeof p1, "%s/%s", l->root, a) >= sizeof p1)
       continue;
-    DIR *d2 = opendir(p1);
-    for (struct dirent *b; go && d2 != NULL && (b = readdir(d2)) != NULL;) {
-      if (!is_hex2(b->d_name))
+    if (!names_read(p1, &mid)) {
+      st = tryon_err_set(err, TRYON_E_NOMEM, "out of memory");
+      break;
+    }
+    for (size_t j = 0; go && st == TRYON_OK && j < mid.n; j++) {
+      const char *b = mid.v[j];
+      if (!is_hex2(b) || (same1 && alen >= 4 && strncmp(b, after + 2, 2) < 0))
         continue;
-      if ((size_t)snprintf(p2, sizeof p2, "%s/%s", p1, b->d_name) >= sizeof p2)
+      bool same2 = same1 && alen >= 4 && strncmp(b, after + 2, 2) == 0;
+      if ((size_t)snprintf(p2, sizeof p2, "%s/%s", p1, b) >= sizeof p2)
         continue;
-      DIR *d3 = opendir(p2);
-      for (struct dirent *f; go && d3 != NULL && (f = readdir(d3)) != NULL;) {
+      if (!names_read(p2, &leaf)) {
+        st = tryon_err_set(err, TRYON_E_NOMEM, "out of memory");
+        break;
+      }
+      for (size_t k = 0; go && k < leaf.n; k++) {
+        const char *name = leaf.v[k];
         struct stat sb;
-        if ((size_t)snprintf(file, sizeof file, "%s/%s", p2, f->d_name) >= sizeof file ||
+        if ((size_t)snprintf(file, sizeof file, "%s/%s", p2, name) >= sizeof file ||
             lstat(file, &sb) != 0 || !S_ISREG(sb.st_mode))
           continue;
-        if (strncmp(f->d_name, ".tmp-", 5) == 0) {
+        if (strncmp(name, ".tmp-", 5) == 0) {
           if (time(NULL) - sb.st_mtime > STALE_TMP_S)
             unlink(file);
           continue;
         }
-        if (tryon_storage_key_valid(f->d_name))
-          go = fn(f->d_name, (int64_t)sb.st_mtime * 1000, ud);
+        if (same2 && strcmp(name, after) <= 0)
+          continue;
+        if (tryon_storage_key_valid(name))
+          go = fn(name, (int64_t)sb.st_mtime * 1000, ud);
       }
-      if (d3 != NULL)
-        closedir(d3);
+      names_release(&leaf);
     }
-    if (d2 != NULL)
-      closedir(d2);
+    names_release(&mid);
   }
-  closedir(d1);
+  names_release(&top);
   return st;
 }
 

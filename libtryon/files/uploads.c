@@ -211,25 +211,30 @@ out:
 
 #define SWEEP_BATCH 500
 
+/* One batch: the first `max` candidates (files old enough to judge) after the cursor.
+ * Young files are passed over without counting, so a store full of new uploads cannot
+ * hide the orphans behind it; the walk stops at the max-th candidate, whose key is where
+ * the next batch resumes. */
 typedef struct sweep {
   int64_t before_ms;
-  size_t max, seen;
+  size_t max;
   size_t n;
+  bool stopped;
   char keys[SWEEP_BATCH][TRYON_UUID_STR_LEN + 6]; /* "<uuid>" or "<uuid>.thumb" */
 } sweep;
 
 static bool sweep_collect(const char *key, int64_t written_ms, void *ud) {
   sweep *s = ud;
-  if (s->seen >= s->max || s->n == SWEEP_BATCH)
-    return false;
-  s->seen++;
-  if (written_ms < s->before_ms)
-    snprintf(s->keys[s->n++], sizeof s->keys[0], "%s", key);
-  return true;
+  if (written_ms >= s->before_ms)
+    return true;
+  snprintf(s->keys[s->n++], sizeof s->keys[0], "%s", key);
+  s->stopped = s->n == s->max;
+  return !s->stopped;
 }
 
 tryon_status tryon_files_sweep_orphans(tryon_db_conn *c, tryon_storage *st_, int64_t before_ms,
-                                       size_t max, size_t *removed, tryon_err *err) {
+                                       size_t max, const char *cursor, char *next, size_t *removed,
+                                       tryon_err *err) {
   sweep *s = calloc(1, sizeof *s);
   tryon_buf arr;
   PGresult *res = NULL;
@@ -238,15 +243,20 @@ tryon_status tryon_files_sweep_orphans(tryon_db_conn *c, tryon_storage *st_, int
   tryon_buf_init(&arr, SWEEP_BATCH * (TRYON_UUID_STR_LEN + 1) + 2);
   if (removed != NULL)
     *removed = 0;
-  if (s == NULL) {
-    st = tryon_err_set(err, TRYON_E_NOMEM, "out of memory");
+  if (next != NULL)
+    next[0] = '\0';
+  if (s == NULL || next == NULL || max == 0) {
+    st = s == NULL ? tryon_err_set(err, TRYON_E_NOMEM, "out of memory")
+                   : tryon_err_set(err, TRYON_E_INVALID, "invalid argument to sweep_orphans");
     goto out;
   }
   s->before_ms = before_ms;
   s->max = max < SWEEP_BATCH ? max : SWEEP_BATCH;
-  st = tryon_storage_list(st_, sweep_collect, s, err);
+  st = tryon_storage_list(st_, cursor, sweep_collect, s, err);
   if (st != TRYON_OK || s->n == 0)
     goto out;
+  if (s->stopped)
+    snprintf(next, TRYON_FILES_SWEEP_CURSOR_MAX, "%s", s->keys[s->n - 1]);
   /* Which of the old files' ids have a row (a thumbnail goes with its image's row). */
   st = tryon_buf_append_str(&arr, "{");
   for (size_t i = 0; st == TRYON_OK && i < s->n; i++) {

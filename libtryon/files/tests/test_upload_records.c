@@ -3,9 +3,12 @@
  * decision rests on the foreign keys alone, shown with the product's own referrer (a
  * chat) and with a table this test invents, which the files module cannot know.
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include <tryon/files.h>
 
@@ -129,6 +132,89 @@ test_upload_records__delete_marks_a_referenced_upload_and_removes_the_rest(void 
   assert_string_equal(fate(f, other), "kept");
 }
 
+/* ------------------------------------------------------------------ orphan sweep */
+
+/* Writes `key` into the store and dates it `age_s` seconds back. */
+static void put_aged(tryon_storage *s, const char *root, const char *key, int64_t age_s) {
+  tryon_err err;
+  char path[512];
+  EXPECT_STATUS(tryon_storage_put(s, key, "x", 1, &err), TRYON_OK, &err, key);
+  snprintf(path, sizeof path, "%s/%.2s/%.2s/%s", root, key, key + 2, key);
+  struct timespec t[2];
+  clock_gettime(CLOCK_REALTIME, &t[0]);
+  t[0].tv_sec -= (time_t)age_s;
+  t[1] = t[0];
+  if (utimensat(AT_FDCWD, path, t, 0) != 0)
+    fail_msg("cannot date %s", path);
+}
+
+static bool stored(tryon_storage *s, const char *key) {
+  tryon_buf b;
+  tryon_buf_init(&b, 16);
+  tryon_status st = tryon_storage_get(s, key, &b, NULL);
+  tryon_buf_release(&b);
+  return st == TRYON_OK;
+}
+
+/* More files than one batch (issue 12, item 6): 700 young files sorted before every
+ * old one, 620 old orphans and 30 old files with rows. The sweep used to count every
+ * file it saw and stop at 500, so past 500 stored objects orphans were never removed;
+ * now young files do not count and each batch resumes after the last. */
+static void test_upload_records__sweep_covers_more_than_one_batch(void **state) {
+  fixture *f = *state;
+  tryon_err err;
+  tryon_storage *s = NULL;
+  char root[128];
+  snprintf(root, sizeof root, "/tmp/%s_sweep", f->t.name);
+  assert_int_equal(tryon_storage_local_new(root, &s, &err), TRYON_OK);
+  enum { YOUNG = 700, ORPHANS = 620, LIVE = 30 };
+  static char young[YOUNG][TRYON_UUID_STR_LEN], orphan[ORPHANS][TRYON_UUID_STR_LEN],
+      live[LIVE][TRYON_UUID_STR_LEN];
+  for (int i = 0; i < YOUNG; i++) {
+    snprintf(young[i], sizeof young[i], "0%07x-0000-4000-8000-000000000000", i);
+    put_aged(s, root, young[i], 0);
+  }
+  for (int i = 0; i < ORPHANS; i++) {
+    snprintf(orphan[i], sizeof orphan[i], "8%07x-0000-4000-8000-000000000000", i);
+    put_aged(s, root, orphan[i], 7200);
+  }
+  for (int i = 0; i < LIVE; i++) {
+    new_upload(f, live[i]);
+    put_aged(s, root, live[i], 7200);
+  }
+  char cursor[TRYON_FILES_SWEEP_CURSOR_MAX] = "", next[TRYON_FILES_SWEEP_CURSOR_MAX];
+  size_t removed_all = 0;
+  int batches = 0;
+  int64_t before = tryon_clock_now_ms(NULL) - 3600 * 1000;
+  do {
+    size_t removed = 0;
+    EXPECT_STATUS(tryon_files_sweep_orphans(f->c, s, before, 500, cursor, next, &removed, &err),
+                  TRYON_OK, &err, "sweep batch");
+    removed_all += removed;
+    snprintf(cursor, sizeof cursor, "%s", next);
+    assert_true(++batches < 10);
+  } while (next[0] != '\0');
+  assert_int_equal(batches, 2); /* 650 candidates: 500, then 150 and the end */
+  assert_int_equal(removed_all, ORPHANS);
+  for (int i = 0; i < ORPHANS; i++)
+    if (stored(s, orphan[i]))
+      fail_msg("orphan %s survived", orphan[i]);
+  for (int i = 0; i < YOUNG; i++)
+    if (!stored(s, young[i]))
+      fail_msg("young file %s was removed", young[i]);
+  for (int i = 0; i < LIVE; i++)
+    if (!stored(s, live[i]))
+      fail_msg("file %s with an upload row was removed", live[i]);
+  /* A cursor past everything walks nothing. */
+  EXPECT_STATUS(tryon_files_sweep_orphans(f->c, s, before, 500, "ffffffff", next, NULL, &err),
+                TRYON_OK, &err, "after the end");
+  assert_string_equal(next, "");
+  tryon_storage_free(s);
+  char cmd[200];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+  assert_int_equal(system(cmd), 0);
+}
+
 /* The module names no table but its own: the foreign keys decide for it. */
 static void test_upload_records__the_module_reads_no_other_table(void **state) {
   (void)state;
@@ -164,6 +250,7 @@ int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
   const struct CMUnitTest tests[] = {
       T(test_upload_records__delete_marks_a_referenced_upload_and_removes_the_rest),
+      T(test_upload_records__sweep_covers_more_than_one_batch),
       cmocka_unit_test(test_upload_records__the_module_reads_no_other_table),
   };
   return cmocka_run_group_tests_name("upload_records", tests, NULL, NULL);
