@@ -32,6 +32,7 @@ typedef struct fixture {
   struct MHD_Daemon *http;
   int http_port;
   int flaky_calls;
+  int hook_calls; /* the "doomed" kind's final-failure hook */
 } fixture;
 
 /* ------------------------------------------------------------- a loopback server */
@@ -107,6 +108,23 @@ static void fetch_start(tryon_run *run) {
   fetch_go(run);
 }
 
+/* The "doomed" kind: every attempt fails retryably; its final-failure hook records the
+ * job it was given in the failing transaction (a table the test makes). */
+static void doomed_start(tryon_run *run) {
+  tryon_run_fail(run, "{\"code\":\"doomed\",\"message\":\"it always fails\"}", true, 1);
+}
+
+static tryon_status doomed_final(tryon_db_conn *c, const tryon_job *job, void *ud, tryon_err *err) {
+  fixture *f = ud;
+  __atomic_add_fetch(&f->hook_calls, 1, __ATOMIC_SEQ_CST);
+  tryon_db_num attempts = tryon_db_num_i64(job->attempts);
+  const char *p[] = {job->id, attempts.s, job->error ? job->error : "{}"};
+  return tryon_db_exec(c,
+                       "INSERT INTO hook_runs (job, attempts, code) VALUES ($1::uuid, $2::int,"
+                       " $3::jsonb->>'code')",
+                       3, p, NULL, err);
+}
+
 /* A handler with a bug: it returns without choosing what comes next. */
 static void forgetful_start(tryon_run *run) {
   (void)run;
@@ -147,8 +165,11 @@ static void start_runner(fixture *f, int64_t lease_ms, int64_t grace_ms) {
   EXPECT_STATUS(tryon_runner_add_test_kinds(f->r, &err), TRYON_OK, &err, "test kinds");
   const tryon_job_kind fetch_kind = {.name = "fetch", .start = fetch_start};
   const tryon_job_kind forgetful = {.name = "forgetful", .start = forgetful_start};
+  const tryon_job_kind doomed = {
+      .name = "doomed", .start = doomed_start, .on_final = doomed_final, .ud = f, .backoff_ms = 1};
   EXPECT_STATUS(tryon_runner_add_kind(f->r, &fetch_kind, &err), TRYON_OK, &err, "fetch");
   EXPECT_STATUS(tryon_runner_add_kind(f->r, &forgetful, &err), TRYON_OK, &err, "forgetful");
+  EXPECT_STATUS(tryon_runner_add_kind(f->r, &doomed, &err), TRYON_OK, &err, "doomed");
   assert_int_equal(pthread_create(&f->thread, NULL, run_thread, f), 0);
 }
 
@@ -255,6 +276,37 @@ static void test_runner__a_handler_without_a_next_step_fails_its_job(void **stat
   enqueue(f, "forgetful", NULL, id);
   wait_job(f, id, "state", "failed", "the bug is reported, not hung");
   wait_job(f, id, "error->>'code'", "internal", "as an internal error");
+}
+
+/* The final-failure hook runs once, when the last attempt fails, inside the failing
+ * transaction, and sees the job as it ends (issue 12, item 9: only the slow process
+ * tests checked it). */
+static void test_runner__the_final_failure_hook_runs_once(void **state) {
+  fixture *f = *state;
+  tryon_err err;
+  char id[TRYON_UUID_STR_LEN];
+  EXPECT_STATUS(tryon_db_exec(f->c, "CREATE TABLE hook_runs (job uuid, attempts int, code text)", 0,
+                              NULL, NULL, &err),
+                TRYON_OK, &err, "hook table");
+  tryon_job_spec s = {.kind = "doomed", .max_attempts = 3};
+  EXPECT_STATUS(tryon_jobs_enqueue(f->c, &s, tryon_clock_now_ms(NULL), id, NULL, &err), TRYON_OK,
+                &err, "enqueue");
+  start_runner(f, 0, 0);
+  wait_job(f, id, "state", "failed", "failed after its attempts");
+  wait_job(f, id, "attempts", "3", "every attempt was used");
+  wait_job(f, id, "error->>'code'", "doomed", "its own error");
+  stop_runner(f);
+  assert_int_equal(__atomic_load_n(&f->hook_calls, __ATOMIC_SEQ_CST), 1);
+  char *row = tryon_test_query_value(
+      f->c, "SELECT job::text || ' ' || attempts || ' ' || code FROM hook_runs", 0, NULL);
+  char want[80];
+  snprintf(want, sizeof want, "%s 3 doomed", id);
+  assert_non_null(row);
+  assert_string_equal(row, want);
+  free(row);
+  char *n = tryon_test_query_value(f->c, "SELECT count(*) FROM hook_runs", 0, NULL);
+  assert_string_equal(n, "1");
+  free(n);
 }
 
 static void test_runner__a_stolen_lease_is_dropped_without_writes(void **state) {
@@ -392,6 +444,7 @@ int main(void) {
       T(test_runner__transfers_run_on_the_loop_with_retries),
       T(test_runner__stop_releases_a_hung_transfer_at_the_deadline),
       T(test_runner__a_handler_without_a_next_step_fails_its_job),
+      T(test_runner__the_final_failure_hook_runs_once),
       T(test_runner__a_stolen_lease_is_dropped_without_writes),
       T(test_runner__a_reclaimed_job_stops_its_older_run),
       T(test_runner__options_and_kinds_are_checked),
