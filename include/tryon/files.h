@@ -5,6 +5,8 @@
  *   1. Validation and normalisation (libmagic + signatures + libvips)
  *   2. Storage (local filesystem today; the interface admits an S3-compatible store)
  *   3. Signed links
+ *   4. Upload records (the uploads table, deletion, the orphan sweep)
+ *   5. Watermark and offline previews
  *
  * Nothing about an upload is trusted: not its name, not its declared type, not its
  * first bytes alone. What is kept is a clean re-encoding: EXIF orientation applied,

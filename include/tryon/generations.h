@@ -111,6 +111,7 @@ typedef struct tryon_generation {
   int64_t created_us; /* microseconds since the epoch (the list's cursor) */
   int64_t started_ms;
   int64_t finished_ms;
+  int64_t credits_expired; /* of the refunded cost, what expired with an ended period */
 } tryon_generation;
 
 /* Generation `id` of `user_id` (0: anyone's, for the worker). TRYON_E_NOT_FOUND when it
@@ -212,10 +213,11 @@ TRYON_API tryon_status tryon_generations_fail_hook(tryon_db_conn *c, const tryon
                                                    tryon_err *err);
 
 /* The user-facing message for a try-on that failed with `code`, in `lang` (Russian for
- * "ru…", English otherwise), saying what happened and that the `cost` credits are back,
- * into `out`. */
+ * "ru…", English otherwise), saying what happened and that the `cost` credits are back
+ * — or, for the `expired` of them (generation.credits_expired) whose period had ended,
+ * that they expired with it — into `out`. */
 TRYON_API void tryon_generations_user_message(const char *code, const char *lang, int64_t cost,
-                                              char *out, size_t cap);
+                                              int64_t expired, char *out, size_t cap);
 
 #ifdef __cplusplus
 }

@@ -46,7 +46,8 @@ static cJSON *generation_json(tryon_api *api, const tryon_user *user, const tryo
   if (g->error_code[0]) {
     /* The user's words for the code, never the provider's detail. */
     char msg[512];
-    tryon_generations_user_message(g->error_code, user->language_code, g->cost, msg, sizeof msg);
+    tryon_generations_user_message(g->error_code, user->language_code, g->cost, g->credits_expired,
+                                   msg, sizeof msg);
     cJSON *e = cJSON_AddObjectToObject(o, "error");
     cJSON_AddStringToObject(e, "code", g->error_code);
     cJSON_AddStringToObject(e, "message", msg);

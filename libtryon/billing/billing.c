@@ -731,6 +731,8 @@ static tryon_status refund_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
   refund_op *op = ud;
   PGresult *res = NULL;
   wallet w;
+  if (op->out != NULL)
+    memset(op->out, 0, sizeof *op->out);
   const char *ck[] = {op->charge_key};
   tryon_status st = tryon_db_exec(c,
                                   "SELECT id, user_id, delta_period, delta_pack, job_id::text,"
@@ -763,7 +765,24 @@ static tryon_status refund_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
     goto out;
   if (PQntuples(res) == 1) {
     result_from_row(res, 0, op->out);
-    st = tryon_err_set(err, TRYON_E_DUPLICATE, "this charge was refunded already");
+    PQclear(res);
+    res = NULL;
+    /* Its credits may have expired with their period at once: the same answer as the
+     * first call gave (balances after the expiry, how many expired). */
+    char xkey[64];
+    snprintf(xkey, sizeof xkey, "expire:refund:%" PRId64, charge_id);
+    const char *xp[] = {xkey};
+    st = tryon_db_exec(c,
+                       "SELECT -delta_period, period_after, pack_after FROM credit_ledger"
+                       " WHERE idempotency_key = $1",
+                       1, xp, &res, err);
+    if (st == TRYON_OK && PQntuples(res) == 1 && op->out != NULL) {
+      op->out->expired = tryon_db_get_i64(res, 0, 0);
+      op->out->period_after = tryon_db_get_i64(res, 0, 1);
+      op->out->pack_after = tryon_db_get_i64(res, 0, 2);
+    }
+    if (st == TRYON_OK)
+      st = tryon_err_set(err, TRYON_E_DUPLICATE, "this charge was refunded already");
     goto out;
   }
   /* Not refunded yet, so a row under this key belongs to another operation. */

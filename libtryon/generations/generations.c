@@ -21,7 +21,7 @@
   " g.provider, coalesce(g.model, ''), coalesce(g.provider_task_id, ''),"                     \
   " coalesce(g.error_code, ''), coalesce(g.error_message, ''), coalesce(g.job_id::text, '')," \
   " (extract(epoch FROM g.created_at) * 1000000)::bigint, " MS("g.started_at") ", " MS(       \
-      "g.finished_at")
+      "g.finished_at") ", g.credits_expired"
 #define GEN_FROM " FROM generations g LEFT JOIN uploads r ON r.id = g.result_upload_id"
 
 static void copy_col(char *dst, size_t cap, PGresult *res, int row, int col) {
@@ -53,6 +53,7 @@ static void row_to_gen(PGresult *res, int r, tryon_generation *g) {
   g->created_us = tryon_db_get_i64(res, r, 20);
   g->started_ms = tryon_db_get_i64(res, r, 21);
   g->finished_ms = tryon_db_get_i64(res, r, 22);
+  g->credits_expired = tryon_db_get_i64(res, r, 23);
 }
 
 /* ----------------------------------------------------------------------- creating */
@@ -454,8 +455,8 @@ static const user_message messages[] = {
      " на ваш счёт. Попробуйте через несколько минут."},
 };
 
-void tryon_generations_user_message(const char *code, const char *lang, int64_t cost, char *out,
-                                    size_t cap) {
+void tryon_generations_user_message(const char *code, const char *lang, int64_t cost,
+                                    int64_t expired, char *out, size_t cap) {
   const user_message *m = &messages[sizeof messages / sizeof messages[0] - 1];
   char word[72];
   snprintf(word, sizeof word, " %s ", code ? code : "");
@@ -465,12 +466,42 @@ void tryon_generations_user_message(const char *code, const char *lang, int64_t 
       break;
     }
   }
-  if (lang != NULL && strncmp(lang, "ru", 2) == 0)
-    snprintf(out, cap, "%s%lld %s %s%s", m->ru_head, (long long)cost, ru_credits(cost),
-             cost % 10 == 1 && cost % 100 != 11 ? "вернулся" : "вернулись", m->ru_tail);
+  bool ru = lang != NULL && strncmp(lang, "ru", 2) == 0;
+  int64_t gone = expired <= 0 ? 0 : expired < cost ? expired : cost;
+  int64_t back = cost - gone;
+  char note[200] = "";
+  /* Credits from a period that has ended expired with it instead of coming back: say so,
+   * never promise what is not on the balance. */
+  const char *burnt = gone % 10 == 1 && gone % 100 != 11 ? "сгорел" : "сгорели";
+  if (gone > 0 && ru)
+    snprintf(note, sizeof note, " %lld %s из закончившегося периода %s вместе с ним.",
+             (long long)gone, ru_credits(gone), burnt);
+  else if (gone > 0)
+    snprintf(note, sizeof note, " %lld of them came from a period that has ended and expired.",
+             (long long)gone);
+  if (gone > 0 && back == 0) {
+    /* head + the expiry sentence + the tail's advice (without "back on your account"). */
+    const char *tail = ru ? m->ru_tail : m->en_tail;
+    const char *on_account = " на ваш счёт";
+    if (ru && strncmp(tail, on_account, strlen(on_account)) == 0)
+      tail += strlen(on_account);
+    size_t head_len = strlen(ru ? m->ru_head : m->en_head);
+    if (!ru && head_len >= 5 && strcmp(m->en_head + head_len - 5, "Your ") == 0)
+      head_len -= 5;
+    if (ru)
+      snprintf(out, cap, "%.*s%lld %s из закончившегося периода %s вместе с ним%s", (int)head_len,
+               m->ru_head, (long long)gone, ru_credits(gone), burnt, tail);
+    else
+      snprintf(out, cap, "%.*sThe %lld %s it cost came from a period that has ended and expired%s",
+               (int)head_len, m->en_head, (long long)gone, gone == 1 ? "credit" : "credits", tail);
+    return;
+  }
+  if (ru)
+    snprintf(out, cap, "%s%lld %s %s%s%s", m->ru_head, (long long)back, ru_credits(back),
+             back % 10 == 1 && back % 100 != 11 ? "вернулся" : "вернулись", m->ru_tail, note);
   else
-    snprintf(out, cap, "%s%lld %s back%s", m->en_head, (long long)cost,
-             cost == 1 ? "credit is" : "credits are", m->en_tail);
+    snprintf(out, cap, "%s%lld %s back%s%s", m->en_head, (long long)back,
+             back == 1 ? "credit is" : "credits are", m->en_tail, note);
 }
 
 void tryon_generations_result_id(const char *id, char out[TRYON_UUID_STR_LEN]) {
@@ -505,6 +536,7 @@ static tryon_status settle(tryon_db_conn *c, const tryon_job *job,
   }
   /* The money first: the refund is what must never be missed. */
   tryon_billing_result r;
+  memset(&r, 0, sizeof r);
   snprintf(charge, sizeof charge, "job:%s:charge", job->id);
   snprintf(refund, sizeof refund, "job:%s:refund", job->id);
   st = tryon_billing_refund(c, charge, refund, now, true, &r, err);
@@ -527,14 +559,14 @@ static tryon_status settle(tryon_db_conn *c, const tryon_job *job,
   char code_col[65], detail_col[512];
   tryon_utf8_copy(code_col, sizeof code_col, code && code[0] ? code : "failed");
   tryon_utf8_copy(detail_col, sizeof detail_col, detail ? detail : "");
-  tryon_db_num nw = tryon_db_num_i64(now);
-  const char *q[] = {gid, status, code_col, detail_col[0] ? detail_col : NULL, nw.s};
-  st = tryon_db_exec(
-      c,
-      "UPDATE generations SET status = $2, error_code = $3,"
-      " error_message = $4, finished_at = " TS(5) ", updated_at = now() WHERE id = $1::uuid"
-                                                  " AND status IN ('queued', 'running')",
-      5, q, NULL, err);
+  tryon_db_num nw = tryon_db_num_i64(now), gone = tryon_db_num_i64(r.expired);
+  const char *q[] = {gid, status, code_col, detail_col[0] ? detail_col : NULL, nw.s, gone.s};
+  st = tryon_db_exec(c,
+                     "UPDATE generations SET status = $2, error_code = $3, error_message = $4,"
+                     " finished_at = " TS(5) ", credits_expired = least($6::int, cost),"
+                                             " updated_at = now() WHERE id = $1::uuid"
+                                             " AND status IN ('queued', 'running')",
+                     6, q, NULL, err);
 out:
   cJSON_Delete(payload);
   return st;
@@ -568,13 +600,16 @@ static tryon_status cancel_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
     st = tryon_jobs_get(c, op->job_id, 0, &job, err);
   /* A job queued again after its provider task was created (a retry) is being paid for
    * at the provider already: its owner cannot take the credits back now; the job goes on
-   * and follows that task to its end. (The job row is locked by the cancel above, so no
-   * worker records a task meanwhile; refusing rolls the cancel back.) Operators may. */
+   * and follows that task to its end. The task id's first durable record is the job's
+   * checkpoint (the generation gets it in a later step that may not have happened), so
+   * both are asked. (The job row is locked by the cancel above, so no worker records a
+   * task meanwhile; refusing rolls the cancel back.) Operators may. */
   if (st == TRYON_OK && op->user_id > 0 && strcmp(job.kind, TRYON_GENERATIONS_JOB_KIND) == 0) {
     const char *p[] = {op->job_id};
     st = tryon_db_exec(c,
-                       "SELECT 1 FROM generations WHERE job_id = $1::uuid"
-                       " AND provider_task_id IS NOT NULL",
+                       "SELECT 1 FROM generations g, jobs j WHERE g.job_id = $1::uuid"
+                       " AND j.id = g.job_id AND (g.provider_task_id IS NOT NULL"
+                       " OR j.payload ? 'task_id')",
                        1, p, &res, err);
     if (st == TRYON_OK && PQntuples(res) > 0)
       st = tryon_err_set(err, TRYON_E_FORBIDDEN,

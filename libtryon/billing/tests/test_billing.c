@@ -947,6 +947,12 @@ static void test_billing__refund_after_its_period_ended_expires_with_it(void **s
                 &err, "april refund");
   expect_result(&r, 4, 0, 10, 0, false, "april refund, expired with march");
   EXPECT_I64(r.expired, 4, "expired with its period");
+  tryon_billing_result again;
+  memset(&again, 0x5a, sizeof again); /* whatever the caller's struct held */
+  EXPECT_STATUS(tryon_billing_refund(f->c, j.charge, j.refund, april, false, &again, &err),
+                TRYON_E_DUPLICATE, &err, "replayed refund");
+  expect_result(&again, 4, 0, 10, 0, false, "the replay answers as the first call did");
+  EXPECT_I64(again.expired, 4, "replay: expired");
   tryon_balance b = expect_balance(f, u, april, 10, 0, TRYON_PLAN_FREE, "april after refund");
   EXPECT_I64(b.period_ends_ms, ms_of("2026-04-30T21:00:00Z"), "april period");
   EXPECT_I64(count_free_grant(f, u, "2026-04"), 1, "april grant");

@@ -124,19 +124,19 @@ static void test_generations__prompts_cover_every_category(void **state) {
 static void test_generations__user_messages_say_the_credits_are_back(void **state) {
   (void)state;
   char m[512];
-  tryon_generations_user_message("content_refused", "en", 2, m, sizeof m);
+  tryon_generations_user_message("content_refused", "en", 2, 0, m, sizeof m);
   assert_non_null(strstr(m, "refused"));
   assert_non_null(strstr(m, "2 credits are back"));
-  tryon_generations_user_message("content_refused", "ru-RU", 2, m, sizeof m);
+  tryon_generations_user_message("content_refused", "ru-RU", 2, 0, m, sizeof m);
   assert_non_null(strstr(m, "2 кредита вернулись"));
-  tryon_generations_user_message("generation_failed", "ru", 1, m, sizeof m);
+  tryon_generations_user_message("generation_failed", "ru", 1, 0, m, sizeof m);
   assert_non_null(strstr(m, "1 кредит вернулся"));
-  tryon_generations_user_message("lease_expired", NULL, 5, m, sizeof m);
+  tryon_generations_user_message("lease_expired", NULL, 5, 0, m, sizeof m);
   assert_non_null(strstr(m, "not answering"));
   assert_non_null(strstr(m, "5 credits are back"));
-  tryon_generations_user_message("generation_failed", "de", 1, m, sizeof m);
+  tryon_generations_user_message("generation_failed", "de", 1, 0, m, sizeof m);
   assert_non_null(strstr(m, "1 credit is back"));
-  tryon_generations_user_message("refused", "en", 2, m, sizeof m); /* no partial matches */
+  tryon_generations_user_message("refused", "en", 2, 0, m, sizeof m); /* no partial matches */
   assert_non_null(strstr(m, "not answering"));
 }
 
@@ -454,6 +454,54 @@ static void test_generations__fail_hook_refunds_once_and_explains(void **state) 
              c.generation_id, "lease_expired none", "no detail given");
 }
 
+/* A try-on paid from March's free credits and cancelled after Moscow midnight: the
+ * credits expired with March (billing's refund rule), the generation records it, and
+ * the user's words say so instead of "your credits are back". */
+static void test_generations__credits_of_an_ended_month_are_not_promised_back(void **state) {
+  fixture *f = *state;
+  tryon_err err;
+  char a[TRYON_UUID_STR_LEN], b[TRYON_UUID_STR_LEN], uid[24], m[320];
+  int64_t u = new_user(f, 703, "en");
+  snprintf(uid, sizeof uid, "%lld", (long long)u);
+  new_upload(f, u, a);
+  new_upload(f, u, b);
+  int64_t saved = f->now;
+  f->now = 1774990200000LL; /* 2026-03-31 23:50 in Moscow */
+  tryon_generations_created c;
+  assert_int_equal(try_on(f, u, a, b, "c4", &c, NULL), TRYON_OK);
+  EXPECT_STATUS(tryon_generations_cancel_job(f->c, NULL, c.job_id, u, 1774991400000LL, &err),
+                TRYON_OK, &err, "cancel at 00:10, in April");
+  f->now = saved;
+  expect_sql(f, "SELECT credits_expired FROM generations WHERE id = $1::uuid", c.generation_id, "2",
+             "recorded on the generation");
+  tryon_generation g;
+  EXPECT_STATUS(tryon_generations_get(f->c, u, c.generation_id, &g, &err), TRYON_OK, &err, "get");
+  assert_int_equal(g.credits_expired, 2);
+  tryon_generations_user_message(g.error_code, "en", g.cost, g.credits_expired, m, sizeof m);
+  assert_string_equal(m, "The try-on was cancelled. The 2 credits it cost came from a period "
+                         "that has ended and expired.");
+  assert_null(strstr(m, "back"));
+  check_books(f);
+}
+
+/* The words for credits that did not come back, whole or in part, in both languages. */
+static void test_generations__user_messages_for_expired_credits(void **state) {
+  (void)state;
+  char m[320];
+  tryon_generations_user_message("content_refused", "en", 2, 1, m, sizeof m);
+  assert_string_equal(m, "The image service refused these photos under its content rules. Your 1 "
+                         "credit is back. Try other photos. 1 of them came from a period that "
+                         "has ended and expired.");
+  tryon_generations_user_message("content_refused", "ru", 2, 2, m, sizeof m);
+  assert_string_equal(m, "Сервис генерации отклонил эти фото по своим правилам. 2 кредита из "
+                         "закончившегося периода сгорели вместе с ним. Попробуйте другие фото.");
+  tryon_generations_user_message("cancelled", "ru", 2, 1, m, sizeof m);
+  assert_string_equal(m, "Примерка отменена. 1 кредит вернулся на ваш счёт. 1 кредит из "
+                         "закончившегося периода сгорел вместе с ним.");
+  tryon_generations_user_message("cancelled", "en", 2, 9, m, sizeof m); /* never above cost */
+  assert_null(strstr(m, "9"));
+}
+
 static void test_generations__cancel_refunds_and_marks_cancelled(void **state) {
   fixture *f = *state;
   tryon_err err;
@@ -477,7 +525,7 @@ static void test_generations__cancel_refunds_and_marks_cancelled(void **state) {
   expect_sql(f, "SELECT period_credits + pack_credits FROM wallets WHERE user_id = $1::bigint", uid,
              "10", "refunded");
   char m[256];
-  tryon_generations_user_message("cancelled", "en", 2, m, sizeof m);
+  tryon_generations_user_message("cancelled", "en", 2, 0, m, sizeof m);
   assert_non_null(strstr(m, "cancelled"));
   /* A finished try-on can be deleted now. */
   char gone[TRYON_UUID_STR_LEN];
@@ -511,6 +559,20 @@ static void test_generations__owner_cannot_cancel_once_a_provider_task_exists(vo
                 "operator's cancel");
   expect_sql(f, "SELECT period_credits + pack_credits FROM wallets WHERE user_id = $1::bigint", uid,
              "10", "refunded by the operator's cancel");
+
+  /* The task id is first checkpointed in the job's payload; the generation learns it a
+   * step later. A job queued again in between is refused all the same. */
+  tryon_generations_created d;
+  assert_int_equal(try_on(f, u, a, b, "c3", &d, NULL), TRYON_OK);
+  const char *jp[] = {d.job_id};
+  EXPECT_STATUS(tryon_db_exec(f->c,
+                              "UPDATE jobs SET payload = payload || '{\"task_id\":\"kie-task-2\"}'"
+                              " WHERE id = $1::uuid",
+                              1, jp, NULL, &err),
+                TRYON_OK, &err, "checkpoint only");
+  EXPECT_STATUS(tryon_generations_cancel_job(f->c, NULL, d.job_id, u, f->now, &err),
+                TRYON_E_FORBIDDEN, &err, "owner's cancel after the checkpoint alone");
+  expect_sql(f, "SELECT state FROM jobs WHERE id = $1::uuid", d.job_id, "queued", "goes on");
   check_books(f);
 }
 
@@ -592,6 +654,8 @@ int main(void) {
       T(test_generations__worker_updates_and_history),
       T(test_generations__fail_hook_refunds_once_and_explains),
       T(test_generations__cancel_refunds_and_marks_cancelled),
+      T(test_generations__credits_of_an_ended_month_are_not_promised_back),
+      cmocka_unit_test(test_generations__user_messages_for_expired_credits),
       T(test_generations__owner_cannot_cancel_once_a_provider_task_exists),
       T(test_generations__orphan_files_are_swept),
       cmocka_unit_test(test_generations__result_ids_are_stable_per_generation),
