@@ -154,24 +154,35 @@ typedef struct header_join {
   bool any;
 } header_join;
 
+/* Appends s[0..n), keeping only the right end when the whole does not fit: the entries
+ * our proxies appended are at the right, and a client padding its own part of the line
+ * must not push them out. What is cut from the left is the client's. */
+static void join_append(header_join *j, const char *s, size_t n) {
+  const size_t room = sizeof j->text - 1;
+  if (n >= room) {
+    memcpy(j->text, s + (n - room), room);
+    j->len = room;
+  } else {
+    if (j->len + n > room) {
+      size_t keep = room - n;
+      memmove(j->text, j->text + (j->len - keep), keep);
+      j->len = keep;
+    }
+    memcpy(j->text + j->len, s, n);
+    j->len += n;
+  }
+  j->text[j->len] = '\0';
+}
+
 static enum MHD_Result join_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                    const char *value) {
   header_join *j = cls;
   (void)kind;
   if (key == NULL || value == NULL || strcasecmp(key, j->name) != 0)
     return MHD_YES;
-  size_t n = strlen(value), need = n + (j->any ? 1 : 0);
-  if (j->len + need >= sizeof j->text) {
-    j->len = 0; /* the right end is what counts: keep the latest lines */
-    j->any = false;
-    if (n >= sizeof j->text)
-      return MHD_YES;
-  }
   if (j->any)
-    j->text[j->len++] = ',';
-  memcpy(j->text + j->len, value, n);
-  j->len += n;
-  j->text[j->len] = '\0';
+    join_append(j, ",", 1);
+  join_append(j, value, strlen(value));
   j->any = true;
   return MHD_YES;
 }
@@ -407,14 +418,23 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 
 /* ------------------------------------------------------------------------ lifecycle */
 
-/* Development: TRYON_PUBLIC_URL names this machine. */
+/* Development: TRYON_PUBLIC_URL's host is this machine, exactly (localhost.example.com
+ * or 127.0.0.1.nip.io are somebody's public names, not development). */
 static bool development(const tryon_config *cfg) {
   const char *u = cfg->public_url ? strstr(cfg->public_url, "://") : NULL;
+  char host[64];
+  unsigned char bin[4];
   if (u == NULL)
     return false;
   u += 3;
-  return strncmp(u, "localhost", 9) == 0 || strncmp(u, "127.", 4) == 0 ||
-         strncmp(u, "[::1]", 5) == 0;
+  size_t n = *u == '[' ? strcspn(u, "]") + 1 : strcspn(u, ":/?#");
+  if (n == 0 || n >= sizeof host)
+    return false;
+  memcpy(host, u, n);
+  host[n] = '\0';
+  if (strcasecmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0)
+    return true;
+  return inet_pton(AF_INET, host, bin) == 1 && bin[0] == 127;
 }
 
 /* The listening address: TRYON_HTTP_BIND, else every interface in development and
@@ -425,7 +445,7 @@ typedef struct bind_addr {
     struct sockaddr_in in;
     struct sockaddr_in6 in6;
   } u;
-  bool v6;
+  bool v6, dual;
 } bind_addr;
 
 static tryon_status bind_address(const tryon_config *cfg, bind_addr *b, tryon_err *err) {
@@ -440,6 +460,8 @@ static tryon_status bind_address(const tryon_config *cfg, bind_addr *b, tryon_er
     b->u.in6.sin6_family = AF_INET6;
     b->u.in6.sin6_port = htons((uint16_t)cfg->http_port);
     b->v6 = true;
+    /* "::" means every interface, IPv4 included (MHD would make it IPv6-only). */
+    b->dual = memcmp(&b->u.in6.sin6_addr, &in6addr_any, sizeof in6addr_any) == 0;
     return TRYON_OK;
   }
   return tryon_err_set(err, TRYON_E_CONFIG, "TRYON_HTTP_BIND is not an IPv4 or IPv6 address");
@@ -484,7 +506,10 @@ tryon_status server_http_start(tryon_api *api, const tryon_config *cfg, int disp
                                                 : 128u;
   srv->daemon = MHD_start_daemon(
       MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
-          MHD_USE_TURBO | (bind.v6 ? MHD_USE_IPv6 : 0),
+          MHD_USE_TURBO |
+          (bind.dual ? MHD_USE_DUAL_STACK
+           : bind.v6 ? MHD_USE_IPv6
+                     : 0),
       (uint16_t)cfg->http_port, NULL, NULL, on_request, srv, MHD_OPTION_NOTIFY_COMPLETED,
       on_completed, srv, MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_threads,
       MHD_OPTION_SOCK_ADDR, &bind.u.sa, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60,

@@ -164,8 +164,10 @@ TRYON_API bool tryon_ratelimit_take(tryon_ratelimit *rl, const char *key, int64_
 #define TRYON_API_ADDR_MAX 46
 
 /*
- * The client's address, the one value the rate limits, the access log and sender checks
- * (YooKassa's webhook) use. Computed by the transport for every request.
+ * The client's address, the one value the rate limits, the access log and (with the
+ * payments issue) the YooKassa webhook's sender check use. Computed by the transport for
+ * every request. With hops >= 2 the inner proxy must accept connections only from the
+ * outer one, or a client reaching it directly chooses the entry that is read.
  *
  * `forwarded`: every line of the configured client-address header (TRYON_CLIENT_IP_HEADER)
  * in arrival order, joined with ","; NULL when no header is configured or none came.

@@ -371,7 +371,7 @@ TRYON_API size_t tryon_arena_used(const tryon_arena *a);
   X(trusted_proxy_hops, "TRYON_TRUSTED_PROXY_HOPS", INT_POOL, "1", 0)                       \
   X(http_bind, "TRYON_HTTP_BIND", STR, NULL, 0)                                             \
   X(http_connections_per_ip, "TRYON_HTTP_CONNECTIONS_PER_IP", INT_RATE, NULL, 0)            \
-  X(metrics_token, "TRYON_METRICS_TOKEN", TOKEN, NULL, 0)                                   \
+  X(metrics_token, "TRYON_METRICS_TOKEN", SECRET, NULL, 0)                                  \
   X(rate_ip_rps, "TRYON_RATE_LIMIT_IP_RPS", INT_RATE, "20", 0)                              \
   X(rate_ip_burst, "TRYON_RATE_LIMIT_IP_BURST", INT_RATE, "60", 0)                          \
   X(rate_user_rps, "TRYON_RATE_LIMIT_USER_RPS", INT_RATE, "10", 0)                          \

@@ -245,7 +245,8 @@ TRYON_API bool tryon_kie_parse_record(const tryon_http_response *resp, tryon_sta
 /* --------------------------------------------------- 4. Callbacks (POST /webhooks/kie) */
 
 /*
- * Checks a callback's signature, when a webhook HMAC key is configured in the kie
+ * Checks a callback's signature (the server requires one whenever a callback URL is set;
+ * config refuses a callback URL without the key), with the webhook HMAC key set in the kie
  * account (and in TRYON_KIE_WEBHOOK_HMAC_KEY): X-Webhook-Signature must be
  * base64(HMAC-SHA256(key, task_id + "." + X-Webhook-Timestamp)), compared in constant
  * time (padding optional; the URL-safe alphabet accepted), and the timestamp (Unix

@@ -428,6 +428,10 @@ tryon_status tryon_http_call_new(const tryon_http_request *req, tryon_http_call 
   if (req->public_only) {
     SET(CURLOPT_OPENSOCKETFUNCTION, open_public_socket);
     SET(CURLOPT_OPENSOCKETDATA, (void *)call);
+    /* The check runs when a socket opens: a connection another request left open (one
+     * that was allowed inward) must not be reused, nor this one be left for others. */
+    SET(CURLOPT_FRESH_CONNECT, 1L);
+    SET(CURLOPT_FORBID_REUSE, 1L);
   }
 #undef SET
   if (rc != CURLE_OK) {

@@ -196,6 +196,7 @@ static const prefix v4_inward[] = {
  * that no inward IPv4 address can be reached through an IPv6 spelling of it. */
 static const prefix v6_inward[] = {
     {{0}, 96},                                  /* ::/96: ::, ::1, IPv4-compatible */
+    {{0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff}, 96}, /* ::ffff:0:0:0/96 SIIT translated */
     {{0, 0x64, 0xff, 0x9b}, 96},                /* 64:ff9b::/96 NAT64 */
     {{0, 0x64, 0xff, 0x9b, 0, 1}, 48},          /* 64:ff9b:1::/48 local NAT64 */
     {{0x01, 0x00}, 64},                         /* 100::/64 discard */
@@ -203,7 +204,10 @@ static const prefix v6_inward[] = {
     {{0x20, 0x01, 0x00, 0x02, 0x00, 0x00}, 48}, /* 2001:2::/48 benchmarking */
     {{0x20, 0x01, 0x0d, 0xb8}, 32},             /* 2001:db8::/32 documentation */
     {{0x20, 0x01, 0x00, 0x10}, 28},             /* 2001:10::/28 ORCHID */
+    {{0x20, 0x01, 0x00, 0x20}, 28},             /* 2001:20::/28 ORCHIDv2 */
     {{0x20, 0x02}, 16},                         /* 2002::/16 6to4 */
+    {{0x3f, 0xff, 0x00}, 20},                   /* 3fff::/20 documentation */
+    {{0x5f, 0x00}, 16},                         /* 5f00::/16 SRv6 SIDs */
     {{0xfc}, 7},                                /* fc00::/7 unique local */
     {{0xfe, 0x80}, 10},                         /* fe80::/10 link-local */
     {{0xfe, 0xc0}, 10},                         /* fec0::/10 site-local */

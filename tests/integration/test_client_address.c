@@ -14,7 +14,7 @@
 /* GET /api/me (401 without a token, but counted by the per-address limit first) with
  * the given X-Forwarded-For lines. */
 static long get_as(const char *line1, const char *line2) {
-  char h1[160], h2[160];
+  static char h1[3300], h2[3300];
   const char *h[3] = {NULL, NULL, NULL};
   size_t n = 0;
   if (line1 != NULL) {
@@ -90,6 +90,20 @@ static void test_client_address__garbage_is_the_socket_address(void **state) {
   assert_true(limited);
 }
 
+/* A client padding its part of the header cannot push our proxy's entry out: the
+ * right end of an over-long line is what is read. */
+static void test_client_address__padding_does_not_hide_the_proxy_entry(void **state) {
+  (void)state;
+  static char line[3200];
+  bool limited = false;
+  for (int i = 0; i < 3 * BURST && !limited; i++) {
+    memset(line, 'a' + i % 26, 3000);
+    snprintf(line + 3000, sizeof line - 3000, ", 203.0.113.30");
+    limited = get_as(line, NULL) == 429;
+  }
+  assert_true(limited);
+}
+
 /* Without TRYON_METRICS_TOKEN, /metrics does not exist on the API port. */
 static void test_client_address__metrics_hidden_without_token(void **state) {
   (void)state;
@@ -118,6 +132,7 @@ int main(void) {
       cmocka_unit_test(test_client_address__port_is_ignored),
       cmocka_unit_test(test_client_address__mapped_ipv4_clients_are_apart),
       cmocka_unit_test(test_client_address__garbage_is_the_socket_address),
+      cmocka_unit_test(test_client_address__padding_does_not_hide_the_proxy_entry),
       cmocka_unit_test(test_client_address__metrics_hidden_without_token),
       cmocka_unit_test(test_client_address__kie_callback_route_needs_a_callback_url),
   };

@@ -98,7 +98,7 @@ static int setup(void **state) {
                        "TRYON_PUBLIC_URL=https://app.example.com/base",
                        "TRYON_RATE_LIMIT_IP_RPS=1",
                        "TRYON_RATE_LIMIT_IP_BURST=2",
-                       "TRYON_METRICS_TOKEN=unit-metrics-token",
+                       "TRYON_METRICS_TOKEN=unit-metrics-token-0123456789abcdef",
                        NULL};
   assert_int_equal(tryon_config_load(&f->cfg, env, NULL, TRYON_CONFIG_NEED_AUTH, &err), TRYON_OK);
   tryon_db_options dbo = {.conninfo = f->cfg.database_url,
@@ -376,7 +376,7 @@ static void test_api__metrics_count_requests(void **state) {
   assert_int_equal(r.status, 401);
   assert_error_code(&r, "metrics_token_invalid");
   tryon_api_response_release(&r);
-  hdrs bearer = {{"Authorization"}, {"Bearer unit-metrics-token"}};
+  hdrs bearer = {{"Authorization"}, {"Bearer unit-metrics-token-0123456789abcdef"}};
   serve(f, "GET", "/metrics", &bearer, &r, &plan);
   assert_int_equal(r.status, 200);
   assert_non_null(strstr(r.content_type, "text/plain"));

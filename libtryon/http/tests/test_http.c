@@ -1302,7 +1302,11 @@ static void test_http__public_only_refuses_inward_addresses(void **state) {
             {"100::1", false},
             {"2001:4860::1", true},
             {"2a00:1450:4001::200e", true},
-            {"64:ff9c::1", true}};
+            {"64:ff9c::1", true},
+            {"::ffff:0:7f00:1", false},
+            {"2001:20::1", false},
+            {"3fff::1", false},
+            {"5f00::1", false}};
   for (size_t i = 0; i < sizeof v6 / sizeof v6[0]; i++) {
     struct sockaddr_in6 a = {.sin6_family = AF_INET6};
     assert_int_equal(inet_pton(AF_INET6, v6[i].addr, &a.sin6_addr), 1);

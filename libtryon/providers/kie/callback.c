@@ -1,5 +1,6 @@
 /*
- * callback.c - kie.ai's completion callback: the optional signature
+ * callback.c - kie.ai's completion callback: the signature (required whenever a
+ * callback URL is configured)
  * (base64(HMAC-SHA256(key, taskId + "." + timestamp))) and the body.
  */
 #include <ctype.h>
