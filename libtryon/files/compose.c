@@ -799,13 +799,21 @@ tryon_status tryon_image_shrink_to(const void *src, size_t len, size_t max_bytes
   st = load_input(VIPS_OBJECT(scope), "image", src, len, &in, err);
   if (st != TRYON_OK)
     goto out;
+  /* The input was opened for one top-to-bottom pass; later rounds read it again, so it
+   * is decoded into memory once (a rare path: photos over a provider's limit). */
+  VipsImage **mem = scratch(VIPS_OBJECT(scope), 1);
+  if ((mem[0] = vips_image_copy_memory(in.img)) == NULL) {
+    st = tryon__files_vips_failed(err, TRYON_E_CORRUPT_IMAGE, "shrink",
+                                  "the image could not be decoded");
+    goto out;
+  }
   /* JPEG bytes grow about with the pixels: aim under the limit, then step down. */
   double f = len > max_bytes ? sqrt((double)max_bytes / (double)len) * 0.9 : 1.0;
   for (int round = 0; round < 4; round++, f *= 0.75) {
     VipsImage **t = scratch(VIPS_OBJECT(scope), 1);
-    VipsImage *img = in.img;
+    VipsImage *img = mem[0];
     if (f < 1.0) {
-      if (vips_resize(in.img, &t[0], f, NULL) != 0) {
+      if (vips_resize(mem[0], &t[0], f, NULL) != 0) {
         st = tryon__files_vips_failed(err, TRYON_E_INTERNAL, "shrink",
                                       "the image could not be scaled");
         goto out;
@@ -814,6 +822,11 @@ tryon_status tryon_image_shrink_to(const void *src, size_t len, size_t max_bytes
     }
     tryon_buf_reset(out);
     st = encode(VIPS_OBJECT(scope), img, false, in.alpha, out, err);
+    /* Past the caller's buffer is past the limit too: the next round is smaller. */
+    if (st == TRYON_E_TOO_LARGE) {
+      tryon_err_clear(err);
+      continue;
+    }
     if (st != TRYON_OK || out->len <= max_bytes)
       goto out;
   }

@@ -183,7 +183,8 @@ static void offline_start(tryon_run *run) {
 static tryon_status fit_photo(tryon_buf *data, size_t max_bytes, void *ud, tryon_err *err) {
   (void)ud;
   tryon_buf small;
-  tryon_buf_init(&small, max_bytes);
+  /* Room for a first attempt that overshoots: shrink_to steps down from there. */
+  tryon_buf_init(&small, TRYON_FILES_MAX_OUTPUT_BYTES);
   tryon_status st = tryon_image_shrink_to(data->data, data->len, max_bytes, &small, err);
   if (st == TRYON_OK) {
     tryon_buf_release(data);

@@ -960,6 +960,23 @@ static void test_compose__results_may_exceed_the_upload_limit(void **state) {
   g_object_unref(back);
   EXPECT_STATUS(tryon_image_shrink_to(big.data, big.len, 10, &small, &err), TRYON_E_INVALID, &err,
                 "a limit too small");
+  /* A JPEG source saved at a lower quality than ours: its bytes per pixel are fewer, so
+   * the first round's guess overshoots and later rounds must step down — reading the
+   * input again each round, into the caller's buffer no larger than the target. */
+  void *lq = NULL;
+  size_t lq_len = 0;
+  assert_int_equal(vips_jpegsave_buffer(img, &lq, &lq_len, "Q", 40, "strip", TRUE, NULL), 0);
+  static const size_t targets[] = {1u << 20, 600u << 10, 300u << 10};
+  for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+    tryon_buf tight;
+    tryon_buf_init(&tight, targets[i]);
+    EXPECT_STATUS(tryon_image_shrink_to(lq, lq_len, targets[i], &tight, &err), TRYON_OK, &err,
+                  "shrink a low-quality JPEG into a buffer of the target's size");
+    if (tight.len > targets[i] || !is_jpeg(tight.data, tight.len))
+      fail_msg("target %zu: %zu bytes", targets[i], tight.len);
+    tryon_buf_release(&tight);
+  }
+  g_free(lq);
   tryon_buf_release(&small);
   g_free(big.data);
   for (int i = 0; i < 3; i++)
