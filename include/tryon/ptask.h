@@ -28,12 +28,18 @@
  * task (a timeout, a reset, a 5xx, a bad answer) the run fails for good rather than
  * risk a second, billed task. Only rate_limited, maintenance, or a request that never
  * left (tryon_http_response.sent false) go again, at most TRYON_PTASK_CREATE_TRIES
- * times in one attempt.
+ * times in one attempt. Before each post the payload says so ("create_sent": true;
+ * false again after an answer that made nothing): a run that ends with the post in
+ * flight (a stop's deadline, a crash, a lost lease) leaves a rerun that fails with
+ * create_unconfirmed (final, refunded) instead of posting again. A resumed run records
+ * its task id again (cfg.record_task accepts the same id) before polling, and when the
+ * poll budget runs out the engine looks once more before failing with timeout.
  *
  * Failures end the run with tryon_ptask_fail: {"code":<our word>,"message":<detail>},
  * retryable as the verdict says (tryon/http.h section 6, kie.ai's table in kie.h),
  * with the provider's Retry-After, and one warning log line. The engine's own words:
- * photo_too_large (an input that cannot be fitted), timeout (the poll budget passed),
+ * photo_too_large (an input that cannot be fitted), timeout (the poll budget passed
+ * and the last look found no result), create_unconfirmed (see above),
  * download_failed (retryable on network, timeout, HTTP 5xx), bad_result (a result over
  * the ceiling, or refused by cfg.validate), internal (a request that could not be
  * built, a task id that could not be checkpointed; a record_task failure, retryable

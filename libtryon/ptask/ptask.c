@@ -47,6 +47,8 @@ typedef struct ptask {
   char result_url[TRYON_KIE_URL_MAX];
   int64_t task_started_ms;
   int polls, retries;
+  bool create_sent;   /* the payload says a createTask left and its answer is unknown */
+  tryon_verdict last; /* the "made nothing" answer create_again acts on */
   tryon_buf result;
 } ptask;
 
@@ -304,6 +306,13 @@ static void polled(tryon_run *run, tryon_http_call *call, tryon_status st, const
   p->polls++;
   if (v.next == TRYON_VERDICT_FINAL) {
     verdict_fail(run, &v);
+  } else if (v.next == TRYON_VERDICT_OK && t.state == TRYON_KIE_SUCCESS) {
+    p->retries = 0;
+    snprintf(p->result_url, sizeof p->result_url, "%s", t.result_url);
+    tryon_run_progress(run, p->to, "downloading", NULL, download);
+  } else if (poll_budget_left(run, p) <= 0) {
+    /* This was the last look (poll_later makes one when the budget runs out). */
+    tryon_ptask_fail(run, "timeout", "the task did not finish within the poll limit", false, 0);
   } else if (v.next == TRYON_VERDICT_RETRY && ++p->retries > TRYON_PTASK_POLL_RETRIES) {
     verdict_fail(run, &v);
   } else if (v.next == TRYON_VERDICT_RETRY &&
@@ -313,10 +322,6 @@ static void polled(tryon_run *run, tryon_http_call *call, tryon_status st, const
     tryon_run_sleep(run, v.retry_after_ms < left ? v.retry_after_ms : left, poll_now);
   } else if (v.next == TRYON_VERDICT_RETRY) {
     poll_later(run);
-  } else if (t.state == TRYON_KIE_SUCCESS) {
-    p->retries = 0;
-    snprintf(p->result_url, sizeof p->result_url, "%s", t.result_url);
-    tryon_run_progress(run, p->to, "downloading", NULL, download);
   } else {
     /* Still on its way: the bar creeps on as polls go by. */
     p->retries = 0;
@@ -330,9 +335,7 @@ static void poll_now(tryon_run *run) {
   tryon_kie_request req;
   tryon_err err;
 
-  if (poll_budget_left(run, p) <= 0) {
-    tryon_ptask_fail(run, "timeout", "the task did not finish within the poll limit", false, 0);
-  } else if (tryon_kie_record_request(p->kie, p->task_id, &req, &err) != TRYON_OK) {
+  if (tryon_kie_record_request(p->kie, p->task_id, &req, &err) != TRYON_OK) {
     tryon_ptask_fail(run, "internal", tryon_err_message(&err), false, 0);
   } else {
     tryon_run_http(run, &req.http, polled, p);
@@ -346,7 +349,9 @@ static void poll_later(tryon_run *run) {
   int64_t delay = tryon_kie_poll_delay_ms(p->polls);
 
   if (left <= 0) {
-    tryon_ptask_fail(run, "timeout", "the task did not finish within the poll limit", false, 0);
+    /* One last look before giving up: a task that finished in the last interval (or
+     * while a rerun waited for its turn) is paid for, and is delivered. */
+    poll_now(run);
   } else {
     tryon_run_sleep(run, delay < left ? delay : left, poll_now);
   }
@@ -355,6 +360,7 @@ static void poll_later(tryon_run *run) {
 /* ---------------------------------------------------------- creating the task */
 
 static void create_task(tryon_run *run);
+static void create_again(tryon_run *run);
 
 static void recorded(tryon_run *run, tryon_status st, const tryon_err *err, void *ud) {
   ptask *p = ud;
@@ -401,12 +407,20 @@ static void created(tryon_run *run, tryon_http_call *call, tryon_status st, cons
    * caller's failure hook refunds). */
   sent = call == NULL || tryon_http_call_response(call)->sent;
   again = v.next == TRYON_VERDICT_RETRY && tryon__ptask_create_may_repeat(&v, sent);
-  if (again && ++p->retries < TRYON_PTASK_CREATE_TRIES) {
-    tryon_run_sleep(run, v.retry_after_ms > 0 ? v.retry_after_ms : 2000LL << p->retries,
-                    create_task);
+  if (again) {
+    /* The answer says nothing was made: the marker goes before anything else, so a
+     * stop or a rerun from here may post again. */
+    p->last = v;
+    cp = cJSON_CreateObject();
+    if (cp == NULL || cJSON_AddFalseToObject(cp, "create_sent") == NULL) {
+      cJSON_Delete(cp);
+      tryon_ptask_fail(run, "internal", "out of memory clearing a checkpoint", false, 0);
+      goto out;
+    }
+    checkpoint(run, tryon__ptask_progress(p->from, p->to, 3), "generating", cp, create_again);
     goto out;
   }
-  if (v.next == TRYON_VERDICT_RETRY && !again) {
+  if (v.next == TRYON_VERDICT_RETRY) {
     tryon_ptask_fail(run, v.code, v.detail, false, 0);
     goto out;
   }
@@ -418,20 +432,57 @@ static void created(tryon_run *run, tryon_http_call *call, tryon_status st, cons
   p->task_started_ms = tryon_run_now_ms(run);
   /* The task id is saved before anything else can happen: a rerun polls this task. */
   cp = cJSON_CreateObject();
-  cJSON_AddStringToObject(cp, "task_id", p->task_id);
-  cJSON_AddNumberToObject(cp, "task_started_ms", (double)p->task_started_ms);
+  if (cp == NULL || cJSON_AddStringToObject(cp, "task_id", p->task_id) == NULL ||
+      cJSON_AddNumberToObject(cp, "task_started_ms", (double)p->task_started_ms) == NULL) {
+    /* Unsaved, a rerun would not know this task and could make a second one. */
+    cJSON_Delete(cp);
+    tryon_ptask_fail(run, "internal", "out of memory saving the task id", false, 0);
+    goto out;
+  }
   checkpoint(run, tryon__ptask_progress(p->from, p->to, 4), "generating", cp, task_checkpointed);
 
 out:
   return;
 }
 
+/* After a "made nothing" answer, its marker cleared: again within this attempt, a few
+ * times, or the attempt fails as the verdict says (a rerun may then post again). */
+static void create_again(tryon_run *run) {
+  ptask *p = tryon_run_data(run);
+
+  p->create_sent = false;
+  if (++p->retries < TRYON_PTASK_CREATE_TRIES) {
+    tryon_run_sleep(run, p->last.retry_after_ms > 0 ? p->last.retry_after_ms : 2000LL << p->retries,
+                    create_task);
+  } else {
+    verdict_fail(run, &p->last);
+  }
+}
+
+static void post_create(tryon_run *run);
+
+/* Before createTask leaves, the payload says so ("create_sent"): a run that ends before
+ * the answer (a stop's deadline, a crash, a lost lease) leaves a rerun that knows a task
+ * may exist, and that rerun does not post again (see ptask_resume_checks). */
 static void create_task(tryon_run *run) {
+  ptask *p = tryon_run_data(run);
+  cJSON *cp = cJSON_CreateObject();
+
+  if (cp == NULL || cJSON_AddTrueToObject(cp, "create_sent") == NULL) {
+    cJSON_Delete(cp);
+    tryon_ptask_fail(run, "internal", "out of memory saving a checkpoint", true, 0);
+  } else {
+    checkpoint(run, tryon__ptask_progress(p->from, p->to, 3), "generating", cp, post_create);
+  }
+}
+
+static void post_create(tryon_run *run) {
   ptask *p = tryon_run_data(run);
   const char *urls[TRYON_PTASK_INPUTS_MAX];
   tryon_kie_request req;
   tryon_err err;
 
+  p->create_sent = true;
   for (size_t i = 0; i < p->n; i++) {
     urls[i] = p->in[i].url;
   }
@@ -506,8 +557,17 @@ static void upload_next(tryon_run *run) {
   input *in;
 
   if (p->task_id[0] != '\0') {
-    tryon_run_progress(run, tryon__ptask_progress(p->from, p->to, 5), "generating", NULL,
-                       poll_later);
+    /* Resumed: record the task again (the same id is accepted; an earlier run may have
+     * stopped before it did), so callbacks find it, then poll. */
+    task_checkpointed(run);
+    goto out;
+  }
+  if (p->create_sent) {
+    /* An earlier run posted createTask and ended before its answer: kie.ai may have
+     * made (and billed) a task we cannot name. Posting again could make a second. */
+    tryon_ptask_fail(run, "create_unconfirmed",
+                     "an earlier run sent createTask and ended before the answer; not sent again",
+                     false, 0);
     goto out;
   }
   for (p->cur = 0; p->cur < p->n && p->in[p->cur].url[0] != '\0'; p->cur++) {
@@ -573,6 +633,8 @@ static void ptask_load(ptask *p, const tryon_run *run, const tryon_ptask_config 
   p->done = cfg->done;
   snprintf(p->task_id, sizeof p->task_id, "%s", task != NULL ? task : "");
   p->task_started_ms = cJSON_IsNumber(ts) ? (int64_t)ts->valuedouble : tryon_run_now_ms(run);
+  p->create_sent =
+      cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(tryon_run_payload(run), "create_sent"));
 }
 
 void tryon_ptask_run(tryon_run *run, const tryon_ptask_config *cfg) {

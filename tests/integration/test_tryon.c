@@ -773,6 +773,73 @@ static void test_tryon__kie_ambiguous_create_is_not_repeated(void **state) {
   user_free(&u);
 }
 
+/* A worker stopped while its createTask is in flight (the answer is slower than the
+ * stop's grace): kie.ai may have made a task we never learnt. The rerun must not post
+ * again; it fails with create_unconfirmed and refunds (second review, finding 1). */
+static void test_tryon__stop_mid_create_is_not_posted_again(void **state) {
+  (void)state;
+  fresh_kie();
+  fake_script("{\"create\":[{\"delay_ms\":8000,\"body\":\"{\\\"code\\\":200,"
+              "\\\"msg\\\":\\\"success\\\",\\\"data\\\":{\\\"taskId\\\":"
+              "\\\"slow-task-1\\\"}}\"}]}");
+  user u = new_user(92009);
+  static char api[96], up[96];
+  snprintf(api, sizeof api, "TRYON_KIE_API_URL=http://127.0.0.1:%d", fake_port);
+  snprintf(up, sizeof up, "TRYON_KIE_UPLOAD_URL=http://127.0.0.1:%d", fake_port);
+  const char *env[] = {"TRYON_WORKER_GRACE_MS=1000", "TRYON_KIE_API_KEY=test-kie-key", api, up,
+                       NULL};
+  pid_t w1 = start_worker(env);
+  started s = start_tryon(&u, "midcreate-1", "top");
+  char sql[200];
+  snprintf(sql, sizeof sql, "SELECT payload->>'create_sent' FROM jobs WHERE id = '%s'", s.job);
+  bool sent = false;
+  for (int i = 0; i < 1500 && !sent; i++) {
+    char *v = tryon_testserver_db_value(sql);
+    sent = v != NULL && strcmp(v, "true") == 0;
+    free(v);
+    if (!sent)
+      usleep(20 * 1000);
+  }
+  if (!sent)
+    fail_msg("the first worker never marked its createTask");
+  usleep(300 * 1000); /* the request is on its way to the fake */
+  stop_worker(w1);    /* the grace ends long before the answer */
+  pid_t w2 = start_kie_worker();
+  tryon_reply g = wait_generation(&u, &s, 60000);
+  if (strcmp(jstr(g.json, "status"), "failed") != 0)
+    fail_msg("generation: %s", g.body.data);
+  assert_string_equal(jstr(cJSON_GetObjectItemCaseSensitive(g.json, "error"), "code"),
+                      "create_unconfirmed");
+  tryon_reply_free(&g);
+  stop_worker(w2);
+  assert_int_equal(fake_count("/api/v1/jobs/createTask"), 1);
+  tryon_reply me = tryon_test_get_me(u.token);
+  assert_int_equal((int)jnum(cJSON_GetObjectItemCaseSensitive(me.json, "balance"), "total"), 10);
+  tryon_reply_free(&me);
+  user_free(&u);
+}
+
+/* A task that finishes in the poll budget's last interval is delivered: when the budget
+ * runs out the job looks once more before giving up (second review, finding 3). */
+static void test_tryon__a_task_done_at_the_poll_limit_is_delivered(void **state) {
+  (void)state;
+  fresh_kie();
+  fake_script("{\"task\":{\"generating_ms\":3500}}");
+  user u = new_user(92010);
+  static char api[96], up[96];
+  snprintf(api, sizeof api, "TRYON_KIE_API_URL=http://127.0.0.1:%d", fake_port);
+  snprintf(up, sizeof up, "TRYON_KIE_UPLOAD_URL=http://127.0.0.1:%d", fake_port);
+  const char *env[] = {"TRYON_KIE_POLL_LIMIT_S=4", "TRYON_KIE_API_KEY=test-kie-key", api, up, NULL};
+  pid_t w = start_worker(env);
+  started s = start_tryon(&u, "lastlook-1", "top");
+  tryon_reply g = wait_generation(&u, &s, 60000);
+  if (strcmp(jstr(g.json, "status"), "succeeded") != 0)
+    fail_msg("generation: %s", g.body.data);
+  tryon_reply_free(&g);
+  stop_worker(w);
+  user_free(&u);
+}
+
 /* A task that never ends: the job gives up at the poll limit and refunds. */
 static void test_tryon__kie_poll_limit_fails_and_refunds(void **state) {
   (void)state;
@@ -814,6 +881,8 @@ int main(void) {
       T(test_tryon__worker_killed_while_polling_resumes_the_same_task),
       T(test_tryon__kie_callback_wakes_the_poll_and_bad_ones_are_refused),
       T(test_tryon__kie_ambiguous_create_is_not_repeated),
+      T(test_tryon__stop_mid_create_is_not_posted_again),
+      T(test_tryon__a_task_done_at_the_poll_limit_is_delivered),
       T(test_tryon__kie_poll_limit_fails_and_refunds),
   };
   return cmocka_run_group_tests_name("tryon", tests, group_setup, group_teardown);

@@ -139,7 +139,9 @@ static void put_aged(tryon_storage *s, const char *root, const char *key, int64_
   tryon_err err;
   char path[512];
   EXPECT_STATUS(tryon_storage_put(s, key, "x", 1, &err), TRYON_OK, &err, key);
-  snprintf(path, sizeof path, "%s/%.2s/%.2s/%s", root, key, key + 2, key);
+  if ((size_t)snprintf(path, sizeof path, "%s/%.2s/%.2s/%s", root, key, key + 2, key) >=
+      sizeof path)
+    fail_msg("path too long for %s", key);
   struct timespec t[2];
   clock_gettime(CLOCK_REALTIME, &t[0]);
   t[0].tv_sec -= (time_t)age_s;
