@@ -42,6 +42,14 @@ void tryon__listen_process(tryon_runner *r, short revents) {
                    TRYON_LF_STR("error", tryon_db_listener_error(r->listener)));
     tryon__stats_set_listening(r, false);
   }
+  /* A reconnect that keeps failing is logged, once a minute at most, with its reason
+   * (the only other sign is the listening flag in the stats). */
+  if ((what & TRYON_DB_LISTENER_FAILED) &&
+      tryon_time_monotonic_ms() - r->listen_failed_log_ms >= 60000) {
+    r->listen_failed_log_ms = tryon_time_monotonic_ms();
+    TRYON_LOG_WARN("the listen connection cannot be made again yet",
+                   TRYON_LF_STR("error", tryon_db_listener_error(r->listener)));
+  }
   if (what & TRYON_DB_LISTENER_UP) {
     r->want_claim = true; /* notifications may have been missed meanwhile */
     tryon__stats_set_listening(r, true);

@@ -124,7 +124,8 @@ struct tryon_runner {
   size_t inflight; /* tasks submitted and not yet done */
   bool want_claim, claim_pending, backlog;
   bool hb_pending, reap_pending;
-  tryon_db_listener *listener; /* tryon_jobs (claim now) and tryon_wake (end a wait) */
+  tryon_db_listener *listener;  /* tryon_jobs (claim now) and tryon_wake (end a wait) */
+  int64_t listen_failed_log_ms; /* when a failed reconnect was last logged */
   tryon__timer poll_timer, hb_timer, reap_timer, drain_timer;
 
   /* DB threads */
