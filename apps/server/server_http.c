@@ -199,13 +199,22 @@ static void client_address(server_http *srv, struct MHD_Connection *conn, char *
 
 static enum MHD_Result send_response(request_ctx *ctx) {
   size_t len = 0;
-  char *body = tryon_buf_steal(&ctx->resp.body, &len);
-  if (body == NULL)
-    return MHD_NO;
-  struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-  if (r == NULL) {
-    free(body);
-    return MHD_NO;
+  struct MHD_Response *r = NULL;
+  if (ctx->resp.static_body != NULL) {
+    /* A web app file: the API holds its bytes for as long as the server runs. */
+    r = MHD_create_response_from_buffer(ctx->resp.static_len, (void *)ctx->resp.static_body,
+                                        MHD_RESPMEM_PERSISTENT);
+    if (r == NULL)
+      return MHD_NO;
+  } else {
+    char *body = tryon_buf_steal(&ctx->resp.body, &len);
+    if (body == NULL)
+      return MHD_NO;
+    r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (r == NULL) {
+      free(body);
+      return MHD_NO;
+    }
   }
   MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctx->resp.content_type);
   for (size_t i = 0; i < ctx->resp.nheaders; i++)

@@ -8,6 +8,7 @@
  *   3. Serving a request (plan, then handle)
  *   4. Rate limiting (token buckets)
  *   5. The client's address
+ *   6. The web app (static files)
  *
  * A transport (apps/server, on libmicrohttpd) serves each request in two phases:
  *   1. tryon_api_plan on the connection's own thread, before reading the body: finds the
@@ -85,6 +86,11 @@ typedef struct tryon_api_response {
   size_t nheaders;
   const char *route; /* static: the matched route pattern, or "-" */
   int64_t user_id;   /* the signed-in user, 0 if none (for the access log) */
+  /* A web app file (section 6): its bytes, borrowed from the API for the API's lifetime
+   * (send them without copying); `body` stays empty. NULL for every other answer. */
+  const char *static_body;
+  size_t static_len;
+  bool framable; /* a page Telegram frames: its own CSP, no X-Frame-Options */
 } tryon_api_response;
 
 TRYON_API void tryon_api_response_init(tryon_api_response *r);
@@ -105,7 +111,9 @@ typedef struct tryon_api_options {
 } tryon_api_options;
 
 /* Creates the API. TRYON_E_CONFIG when the settings cannot serve sign-in (no bot
- * token for the HMAC check, no bot id for Ed25519, a JWT secret under 32 bytes). */
+ * token for the HMAC check, no bot id for Ed25519, a JWT secret under 32 bytes), or
+ * when cfg->webapp_dir is set and cannot be served (section 6: missing, no index.html,
+ * over the limits; the message says which). Reads the web app's files here, once. */
 TRYON_API tryon_status tryon_api_new(const tryon_api_options *opt, tryon_api **out, tryon_err *err);
 TRYON_API void tryon_api_free(tryon_api *api);
 
@@ -183,6 +191,37 @@ TRYON_API bool tryon_ratelimit_take(tryon_ratelimit *rl, const char *key, int64_
  */
 TRYON_API bool tryon_api_client_address(const char *forwarded, int hops,
                                         const struct sockaddr *peer, char *out, size_t cap);
+
+/* ------------------------------------------------------ 6. The web app (static files) */
+
+/*
+ * With cfg->webapp_dir set (TRYON_WEBAPP_DIR: the built app, webapp/dist), tryon_api_new
+ * reads every regular file under it (names starting with '.' skipped) into memory, at
+ * most TRYON_WEBAPP_MAX_BYTES in all (every variant counted) and TRYON_WEBAPP_MAX_FILES
+ * files; "x.gz" and "x.br" beside "x" are x's precompressed variants. Serving then never
+ * touches the disk and never blocks: tryon_api_plan_request answers on the event thread
+ * (plan->done) with resp->static_body pointing at the bytes.
+ *
+ * Which paths: every path except /api, /files and /webhooks (and below) and /healthz,
+ * /readyz, /metrics, which stay the API's. GET and HEAD only (else 405, Allow: GET,
+ * HEAD). A path naming a file → that file; under /assets/ and no file → 404 (a stale
+ * page's asset, never index.html); any other path → index.html (the app's routes).
+ *
+ * Headers: Cache-Control "public, max-age=31536000, immutable" under /assets/ (hashed
+ * names), "no-cache" for everything else (index.html above all); a strong ETag per
+ * variant (If-None-Match → 304, weak comparison, "*" matches); Accept-Encoding picks br,
+ * then gzip, else identity (q=0 refuses a coding, "*" counts), with Content-Encoding and
+ * always "Vary: Accept-Encoding"; Content-Type from the extension (unknown:
+ * application/octet-stream). HTML answers carry the page CSP (scripts, styles, fetches
+ * and images from 'self' only, images also from blob: and data:; frame-ancestors
+ * https://web.telegram.org and every https subdomain of telegram.org; the exact text is
+ * PAGE_CSP in webapp.c), no X-Frame-Options and Cross-Origin-Resource-Policy:
+ * cross-origin, so Telegram's web clients may frame them. Every other answer (assets,
+ * 404s, the API) keeps the strict headers: X-Frame-Options DENY, default-src 'none'.
+ * Without webapp_dir, these paths answer 404 as before.
+ */
+#define TRYON_WEBAPP_MAX_BYTES (64u * 1024u * 1024u)
+#define TRYON_WEBAPP_MAX_FILES 4096
 
 #ifdef __cplusplus
 }

@@ -366,6 +366,7 @@ TRYON_API size_t tryon_arena_used(const tryon_arena *a);
   X(telegram_test_env, "TRYON_TELEGRAM_TEST_ENV", BOOL, "false", 0)                         \
   X(jwt_ttl_s, "TRYON_JWT_TTL_S", INT_S, "3600", 0)                                         \
   X(webapp_origin, "TRYON_WEBAPP_ORIGIN", URL, NULL, 0)                                     \
+  X(webapp_dir, "TRYON_WEBAPP_DIR", STR, NULL, 0)                                           \
   X(http_threads, "TRYON_HTTP_THREADS", INT_POOL, "2", 0)                                   \
   X(client_ip_header, "TRYON_CLIENT_IP_HEADER", STR, NULL, 0)                               \
   X(trusted_proxy_hops, "TRYON_TRUSTED_PROXY_HOPS", INT_POOL, "1", 0)                       \
@@ -421,6 +422,7 @@ typedef struct tryon_config {
   bool telegram_test_env;
   int jwt_ttl_s;
   char *webapp_origin;
+  char *webapp_dir; /* NULL: the server serves no web app (the API alone) */
   int http_threads;
   char *client_ip_header;
   int trusted_proxy_hops;      /* our proxies that append to client_ip_header, >= 1 */

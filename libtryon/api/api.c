@@ -314,7 +314,10 @@ static void header_default(tryon_api_response *resp, const char *name, const cha
 static void finish(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp) {
   header_default(resp, "X-Content-Type-Options", "nosniff");
   header_default(resp, "Referrer-Policy", "no-referrer");
-  header_default(resp, "X-Frame-Options", "DENY");
+  /* A page of the web app is framed by Telegram's web clients and carries its own CSP
+   * (webapp.c); everything else may be framed by no one. */
+  if (!resp->framable)
+    header_default(resp, "X-Frame-Options", "DENY");
   header_default(resp, "Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
   header_default(resp, "Cross-Origin-Resource-Policy", "same-site");
   header_default(resp, "Cache-Control", "no-store");
@@ -322,7 +325,9 @@ static void finish(tryon_api *api, const tryon_api_request *req, tryon_api_respo
     header_default(resp, "Strict-Transport-Security", "max-age=31536000; includeSubDomains");
   const char *origin = tryon__api_header(req, "Origin");
   tryon_api_response_header(resp, "Vary", "Origin");
-  if (origin_allowed(api, origin)) {
+  /* A handler that chose its own CORS origin (a download for Telegram's client) keeps it:
+   * a second Access-Control-Allow-Origin would make browsers refuse both. */
+  if (origin_allowed(api, origin) && !tryon__api_has_header(resp, "Access-Control-Allow-Origin")) {
     tryon_api_response_header(resp, "Access-Control-Allow-Origin", origin);
     tryon_api_response_header(resp, "Access-Control-Expose-Headers", "Retry-After");
   }
@@ -407,6 +412,14 @@ void tryon_api_plan_request(tryon_api *api, const tryon_api_request *req, tryon_
     plan->done = true;
     tryon__api_fail(resp, 405, "method_not_allowed", "this endpoint does not take that method");
     tryon_api_response_header(resp, "Allow", allow);
+  } else if (plan->route < 0 && api->webapp != NULL && tryon__webapp_owns(req->path)) {
+    plan->done = true;
+    if (strcmp(method, "GET") == 0) {
+      tryon__webapp_serve(api->webapp, req, resp);
+    } else {
+      tryon__api_fail(resp, 405, "method_not_allowed", "the app's pages take GET and HEAD");
+      tryon_api_response_header(resp, "Allow", "GET, HEAD");
+    }
   } else if (plan->route < 0) {
     plan->done = true;
     tryon__api_fail(resp, 404, "not_found", "no such endpoint");
@@ -544,6 +557,11 @@ tryon_status tryon_api_new(const tryon_api_options *opt, tryon_api **out, tryon_
     st = tryon_err_set(err, TRYON_E_NOMEM, "out of memory");
     goto out;
   }
+  if (cfg->webapp_dir != NULL) {
+    st = tryon__webapp_load(cfg->webapp_dir, TRYON_WEBAPP_MAX_BYTES, &api->webapp, err);
+    if (st != TRYON_OK)
+      goto out;
+  }
   *out = api;
   api = NULL;
 out:
@@ -557,6 +575,7 @@ void tryon_api_free(tryon_api *api) {
   tryon_ratelimit_free(api->ip_limit);
   tryon_ratelimit_free(api->user_limit);
   free(api->metrics);
+  tryon__webapp_free(api->webapp);
   sem_destroy(&api->image_slots);
   free(api);
 }

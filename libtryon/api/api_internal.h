@@ -13,6 +13,8 @@
 #include <tryon/auth.h>
 #include <tryon/users.h>
 
+typedef struct tryon__webapp tryon__webapp;
+
 typedef void (*tryon__api_handler)(tryon_api *api, const tryon_api_request *req,
                                    tryon_api_response *resp);
 
@@ -58,6 +60,7 @@ struct tryon_api {
   atomic_uint_fast64_t ip_refused;
   atomic_uint_fast64_t user_refused;
   tryon__api_route_metrics *metrics; /* route_count + 1 (the last: unmatched) */
+  tryon__webapp *webapp;             /* NULL: no web app configured */
 };
 
 /* ---- responses (api.c) */
@@ -146,6 +149,28 @@ void tryon__api_h_billing(tryon_api *api, const tryon_api_request *req, tryon_ap
 /* Takes one of the image-decode slots, without waiting; false if none is free. */
 bool tryon__api_image_slot_take(tryon_api *api);
 void tryon__api_image_slot_give(tryon_api *api);
+
+/* ---- the web app (webapp.c; the rules are in api.h section 6) */
+
+/* Reads the files under `dir` into a new web app (tryon__webapp_free), at most
+ * `max_total` bytes in all. TRYON_E_CONFIG for a missing folder, no index.html, too
+ * many or too large files; TRYON_E_IO for a file that cannot be read. */
+tryon_status tryon__webapp_load(const char *dir, size_t max_total, tryon__webapp **out,
+                                tryon_err *err);
+void tryon__webapp_free(tryon__webapp *w);
+/* Bytes held (every variant) and files served (variants not counted). */
+size_t tryon__webapp_bytes(const tryon__webapp *w);
+size_t tryon__webapp_files(const tryon__webapp *w);
+/* Whether `path` is the web app's rather than the API's. */
+bool tryon__webapp_owns(const char *path);
+/* The Content-Type for a file name, by its extension. */
+const char *tryon__webapp_content_type(const char *path);
+/* 0 identity, 1 gzip, 2 br: what to send for `accept_encoding` (may be NULL) given the
+ * variants that exist. */
+int tryon__webapp_pick_encoding(const char *accept_encoding, bool have_gzip, bool have_br);
+/* Answers a GET/HEAD of a path the web app owns (never blocks, no disk). */
+void tryon__webapp_serve(const tryon__webapp *w, const tryon_api_request *req,
+                         tryon_api_response *resp);
 
 /* ---- metrics (metrics.c) */
 void tryon__api_metrics_text(tryon_api *api, tryon_buf *out);

@@ -301,6 +301,9 @@ void tryon__api_h_upload_delete(tryon_api *api, const tryon_api_request *req,
 
 /* ---------------------------------------------------------------------- serving files */
 
+/* Where Telegram's web clients run; downloadFile needs the link to allow it by CORS. */
+#define TELEGRAM_WEB_ORIGIN "https://web.telegram.org"
+
 static void serve_file(tryon_api *api, const tryon_api_request *req, tryon_api_response *resp,
                        bool thumb) {
   char id[TRYON_UUID_STR_LEN], key[48], etag[64], cache[64];
@@ -324,6 +327,12 @@ static void serve_file(tryon_api *api, const tryon_api_request *req, tryon_api_r
   tryon_api_response_header(resp, "ETag", etag);
   /* The web app may live on another origin, and providers fetch these server to server. */
   tryon_api_response_header(resp, "Cross-Origin-Resource-Policy", "cross-origin");
+  /* ?download=1 (not signed: it changes no byte, only how the answer is saved) is for
+   * Telegram's downloadFile, whose web client fetches the link from its own origin. */
+  const char *dl = tryon__api_query(req, "download");
+  bool download = dl != NULL && strcmp(dl, "1") == 0;
+  if (download && !tryon__api_has_header(resp, "Access-Control-Allow-Origin"))
+    tryon_api_response_header(resp, "Access-Control-Allow-Origin", TELEGRAM_WEB_ORIGIN);
   const char *inm = tryon__api_header(req, "If-None-Match");
   if (inm != NULL && strstr(inm, etag) != NULL) {
     resp->status = 304;
@@ -347,6 +356,12 @@ static void serve_file(tryon_api *api, const tryon_api_request *req, tryon_api_r
   resp->content_type = resp->body.len >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF
                            ? "image/jpeg"
                            : "image/png";
+  if (download) {
+    char disp[96];
+    snprintf(disp, sizeof disp, "attachment; filename=\"tryon-%s%s.%s\"", id, thumb ? "-thumb" : "",
+             resp->content_type[6] == 'j' ? "jpg" : "png");
+    tryon_api_response_header(resp, "Content-Disposition", disp);
+  }
   resp->status = 200;
 }
 

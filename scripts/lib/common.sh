@@ -17,6 +17,9 @@ TRYON_APT_PACKAGES=(
   # the CLI tests read JSON vectors and replies with it
   python3
   postgresql
+  # the browser tests (tests/browser) drive Debian's Chromium through playwright-core;
+  # Node.js and npm are not from Debian (see ensure_node)
+  chromium
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -34,6 +37,51 @@ ensure_packages() {
   say "installing ${missing[*]}"
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# ------------------------------------------------------------------ Node.js and the web app
+
+# Node.js 20+ and npm come with the machine, not from Debian (Debian 12's nodejs is 18,
+# too old for Vite): check them and say what to do when they are missing.
+ensure_node() {
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ||
+    die "Node.js 20 or later and npm are needed for the web app and the browser tests; install them from nodejs.org or NodeSource (Debian 12's nodejs is too old), then run this again"
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  [ "$major" -ge 20 ] || die "Node.js $(node --version) is too old: the web app needs 20 or later"
+}
+
+# npm_ci_if_changed DIR: `npm ci` in DIR when its package-lock.json changed since the
+# last install (a checksum kept in node_modules, which npm ci replaces whole).
+npm_ci_if_changed() {
+  local dir=$1 stamp=$1/node_modules/.tryon-lock-sha256 sum
+  sum=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then
+    return 0
+  fi
+  say "installing the packages of ${dir#"$TRYON_ROOT"/} (npm ci)"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed in $dir"
+  printf '%s\n' "$sum" >"$stamp"
+}
+
+# webapp_build: builds webapp/ into webapp/dist when anything under webapp/ (but
+# node_modules and dist) is newer than the last build; sets WEBAPP_DIST. Returns 1 when
+# the branch has no web app yet (no webapp/package.json).
+WEBAPP_DIST=$TRYON_ROOT/webapp/dist
+webapp_build() {
+  local app=$TRYON_ROOT/webapp stamp=$TRYON_ROOT/webapp/dist/.tryon-built
+  [ -f "$app/package.json" ] || return 1
+  ensure_node
+  npm_ci_if_changed "$app"
+  if [ -f "$stamp" ] && [ -f "$WEBAPP_DIST/index.html" ] &&
+    [ -z "$(find "$app" \( -path "$app/node_modules" -o -path "$app/dist" \) -prune -o \
+      -newer "$stamp" -print -quit)" ]; then
+    return 0
+  fi
+  say "building the web app (npm run build) into ${WEBAPP_DIST#"$TRYON_ROOT"/}"
+  (cd "$app" && npm run build --silent) || die "the web app does not build (cd webapp && npm run build)"
+  # After the build: Vite empties dist/ first. Dot files are not served.
+  touch "$stamp"
 }
 
 # ------------------------------------------------------------------ PostgreSQL cluster

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <tryon/auth.h>
@@ -240,8 +241,84 @@ static void test_server__operations_and_headers(void **state) {
   tryon_reply_free(&m);
 }
 
+/* The real binary with TRYON_WEBAPP_DIR on a small fake dist (written by main): the
+ * app's pages, its assets and their encodings, while the API keeps its own answers. */
+static const char FAKE_INDEX[] = "<!doctype html><title>fake app</title>";
+
+static void test_server__serves_the_web_app(void **state) {
+  (void)state;
+  tryon_reply r = tryon_test_http("GET", "/history", NULL, NULL, 0);
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.body.data, FAKE_INDEX);
+  assert_true(tryon_reply_has_header(&r, "Content-Type: text/html"));
+  assert_true(tryon_reply_has_header(&r, "Cache-Control: no-cache"));
+  assert_true(tryon_reply_has_header(
+      &r, "Content-Security-Policy: default-src 'self'; script-src 'self'; style-src 'self'; "
+          "img-src 'self' blob: data:; connect-src 'self'; frame-ancestors "
+          "https://web.telegram.org https://*.telegram.org"));
+  assert_false(tryon_reply_has_header(&r, "X-Frame-Options"));
+  tryon_reply_free(&r);
+
+  const char *br[] = {"Accept-Encoding: gzip, br", NULL};
+  r = tryon_test_http("GET", "/assets/app-1.js", br, NULL, 0);
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.body.data, "BR");
+  assert_true(tryon_reply_has_header(&r, "Content-Encoding: br"));
+  assert_true(tryon_reply_has_header(&r, "Vary: Accept-Encoding"));
+  assert_true(tryon_reply_has_header(&r, "Cache-Control: public, max-age=31536000, immutable"));
+  assert_true(tryon_reply_has_header(&r, "Content-Type: text/javascript"));
+  assert_true(tryon_reply_has_header(&r, "X-Frame-Options: DENY"));
+  char inm[80] = "If-None-Match: ";
+  const char *etag = strstr(r.headers.data, "ETag: ");
+  assert_non_null(etag);
+  snprintf(inm + 15, sizeof inm - 15, "%.*s", (int)strcspn(etag + 6, "\r\n"), etag + 6);
+  tryon_reply_free(&r);
+  const char *again[] = {"Accept-Encoding: br", inm, NULL};
+  r = tryon_test_http("GET", "/assets/app-1.js", again, NULL, 0);
+  assert_int_equal(r.status, 304);
+  tryon_reply_free(&r);
+
+  r = tryon_test_http("GET", "/assets/app-1.js", NULL, NULL, 0);
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.body.data, "console.log(1)");
+  assert_false(tryon_reply_has_header(&r, "Content-Encoding"));
+  tryon_reply_free(&r);
+  tryon_expect_error(tryon_test_http("GET", "/assets/stale-0.js", NULL, NULL, 0), 404, "not_found");
+  tryon_expect_error(tryon_test_http("GET", "/api/nope", NULL, NULL, 0), 404, "not_found");
+  r = tryon_test_http("GET", "/healthz", NULL, NULL, 0);
+  assert_int_equal(r.status, 200);
+  assert_true(tryon_reply_has_header(&r, "X-Frame-Options: DENY"));
+  tryon_reply_free(&r);
+}
+
+/* A small dist in a temporary folder (removed by the caller). */
+static void write_fake_dist(const char *dir) {
+  static const struct {
+    const char *name;
+    const char *data;
+  } files[] = {{"index.html", FAKE_INDEX},
+               {"assets/app-1.js", "console.log(1)"},
+               {"assets/app-1.js.br", "BR"},
+               {"assets/app-1.js.gz", "GZ"}};
+  char path[256];
+  snprintf(path, sizeof path, "%s/assets", dir);
+  if (mkdir(path, 0700) != 0)
+    abort();
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, files[i].name);
+    FILE *fp = fopen(path, "wb");
+    if (fp == NULL || fputs(files[i].data, fp) == EOF || fclose(fp) != 0)
+      abort();
+  }
+}
+
 int main(void) {
-  static const char *const env[] = {"TRYON_METRICS_TOKEN=" METRICS_TOKEN, NULL};
+  static char dist[64] = "/tmp/tryon-dist-XXXXXX", webapp[96];
+  if (mkdtemp(dist) == NULL)
+    return 1;
+  write_fake_dist(dist);
+  snprintf(webapp, sizeof webapp, "TRYON_WEBAPP_DIR=%s", dist);
+  const char *const env[] = {"TRYON_METRICS_TOKEN=" METRICS_TOKEN, webapp, NULL};
   tryon_testserver_extra_env = env;
   tryon_test_log_init();
   const struct CMUnitTest tests[] = {
@@ -252,7 +329,13 @@ int main(void) {
       cmocka_unit_test(test_server__blocked_user_is_refused),
       cmocka_unit_test(test_server__wallet_shows_the_free_month),
       cmocka_unit_test(test_server__operations_and_headers),
+      cmocka_unit_test(test_server__serves_the_web_app),
   };
-  return cmocka_run_group_tests_name("server", tests, tryon_testserver_start,
-                                     tryon_testserver_stop);
+  int rc =
+      cmocka_run_group_tests_name("server", tests, tryon_testserver_start, tryon_testserver_stop);
+  char cmd[96];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dist);
+  if (system(cmd) != 0)
+    rc = 1;
+  return rc;
 }

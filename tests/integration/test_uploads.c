@@ -223,6 +223,7 @@ static void test_uploads__links_are_cached_and_refuse_tampering(void **state) {
   assert_int_equal(ok.status, 200);
   assert_true(tryon_reply_has_header(&ok, "Cache-Control: private, max-age="));
   assert_true(tryon_reply_has_header(&ok, "ETag: \""));
+  assert_false(tryon_reply_has_header(&ok, "Content-Disposition"));
   tryon_reply_free(&ok);
   char inm[96];
   snprintf(inm, sizeof inm, "If-None-Match: \"%s\"", json_str(r.json, "id"));
@@ -230,6 +231,18 @@ static void test_uploads__links_are_cached_and_refuse_tampering(void **state) {
   tryon_reply nm = tryon_test_get_url(url, h);
   assert_int_equal(nm.status, 304);
   tryon_reply_free(&nm);
+
+  /* &download=1 (Telegram's downloadFile): the same signed link, saved as a file, and
+   * readable by Telegram's web client. */
+  char dl[1024], disp[128];
+  snprintf(dl, sizeof dl, "%s&download=1", url);
+  tryon_reply d = tryon_test_get_url(dl, NULL);
+  assert_int_equal(d.status, 200);
+  snprintf(disp, sizeof disp, "Content-Disposition: attachment; filename=\"tryon-%s.jpg\"",
+           json_str(r.json, "id"));
+  assert_true(tryon_reply_has_header(&d, disp));
+  assert_true(tryon_reply_has_header(&d, "Access-Control-Allow-Origin: https://web.telegram.org"));
+  tryon_reply_free(&d);
 
   /* One changed character of the signature; no signature; the thumb's link for the
    * full image. */
