@@ -574,12 +574,20 @@ export interface paths {
          *     `/files/<id>[/thumb]?exp=<unix>&sig=<hmac>`; they work until `exp` for anyone who
          *     has them, and cannot be forged. Cached privately until `exp`; `ETag` and
          *     `If-None-Match` → 304.
+         *
+         *     `&download=1` (added by the app; not part of the signature, it changes no byte) is
+         *     for Telegram's `downloadFile`: the answer then carries
+         *     `Content-Disposition: attachment; filename="tryon-<id>.<jpg|png>"` and
+         *     `Access-Control-Allow-Origin: https://web.telegram.org`, which Telegram's web
+         *     client needs to fetch it.
          */
         get: {
             parameters: {
                 query: {
                     exp: number;
                     sig: string;
+                    /** @description `1`: answer as an attachment for Telegram's downloadFile. */
+                    download?: "1";
                 };
                 header?: never;
                 path: {
@@ -592,6 +600,10 @@ export interface paths {
                 /** @description The image. */
                 200: {
                     headers: {
+                        /** @description With `download=1`: `attachment; filename="tryon-<id>.<ext>"`. */
+                        "Content-Disposition"?: string;
+                        /** @description With `download=1`: `https://web.telegram.org`. */
+                        "Access-Control-Allow-Origin"?: string;
                         [name: string]: unknown;
                     };
                     content: {

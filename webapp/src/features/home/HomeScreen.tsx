@@ -11,7 +11,12 @@ import { Button, Card, ErrorMessage, ImageBox, Screen, Spinner } from '../../ui/
 export function LangSwitch() {
   const { lang, setLang, t } = useI18n();
   return (
-    <Button data-testid="lang-switch" onClick={() => setLang(lang === 'ru' ? 'en' : 'ru')} aria-label={t('language')}>
+    // The accessible name starts with the visible text (WCAG 2.5.3), then says what it is.
+    <Button
+      data-testid="lang-switch"
+      onClick={() => setLang(lang === 'ru' ? 'en' : 'ru')}
+      aria-label={`${lang === 'ru' ? 'EN' : 'RU'} — ${t('language')}`}
+    >
       {lang === 'ru' ? 'EN' : 'RU'}
     </Button>
   );
@@ -71,7 +76,7 @@ export function HomeScreen() {
           </span>
           <span>
             <span className="block font-semibold">{t('toolTryon')}</span>
-            <span className="block text-sm opacity-90">{t('toolTryonHint')}</span>
+            <span className="block text-sm">{t('toolTryonHint')}</span>
           </span>
         </button>
         <button type="button" disabled aria-disabled="true" className="flex min-h-20 items-center gap-3 rounded-2xl bg-card p-4 text-left opacity-70">

@@ -73,10 +73,14 @@ export default function ResultScreen(props: { id: string; person: Upload | null 
 
   function download(): void {
     if (!g?.result) return;
-    const url = new URL(g.result.url, window.location.href).href;
+    const link = new URL(g.result.url, window.location.href);
     const name = `tryon-${g.id.slice(0, 8)}.${g.output_format === 'jpeg' ? 'jpg' : 'png'}`;
-    if (launch.canDownload && tryDownload(url, name)) return;
-    window.open(url, '_blank', 'noopener');
+    // Telegram's download sheet fetches the file itself: the server then answers it as an
+    // attachment with the CORS header Telegram needs (the signature does not cover it).
+    const attachment = new URL(link.href);
+    attachment.searchParams.set('download', '1');
+    if (launch.canDownload && tryDownload(attachment.href, name)) return;
+    window.open(link.href, '_blank', 'noopener');
   }
 
   return (
