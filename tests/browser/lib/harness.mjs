@@ -168,6 +168,8 @@ export function signInitData(user, { botToken = BOT_TOKEN, authDate = Math.floor
   return new URLSearchParams({ ...fields, hash }).toString();
 }
 
+// Telegram's real default palettes: LIGHT is the light theme (iOS / Web K), DARK the
+// Android and Desktop night theme, DARK_K Web K's dark theme.
 export const LIGHT_THEME = {
   bg_color: '#ffffff',
   text_color: '#000000',
@@ -198,6 +200,22 @@ export const DARK_THEME = {
   section_header_text_color: '#b1c3d5',
   subtitle_text_color: '#b1c3d5',
   destructive_text_color: '#ef5b5b',
+};
+
+export const DARK_K_THEME = {
+  bg_color: '#212121',
+  text_color: '#ffffff',
+  hint_color: '#aaaaaa',
+  link_color: '#8774e1',
+  button_color: '#8774e1',
+  button_text_color: '#ffffff',
+  secondary_bg_color: '#0f0f0f',
+  header_bg_color: '#212121',
+  accent_text_color: '#8774e1',
+  section_bg_color: '#212121',
+  section_header_text_color: '#aaaaaa',
+  subtitle_text_color: '#aaaaaa',
+  destructive_text_color: '#ff595a',
 };
 
 /** The URL Telegram opens: the app's address with the launch parameters in the fragment. */

@@ -10,6 +10,7 @@ import {
   themeParams,
   viewport,
 } from '@telegram-apps/sdk-react';
+import { readableVars } from './contrast';
 import type { LaunchInfo } from './launchParams';
 
 /** Runs a bridge call that may be unavailable on this client; never throws. */
@@ -27,6 +28,12 @@ export function applyThemeVars(theme: Record<string, string | undefined>, root =
   for (const [k, v] of Object.entries(theme)) {
     if (v) root.style.setProperty('--tg-theme-' + k.replace(/_/g, '-'), v);
   }
+  applyReadableVars(theme, root);
+}
+
+/** The app's readable text colours (contrast.ts) derived from `theme`, as --app-* variables. */
+export function applyReadableVars(theme: Record<string, string | undefined>, root = document.documentElement): void {
+  for (const [name, v] of Object.entries(readableVars(theme))) root.style.setProperty(name, v);
 }
 
 let started = false;
@@ -46,6 +53,8 @@ export function startTelegram(info: LaunchInfo): void {
   safe(() => backButton.mount.ifAvailable());
   safe(() => themeParams.mountSync.ifAvailable());
   safe(() => themeParams.bindCssVars.ifAvailable());
+  // The derived colours follow the theme live too (theme_changed updates the state).
+  safe(() => themeParams.state.sub((st) => applyReadableVars(st)));
   safe(() => miniApp.mountSync.ifAvailable());
   safe(() => miniApp.bindCssVars.ifAvailable());
   safe(() => {
