@@ -19,6 +19,7 @@
 
 #include "api/api_internal.h"
 
+#include "api_test.h"
 #include "testsupport.h"
 
 /* ------------------------------------------------------------------- rate limiting */
@@ -122,37 +123,10 @@ static int teardown(void **state) {
   return 0;
 }
 
-typedef struct hdrs {
-  const char *names[4];
-  const char *values[4];
-} hdrs;
-
-static const char *lookup(void *ud, const char *name) {
-  const hdrs *h = ud;
-  for (int i = 0; i < 4 && h->names[i]; i++) {
-    if (strcasecmp(h->names[i], name) == 0)
-      return h->values[i];
-  }
-  return NULL;
-}
-
-static const char *resp_header(const tryon_api_response *r, const char *name) {
-  for (size_t i = 0; i < r->nheaders; i++) {
-    if (strcasecmp(r->headers[i].name, name) == 0)
-      return r->headers[i].value;
-  }
-  return NULL;
-}
-
 /* Plans (and, unless done, handles) a body-less request. */
 static void serve(fixture *f, const char *method, const char *path, hdrs *h,
                   tryon_api_response *resp, tryon_api_plan *plan) {
-  tryon_api_request req = {
-      .method = method, .path = path, .client_ip = "192.0.2.7", .header = lookup, .header_ud = h};
-  tryon_api_response_init(resp);
-  tryon_api_plan_request(f->api, &req, plan, resp);
-  if (!plan->done)
-    tryon_api_handle(f->api, plan, &req, resp);
+  api_serve(f->api, method, path, h, resp, plan);
 }
 
 static void assert_error_code(const tryon_api_response *r, const char *code) {
