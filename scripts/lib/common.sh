@@ -20,6 +20,9 @@ TRYON_APT_PACKAGES=(
   # the browser tests (tests/browser) drive Debian's Chromium through playwright-core;
   # Node.js and npm are not from Debian (see ensure_node)
   chromium
+  # the app's category and tool icons are emoji, which phones and desktops draw with
+  # their own emoji font; a bare Debian has none, and the screenshots would show boxes
+  fonts-noto-color-emoji
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
