@@ -18,6 +18,9 @@ describe('formatting', () => {
     expect(formatDate('2025-11-28T20:48:00Z', 'ru', 'utc')).toBe('28 ноября 2025');
     expect(formatDateTime('2025-11-28T20:48:00Z', 'ru', 'moscow')).toBe('28 ноября 2025, 23:48');
     expect(formatDate('nonsense', 'en')).toBe('');
+    // The free month ends at Moscow midnight: it renews on the 1st, seen from anywhere.
+    expect(formatDate('2026-12-31T21:00:00Z', 'en', 'moscow')).toBe('1 January 2027');
+    expect(formatDate('2026-12-31T21:00:00Z', 'ru', 'moscow')).toBe('1 января 2027');
   });
 
   it('credits with Russian plurals', () => {

@@ -52,7 +52,9 @@ export function HomeScreen() {
               <p className="text-sm text-hint">
                 {t(b.plan === 'free' ? 'freeLeft' : 'periodLeft', {
                   n: credits(b.period ?? 0, lang),
-                  date: formatDate(b.period_ends_at, lang),
+                  // The free month renews at Moscow midnight (the server's month):
+                  // "1 January", whatever the phone's time zone.
+                  date: formatDate(b.period_ends_at, lang, b.plan === 'free' ? 'moscow' : 'local'),
                 })}
               </p>
             )}

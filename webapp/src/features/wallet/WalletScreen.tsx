@@ -33,7 +33,7 @@ export default function WalletScreen(props: { need: { balance: number | null; co
             <ul className="mt-1">
               <li>
                 {t('bucketPeriod')}: {credits(d.balance.period ?? 0, lang)}
-                {d.balance.period_ends_at && <span className="text-hint"> · {formatDate(d.balance.period_ends_at, lang)}</span>}
+                {d.balance.period_ends_at && <span className="text-hint"> · {formatDate(d.balance.period_ends_at, lang, d.balance.plan === 'free' ? 'moscow' : 'local')}</span>}
               </li>
               <li>
                 {t('bucketPack')}: {credits(d.balance.pack ?? 0, lang)}
