@@ -319,6 +319,30 @@ test("Russian and English follow the user's language_code, and the switch change
   await ru.context.close();
 });
 
+test('from 320 to 480 px wide nothing overflows sideways (home, try-on, wallet)', async () => {
+  const app = await signedIn(newUser({ first: 'Narrow', lang: 'ru' })); // Russian: the longer words
+  const overflow = () =>
+    app.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  for (const width of [320, 480]) {
+    await app.page.setViewportSize({ width, height: 640 });
+    assert.ok((await overflow()) <= 0, `home overflows at ${width} px`);
+    await el(app, 'tool-tryon').click();
+    await el(app, 'screen-tryon').waitFor({ timeout: STEP_MS });
+    assert.ok((await overflow()) <= 0, `try-on overflows at ${width} px`);
+    if (width === 320) await app.shot('tryon-320');
+    await app.press('back_button_pressed');
+    await el(app, 'screen-home').waitFor({ timeout: STEP_MS });
+    await el(app, 'nav-wallet').first().click();
+    await el(app, 'screen-wallet').waitFor({ timeout: STEP_MS });
+    assert.ok((await overflow()) <= 0, `wallet overflows at ${width} px`);
+    if (width === 320) await app.shot('wallet-320');
+    await app.press('back_button_pressed');
+    await el(app, 'screen-home').waitFor({ timeout: STEP_MS });
+  }
+  assert.deepEqual(app.errors, []);
+  await app.context.close();
+});
+
 test('opened without initData: the explanatory screen, never a blank page', async () => {
   const app = await openMiniApp(browser, stack.base, { initData: undefined });
   await el(app, 'screen-outside-telegram').waitFor({ timeout: STEP_MS });
