@@ -71,9 +71,11 @@ typedef struct tryon_api_request {
 
 #define TRYON_API_MAX_HEADERS 16
 
+/* A response header. `value` holds the longest one the API sets (the page's CSP) with
+ * room to spare; a longer one would be cut, so keep new policies under it. */
 typedef struct tryon_api_header {
   char name[40];
-  char value[216];
+  char value[384];
 } tryon_api_header;
 
 /* What the API answers. Initialise with tryon_api_response_init, release with

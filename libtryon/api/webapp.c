@@ -20,7 +20,8 @@
  * clients alone (web.telegram.org hosts both the K and A clients). */
 #define PAGE_CSP                                                                          \
   "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; " \
-  "connect-src 'self'; frame-ancestors https://web.telegram.org https://*.telegram.org"
+  "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "          \
+  "frame-ancestors https://web.telegram.org https://*.telegram.org"
 
 enum { ENC_IDENTITY, ENC_GZIP, ENC_BR, ENC_COUNT };
 
@@ -194,8 +195,11 @@ static tryon_status walk(tryon__webapp *w, const char *dir, const char *rel, int
     int b = snprintf(sub, sizeof sub, "%s/%s", rel, e->d_name);
     if (a < 0 || (size_t)a >= sizeof full || b < 0 || (size_t)b >= sizeof sub) {
       st = tryon_err_set(err, TRYON_E_CONFIG, "a path in the web app is too long: %s", full);
-    } else if (stat(full, &sb) != 0) {
+    } else if (lstat(full, &sb) != 0) {
       st = tryon_err_set(err, TRYON_E_IO, "cannot read %s: %s", full, strerror(errno));
+    } else if (S_ISLNK(sb.st_mode)) {
+      /* A link could serve anything on the machine (or loop): the build writes none. */
+      st = tryon_err_set(err, TRYON_E_CONFIG, "the web app holds a symbolic link: %s", full);
     } else if (S_ISDIR(sb.st_mode)) {
       st =
           depth < WEBAPP_DEPTH_MAX
@@ -280,6 +284,10 @@ tryon_status tryon__webapp_load(const char *dir, size_t max_total, tryon__webapp
   while (n > 1 && dir[n - 1] == '/')
     n--; /* "dist/" and "dist" name the same folder */
   char root[2048];
+  if (n >= sizeof root) {
+    st = tryon_err_set(err, TRYON_E_CONFIG, "TRYON_WEBAPP_DIR is too long");
+    goto out;
+  }
   snprintf(root, sizeof root, "%.*s", (int)n, dir);
   st = walk(w, root, "", 0, max_total, err);
   if (st != TRYON_OK)
@@ -429,6 +437,7 @@ void tryon__webapp_serve(const tryon__webapp *w, const tryon_api_request *req,
     tryon_api_response_header(resp, "Cross-Origin-Resource-Policy", "cross-origin");
   }
   const char *inm = tryon__api_header(req, "If-None-Match");
+  resp->content_type = f->content_type; /* a 304 names the type it stands for */
   if (inm != NULL && etag_listed(inm, v->etag)) {
     resp->status = 304;
     return;

@@ -254,7 +254,8 @@ static void test_server__serves_the_web_app(void **state) {
   assert_true(tryon_reply_has_header(&r, "Cache-Control: no-cache"));
   assert_true(tryon_reply_has_header(
       &r, "Content-Security-Policy: default-src 'self'; script-src 'self'; style-src 'self'; "
-          "img-src 'self' blob: data:; connect-src 'self'; frame-ancestors "
+          "img-src 'self' blob: data:; connect-src 'self'; object-src 'none'; "
+          "base-uri 'none'; form-action 'self'; frame-ancestors "
           "https://web.telegram.org https://*.telegram.org"));
   assert_false(tryon_reply_has_header(&r, "X-Frame-Options"));
   tryon_reply_free(&r);

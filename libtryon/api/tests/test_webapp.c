@@ -21,7 +21,8 @@
 
 #define PAGE_CSP                                                                          \
   "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; " \
-  "connect-src 'self'; frame-ancestors https://web.telegram.org https://*.telegram.org"
+  "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "          \
+  "frame-ancestors https://web.telegram.org https://*.telegram.org"
 
 static const char INDEX[] = "<!doctype html><title>tryon</title><div id=root></div>";
 static const char APP_JS[] = "console.log('app');";
@@ -325,6 +326,7 @@ static void test_webapp__etag_and_304(void **state) {
       assert_int_equal(r.body.len, 0);
       assert_non_null(resp_header(&r, "ETag"));
       assert_string_equal(resp_header(&r, "Cache-Control"), "public, max-age=31536000, immutable");
+      assert_string_equal(r.content_type, "text/javascript; charset=utf-8");
     }
     tryon_api_response_release(&r);
   }
@@ -400,8 +402,18 @@ static void test_webapp__refuses_to_start_on_a_bad_folder(void **state) {
   assert_non_null(strstr(tryon_err_message(&err), "larger than 64 MiB"));
   close_api(&f);
 
-  /* Fixed, it starts; a trailing slash names the same folder. */
+  /* A symbolic link could serve any file of the machine: refused (review finding). */
   assert_int_equal(unlink(big), 0);
+  char link_path[128];
+  snprintf(link_path, sizeof link_path, "%s/leak.txt", dir);
+  assert_int_equal(symlink("/etc/hostname", link_path), 0);
+  tryon_err_clear(&err);
+  assert_int_equal(open_api(&f, dir, &err), TRYON_E_CONFIG);
+  assert_non_null(strstr(tryon_err_message(&err), "symbolic link"));
+  close_api(&f);
+  assert_int_equal(unlink(link_path), 0);
+
+  /* Fixed, it starts; a trailing slash names the same folder. */
   char slash[80];
   snprintf(slash, sizeof slash, "%s/", dir);
   tryon_err_clear(&err);
