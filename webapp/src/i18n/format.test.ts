@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { credits, formatDate, formatDateTime, formatElapsed, formatMoney, langFromCode, ledgerLine } from './format';
+import { creditWord, credits, formatDate, formatDateTime, formatElapsed, formatMoney, langFromCode, ledgerLine } from './format';
 import { DICTS } from './strings';
 
 describe('formatting', () => {
@@ -31,6 +31,11 @@ describe('formatting', () => {
     expect(credits(21, 'ru')).toBe('21 кредит');
     expect(credits(1, 'en')).toBe('1 credit');
     expect(credits(2, 'en')).toBe('2 credits');
+    // The word alone, next to a big number (home, wallet, the confirm step).
+    expect(creditWord(1, 'en')).toBe('credit');
+    expect(creditWord(10, 'en')).toBe('credits');
+    expect(creditWord(2, 'ru')).toBe('кредита');
+    expect(creditWord(10, 'ru')).toBe('кредитов');
   });
 
   it('ledger entries in plain words', () => {

@@ -110,9 +110,14 @@ export function ruPlural(n: number): 0 | 1 | 2 {
   return 2;
 }
 
+/** The word for n credits alone: "credit"/"credits", "кредит"/"кредита"/"кредитов". */
+export function creditWord(n: number, lang: Lang): string {
+  if (lang === 'ru') return ['кредит', 'кредита', 'кредитов'][ruPlural(n)] ?? 'кредитов';
+  return Math.abs(n) === 1 ? 'credit' : 'credits';
+}
+
 export function credits(n: number, lang: Lang): string {
-  if (lang === 'ru') return `${n} ${['кредит', 'кредита', 'кредитов'][ruPlural(n)]}`;
-  return `${n} ${Math.abs(n) === 1 ? 'credit' : 'credits'}`;
+  return `${n} ${creditWord(n, lang)}`;
 }
 
 /** A ledger entry in plain words: "Try-on −2", "Refund — failed try-on +2", … */

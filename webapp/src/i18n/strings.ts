@@ -14,7 +14,6 @@ const en = {
   outsideText: 'Try-on works inside Telegram: open the bot and tap its menu button.',
   outsideButton: 'Open the bot',
   balance: 'Balance',
-  creditsWord: 'credits',
   plan: 'Plan',
   plan_free: 'Free',
   plan_start: 'Start',
@@ -138,7 +137,6 @@ const ru: Dict = {
   outsideText: 'Примерка работает внутри Telegram: откройте бота и нажмите кнопку меню.',
   outsideButton: 'Открыть бота',
   balance: 'Баланс',
-  creditsWord: 'кредитов',
   plan: 'Тариф',
   plan_free: 'Бесплатный',
   plan_start: 'Старт',
@@ -249,3 +247,4 @@ export function interpolate(s: string, vars?: Record<string, string | number>): 
   if (!vars) return s;
   return s.replace(/\{(\w+)\}/g, (m, k: string) => (k in vars ? String(vars[k]) : m));
 }
+

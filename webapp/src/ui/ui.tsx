@@ -59,7 +59,8 @@ export function useErrorText(): (e: unknown) => string {
     if (isApiError(e)) {
       if (e.offline) return t('offline');
       if (e.status === 429) return e.retryAfter ? t('rateLimited', { s: e.retryAfter }) : t('rateLimitedSoon');
-      if (e.message) return e.message;
+      // The server's own words, as a sentence (its messages start in lower case).
+      if (e.message) return e.message.charAt(0).toUpperCase() + e.message.slice(1);
     }
     return t('genericError');
   };

@@ -3,7 +3,7 @@ import { useApiClient } from '../../app/api';
 import { useNav } from '../../app/navContext';
 import { useBilling } from '../../app/queries';
 import { useI18n } from '../../i18n';
-import { credits, formatDate } from '../../i18n/format';
+import { creditWord, credits, formatDate } from '../../i18n/format';
 import type { Key } from '../../i18n/strings';
 import { useMainButton } from '../../telegram/hooks';
 import { Button, Card, ErrorMessage, ImageBox, Screen, Spinner } from '../../ui/ui';
@@ -43,7 +43,7 @@ export function HomeScreen() {
           <>
             <p className="text-3xl font-bold">
               <span data-testid="balance-total">{b?.total ?? 0}</span>{' '}
-              <span className="text-base font-normal text-hint">{t('creditsWord')}</span>
+              <span className="text-base font-normal text-hint">{creditWord(b?.total ?? 0, lang)}</span>
             </p>
             <p className="mt-1">
               {t('plan')}: {t(('plan_' + (b?.plan ?? 'none')) as Key)}

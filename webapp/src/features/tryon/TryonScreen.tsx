@@ -6,7 +6,7 @@ import { useBilling } from '../../app/queries';
 import { isApiError } from '../../api/client';
 import { ASPECT_RATIOS, CATEGORIES, OUTPUT_FORMATS, type Category, type Upload } from '../../api/types';
 import { useI18n } from '../../i18n';
-import { credits } from '../../i18n/format';
+import { creditWord } from '../../i18n/format';
 import type { Key } from '../../i18n/strings';
 import { haptic, haptic_select, setClosingConfirmation } from '../../telegram/sdk';
 import { Card, ErrorMessage, ImageBox, Screen } from '../../ui/ui';
@@ -206,7 +206,7 @@ export default function TryonScreen(props: { person: Upload | null }) {
           </p>
           <p className="mt-2 text-lg">
             {t('cost')}: <span data-testid="confirm-cost">{cost ?? '…'}</span>
-            <span className="text-hint"> ({cost !== null ? credits(cost, lang) : ''})</span>
+            {cost !== null && <span> {creditWord(cost, lang)}</span>}
           </p>
           {total !== null && cost !== null && (
             <p>

@@ -1,6 +1,6 @@
 import { useBilling } from '../../app/queries';
 import { useI18n } from '../../i18n';
-import { credits, formatDate, formatDateTime, formatDelta, formatMoney, ledgerLabel } from '../../i18n/format';
+import { creditWord, credits, formatDate, formatDateTime, formatDelta, formatMoney, ledgerLabel } from '../../i18n/format';
 import type { Key } from '../../i18n/strings';
 import { useMainButton } from '../../telegram/hooks';
 import { Card, ErrorMessage, Screen, Spinner } from '../../ui/ui';
@@ -27,7 +27,7 @@ export default function WalletScreen(props: { need: { balance: number | null; co
             <p className="text-lg font-semibold">{t(('plan_' + (d.balance.plan ?? 'none')) as Key)}</p>
             <p className="mt-2 text-3xl font-bold">
               <span data-testid="balance-total">{d.balance.total ?? 0}</span>{' '}
-              <span className="text-base font-normal text-hint">{t('creditsWord')}</span>
+              <span className="text-base font-normal text-hint">{creditWord(d.balance.total ?? 0, lang)}</span>
             </p>
             <h3 className="mt-3 text-sm text-hint">{t('buckets')}</h3>
             <ul className="mt-1">
