@@ -602,14 +602,15 @@ static tryon_status cancel_tx(tryon_db_conn *c, void *ud, tryon_err *err) {
    * at the provider already: its owner cannot take the credits back now; the job goes on
    * and follows that task to its end. The task id's first durable record is the job's
    * checkpoint (the generation gets it in a later step that may not have happened), so
-   * both are asked. (The job row is locked by the cancel above, so no worker records a
-   * task meanwhile; refusing rolls the cancel back.) Operators may. */
+   * both are asked — and a createTask that left without its answer counts too. (The job row is
+   * locked by the cancel above, so no worker records a task meanwhile; refusing rolls the cancel
+   * back.) Operators may. */
   if (st == TRYON_OK && op->user_id > 0 && strcmp(job.kind, TRYON_GENERATIONS_JOB_KIND) == 0) {
     const char *p[] = {op->job_id};
     st = tryon_db_exec(c,
                        "SELECT 1 FROM generations g, jobs j WHERE g.job_id = $1::uuid"
                        " AND j.id = g.job_id AND (g.provider_task_id IS NOT NULL"
-                       " OR j.payload ? 'task_id')",
+                       " OR j.payload ? 'task_id' OR j.payload @> '{\"create_sent\":true}')",
                        1, p, &res, err);
     if (st == TRYON_OK && PQntuples(res) > 0)
       st = tryon_err_set(err, TRYON_E_FORBIDDEN,

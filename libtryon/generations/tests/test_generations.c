@@ -573,6 +573,19 @@ static void test_generations__owner_cannot_cancel_once_a_provider_task_exists(vo
   EXPECT_STATUS(tryon_generations_cancel_job(f->c, NULL, d.job_id, u, f->now, &err),
                 TRYON_E_FORBIDDEN, &err, "owner's cancel after the checkpoint alone");
   expect_sql(f, "SELECT state FROM jobs WHERE id = $1::uuid", d.job_id, "queued", "goes on");
+
+  /* A createTask that left and whose answer never came (create_sent) counts the same:
+   * kie.ai may be billing a task for it. */
+  tryon_generations_created e;
+  assert_int_equal(try_on(f, u, a, b, "c5", &e, NULL), TRYON_OK);
+  const char *ep[] = {e.job_id};
+  EXPECT_STATUS(tryon_db_exec(f->c,
+                              "UPDATE jobs SET payload = payload || '{\"create_sent\":true}'"
+                              " WHERE id = $1::uuid",
+                              1, ep, NULL, &err),
+                TRYON_OK, &err, "create in flight");
+  EXPECT_STATUS(tryon_generations_cancel_job(f->c, NULL, e.job_id, u, f->now, &err),
+                TRYON_E_FORBIDDEN, &err, "owner's cancel with a create in flight");
   check_books(f);
 }
 
